@@ -1,0 +1,41 @@
+"""AlignEZ Studio engine: steer a language model along axes named in plain words.
+
+Data flows model → pairs → activations → subspace → edit → generation; each step is a module.
+"""
+
+from .edit import Edit, LayerEdit
+from .errors import (
+    AlignEZError,
+    EditError,
+    FitCancelled,
+    FitError,
+    ModelLoadError,
+    PackError,
+    UnsupportedModelError,
+)
+from .generation import Row, RowOutput, SamplingConfig, generate, generate_rows, stream_rows
+from .model import LoadedModel, load_model
+from .rules import get_rule, register_rule, rule_names
+
+__all__ = [
+    "AlignEZError",
+    "Edit",
+    "EditError",
+    "FitCancelled",
+    "FitError",
+    "LayerEdit",
+    "LoadedModel",
+    "ModelLoadError",
+    "PackError",
+    "Row",
+    "RowOutput",
+    "SamplingConfig",
+    "UnsupportedModelError",
+    "generate",
+    "generate_rows",
+    "get_rule",
+    "load_model",
+    "register_rule",
+    "rule_names",
+    "stream_rows",
+]

@@ -1,0 +1,154 @@
+"""Edits as data, and their compilation into a per-row plan for one batched forward.
+
+An `Edit` is what one row of a batch gets: a set of `LayerEdit`s (layer, directions, rule,
+strength). A batch of rows compiles into a `BatchPlan` that the MLP hooks apply; rows without
+an edit are left untouched, so base and edited answers come out of the same pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from .errors import EditError
+from .rules import EditRule, get_rule
+
+Positions = Literal["last", "all"]
+
+
+@dataclass(frozen=True)
+class LayerEdit:
+    """Edit one decoder layer's MLP output along `directions` (k × d) with `rule`."""
+
+    layer: int
+    directions: torch.Tensor
+    strength: float = 1.0
+    rule: str = "add"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Everything applied to one row: several layers, possibly several axes per layer."""
+
+    layer_edits: tuple[LayerEdit, ...] = ()
+    positions: Positions = "last"
+
+    def __add__(self, other: Edit) -> Edit:
+        if self.positions != other.positions:
+            raise EditError("Cannot combine edits with different positions.")
+        return Edit(self.layer_edits + other.layer_edits, self.positions)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.layer_edits
+
+
+def check_strength(strength: float, what: str = "strength") -> float:
+    """Reject NaN/inf and non-numbers with a message naming the value."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise EditError(f"{what} must be a number, got {strength!r}.") from None
+    if not math.isfinite(value):
+        raise EditError(f"{what} must be finite, got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class _RowOp:
+    rows: torch.Tensor
+    directions: torch.Tensor
+    strength: float
+    rule: EditRule
+    all_positions: bool
+
+
+@dataclass
+class BatchPlan:
+    """Per-layer operations for one batch, validated and moved to the model's device."""
+
+    ops_by_layer: dict[int, list[_RowOp]] = field(default_factory=dict)
+
+    def apply(self, layer: int, output: torch.Tensor) -> torch.Tensor | None:
+        ops = self.ops_by_layer.get(layer)
+        if not ops:
+            return None
+        edited = output.clone()
+        for op in ops:
+            if op.all_positions:
+                hidden = edited[op.rows]
+                edited[op.rows] = op.rule(hidden, op.directions, op.strength).to(edited.dtype)
+            else:
+                hidden = edited[op.rows, -1]
+                edited[op.rows, -1] = op.rule(hidden, op.directions, op.strength).to(edited.dtype)
+        return edited
+
+
+def compile_plan(
+    edits: Sequence[Edit | None],
+    num_layers: int,
+    hidden_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> BatchPlan | None:
+    """Validate every row's edit and group it by layer; None when no row edits anything."""
+    plan = BatchPlan()
+    for row, edit in enumerate(edits):
+        if edit is None:
+            continue
+        if edit.positions not in ("last", "all"):
+            raise EditError(f"positions must be 'last' or 'all', got {edit.positions!r}.")
+        for item in edit.layer_edits:
+            plan.ops_by_layer.setdefault(item.layer, []).append(
+                _compile_one(item, row, edit.positions, num_layers, hidden_size, device, dtype)
+            )
+    return plan if plan.ops_by_layer else None
+
+
+def _compile_one(
+    item: LayerEdit,
+    row: int,
+    positions: Positions,
+    num_layers: int,
+    hidden_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> _RowOp:
+    if not isinstance(item.layer, int) or not 0 <= item.layer < num_layers:
+        raise EditError(f"Layer {item.layer!r} is out of range: the model has {num_layers} layers.")
+    directions = torch.as_tensor(item.directions)
+    if directions.ndim == 1:
+        directions = directions.unsqueeze(0)
+    if directions.ndim != 2 or directions.shape[-1] != hidden_size:
+        raise EditError(
+            f"Directions for layer {item.layer} have shape {tuple(directions.shape)}; "
+            f"this model's hidden size is {hidden_size}."
+        )
+    if not torch.isfinite(directions).all():
+        raise EditError(f"Directions for layer {item.layer} contain NaN or inf.")
+    try:
+        rule = get_rule(item.rule)
+    except KeyError as exc:
+        raise EditError(str(exc.args[0])) from None
+    return _RowOp(
+        rows=torch.tensor([row], device=device),
+        directions=directions.to(device=device, dtype=torch.float32),
+        strength=check_strength(item.strength),
+        rule=_in_float32(rule, dtype),
+        all_positions=positions == "all",
+    )
+
+
+def _in_float32(rule: EditRule, dtype: torch.dtype) -> EditRule:
+    """Rules compute in float32 so bf16/fp16 models get the same algebra."""
+    if dtype == torch.float32:
+        return rule
+
+    def wrapped(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torch.Tensor:
+        return rule(hidden.float(), directions, strength)
+
+    return wrapped

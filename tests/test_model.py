@@ -1,0 +1,66 @@
+import shutil
+
+import gguf
+import numpy as np
+import pytest
+
+from alignez_core import ModelLoadError, load_model
+from alignez_core.model import _cache_is_intact, _gguf_cache_dir, _default_gguf
+
+
+def test_missing_path_is_named(tmp_path):
+    with pytest.raises(ModelLoadError, match="No model folder at path '.*/nope/model'"):
+        load_model(str(tmp_path / "nope" / "model"))
+    with pytest.raises(ModelLoadError, match="GGUF file not found: '.*missing.gguf'"):
+        load_model(str(tmp_path / "missing.gguf"))
+
+
+def test_unknown_hub_id_says_what_was_tried():
+    with pytest.raises(ModelLoadError, match="Could not load Hub id 'nobody/no-such-model-xyz'"):
+        load_model("nobody/no-such-model-xyz")
+
+
+def test_gguf_of_unsupported_architecture_is_refused(tmp_path):
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "mamba9000")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelLoadError, match=r"GGUF file '.*odd.gguf'.*mamba9000"):
+        load_model(str(path))
+
+
+def test_chat_and_base_prompt_formats(tiny_llama):
+    from tests.tiny import make_model
+
+    assert tiny_llama.format_prompt("hi") == "<|user|>hi\n<|assistant|>"
+    base = make_model(chat=False)
+    assert base.format_prompt("hi", "yo") == "Human: hi\nAssistant: yo"
+
+
+@pytest.mark.real_model
+def test_default_model_loads_from_cache_and_maps_30_layers(real_lm):
+    assert real_lm.num_layers == 30 and real_lm.hidden_size == 576
+    assert real_lm.is_chat
+    again = load_model()
+    assert again.source.startswith("cache:")
+
+
+@pytest.mark.real_model
+def test_corrupt_cache_is_rebuilt_not_fatal(real_lm, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("ALIGNEZ_CACHE_DIR", str(tmp_path))
+    load_model()  # builds the cache in tmp_path (dequantizes the GGUF once)
+    folder = _gguf_cache_dir(_default_gguf(), torch.float32)
+    weights = folder / "model.safetensors"
+    with weights.open("r+b") as f:
+        f.truncate(1000)
+    assert not _cache_is_intact(folder)
+    rebuilt = load_model()
+    assert rebuilt.source.startswith("gguf:")
+    assert _cache_is_intact(folder)
+    shutil.rmtree(folder)

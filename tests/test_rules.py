@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from alignez_core import rules
+from alignez_core.rules import get_rule, register_rule, rule_names
+
+X = torch.tensor([[3.0, 4.0, 0.0]])  # ‖x‖ = 5
+E0 = torch.tensor([[1.0, 0.0, 0.0]])
+E1 = torch.tensor([[0.0, 1.0, 0.0]])
+
+
+def test_add_adds_scaled_directions():
+    out = get_rule("add")(X, torch.cat([E0, E1]), 2.0)
+    assert torch.allclose(out, torch.tensor([[5.0, 6.0, 0.0]]))
+
+
+def test_paper_rule_amplifies_and_removes_the_projection():
+    amplify = get_rule("paper")(X, E0, 1.0)
+    assert torch.allclose(amplify, torch.tensor([[6.0, 4.0, 0.0]]))
+    removed = get_rule("project")(X, E0, -1.0)
+    assert torch.allclose(removed, torch.tensor([[0.0, 4.0, 0.0]]))
+
+
+def test_paper_rule_is_symmetric_in_the_sign_of_theta():
+    assert torch.allclose(get_rule("paper")(X, E0, 0.7), get_rule("paper")(X, -E0, 0.7))
+
+
+def test_tanh_rule_is_scaled_by_the_norm():
+    out = get_rule("tanh")(X, E0, 1.0)
+    expected = 3.0 + 5.0 * torch.tanh(torch.tensor(3.0 / 5.0))
+    assert torch.allclose(out[0, 0], expected)
+    assert torch.allclose(out[0, 1:], X[0, 1:])
+
+
+def test_steer_rule_is_signed_and_relative_to_the_norm():
+    up = get_rule("steer")(X, E1, 0.5)
+    down = get_rule("steer")(X, E1, -0.5)
+    assert torch.allclose(up, torch.tensor([[3.0, 6.5, 0.0]]))
+    assert torch.allclose(down, torch.tensor([[3.0, 1.5, 0.0]]))
+    assert get_rule("caa") is get_rule("steer")
+
+
+def test_rules_do_not_modify_their_inputs():
+    x = X.clone()
+    for name in rule_names():
+        get_rule(name)(x, E0, 1.0)
+    assert torch.equal(x, X)
+
+
+def test_unknown_rule_names_the_known_ones():
+    with pytest.raises(KeyError, match="Unknown edit rule 'nope'.*paper"):
+        get_rule("nope")
+
+
+def test_register_rule_adds_a_pluggable_operator(monkeypatch):
+    monkeypatch.setattr(rules, "_RULES", dict(rules._RULES))
+
+    @register_rule("test_double")
+    def double(hidden, directions, strength):
+        return hidden * 2
+
+    assert torch.equal(get_rule("test_double")(X, E0, 0.0), X * 2)

@@ -1,0 +1,71 @@
+"""Tiny randomly initialised models and a byte-level tokenizer, built in code (milliseconds)."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    GemmaConfig,
+    GemmaForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from alignez_core import LoadedModel
+
+SPECIALS = ["<pad>", "<eos>", "<bos>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def make_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with no merges: every UTF-8 byte is a token, plus three specials."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {token: i for i, token in enumerate(SPECIALS + sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
+    )
+    if chat:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+ARCHES = {
+    "llama": (LlamaConfig, LlamaForCausalLM, {}),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, {}),
+    "gemma": (GemmaConfig, GemmaForCausalLM, {"head_dim": 16}),
+}
+
+
+def make_model(arch: str = "llama", layers: int = 3, hidden: int = 64, seed: int = 0, chat=True):
+    tokenizer = make_tokenizer(chat=chat)
+    config_cls, model_cls, extra = ARCHES[arch]
+    config = config_cls(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        tie_word_embeddings=False,
+        **extra,
+    )
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    # Random init is near-uniform; sharpen the logits so greedy decoding is stable and varied.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+        model.lm_head.weight[tokenizer.eos_token_id].fill_(0.0)
+    return LoadedModel.wrap(model, tokenizer, f"tiny-{arch}")

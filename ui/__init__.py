@@ -1,0 +1,1 @@
+"""Presentation and wiring only: all logic lives in `alignez_core`."""
