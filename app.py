@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from ui.studio import launch  # noqa: E402
+from ui.studio import launch
 
 if __name__ == "__main__":
     launch()

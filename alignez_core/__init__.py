@@ -13,7 +13,7 @@ from .errors import (
     PackError,
     UnsupportedModelError,
 )
-from .generation import Row, RowOutput, SamplingConfig, generate, generate_rows, stream_rows
+from .generation import Row, RowOutput, SamplingConfig, generate_grid, generate_rows, stream_rows
 from .model import LoadedModel, load_model
 from .rules import get_rule, register_rule, rule_names
 
@@ -31,7 +31,7 @@ __all__ = [
     "RowOutput",
     "SamplingConfig",
     "UnsupportedModelError",
-    "generate",
+    "generate_grid",
     "generate_rows",
     "get_rule",
     "load_model",

@@ -164,12 +164,21 @@ def _trim(tokens: Sequence[int], eos: set[int]) -> list[int]:
 
 
 def generate_rows(
-    lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig = SamplingConfig()
+    lm: LoadedModel,
+    rows: Sequence[Row],
+    config: SamplingConfig = SamplingConfig(),
+    cancel: threading.Event | None = None,
 ) -> list[RowOutput]:
-    """Generate every row in one batched pass; each row gets only its own edit."""
+    """Generate every row in one batched pass; each row gets only its own edit.
+
+    Setting `cancel` stops generation after the current token (the partial text is returned).
+    """
     prepared = _prepare(lm, rows, config)
+    kwargs = dict(prepared["kwargs"])
+    if cancel is not None:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancel(cancel)])
     with torch.inference_mode(), lm.hooks.applying(prepared["plan"]):
-        output = lm.model.generate(**prepared["inputs"], **prepared["kwargs"])
+        output = lm.model.generate(**prepared["inputs"], **kwargs)
     start = prepared["inputs"]["input_ids"].shape[1]
     results = []
     for sequence in output[:, start:].tolist():
@@ -223,7 +232,7 @@ def stream_rows(
         worker.join()
 
 
-def generate(
+def generate_grid(
     lm: LoadedModel,
     prompts: Sequence[str],
     edits: Sequence[Edit | None] = (None,),

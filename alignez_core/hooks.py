@@ -1,8 +1,9 @@
-"""MLP forward hooks whose edit state is per call, never global model state.
+"""MLP forward hooks whose state is per call, never global model state.
 
 Hooks are installed on a model while at least one call is active and removed when the last
-one leaves, on every exit path. Each hook reads the plan of the *calling* context from a
-`ContextVar`, so two threads generating at once with different edits each get exactly their own.
+one leaves, on every exit path. Each hook reads the state of the *calling* context from a
+`ContextVar`, so two threads generating (or reading activations) at once with different edits
+each get exactly their own.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,7 +20,15 @@ from torch.utils.hooks import RemovableHandle
 
 from .edit import BatchPlan
 
-_ACTIVE_PLAN: ContextVar[BatchPlan | None] = ContextVar("alignez_active_plan", default=None)
+
+@dataclass
+class _CallState:
+    plan: BatchPlan | None = None
+    pool_weights: torch.Tensor | None = None  # (B, T): read pooled MLP outputs into `captured`
+    captured: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+_STATE: ContextVar[_CallState | None] = ContextVar("alignez_call_state", default=None)
 
 
 class EditHooks:
@@ -37,13 +47,25 @@ class EditHooks:
     @contextmanager
     def applying(self, plan: BatchPlan | None) -> Iterator[None]:
         """Apply `plan` to every forward run by this context while the block runs."""
-        token = _ACTIVE_PLAN.set(plan)
+        with self._active(_CallState(plan=plan)):
+            yield
+
+    @contextmanager
+    def capturing(self, pool_weights: torch.Tensor) -> Iterator[dict[int, torch.Tensor]]:
+        """Collect each layer's MLP output pooled with (B, T) weights: {layer: (B, d)}."""
+        state = _CallState(pool_weights=pool_weights)
+        with self._active(state):
+            yield state.captured
+
+    @contextmanager
+    def _active(self, state: _CallState) -> Iterator[None]:
+        token = _STATE.set(state)
         self._acquire()
         try:
             yield
         finally:
             self._release()
-            _ACTIVE_PLAN.reset(token)
+            _STATE.reset(token)
 
     def _acquire(self) -> None:
         with self._lock:
@@ -65,14 +87,19 @@ class EditHooks:
 
 def _make_hook(layer: int):
     def hook(module: nn.Module, args: tuple, output):
-        plan = _ACTIVE_PLAN.get()
-        if plan is None:
+        state = _STATE.get()
+        if state is None:
             return None
-        if isinstance(output, tuple):  # MoE blocks return (hidden, router_logits)
-            edited = plan.apply(layer, output[0])
-            return None if edited is None else (edited, *output[1:])
-        if isinstance(output, torch.Tensor):
-            return plan.apply(layer, output)
-        return None
+        hidden = output[0] if isinstance(output, tuple) else output  # MoE: (hidden, router)
+        if not isinstance(hidden, torch.Tensor):
+            return None
+        edited = state.plan.apply(layer, hidden) if state.plan is not None else None
+        if state.pool_weights is not None:
+            current = hidden if edited is None else edited
+            weights = state.pool_weights.to(current.dtype)
+            state.captured[layer] = torch.einsum("bt,btd->bd", weights, current).float()
+        if edited is None:
+            return None
+        return (edited, *output[1:]) if isinstance(output, tuple) else edited
 
     return hook

@@ -16,7 +16,10 @@ def test_layout_found_for_llama_qwen2_gemma(tiny_any):
 @pytest.mark.parametrize(
     ("model", "path"),
     [
-        (GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50)), "transformer.h"),
+        (
+            GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50)),
+            "transformer.h",
+        ),
         (
             MistralForCausalLM(
                 MistralConfig(

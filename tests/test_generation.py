@@ -1,6 +1,16 @@
+import itertools
+
 import torch
 
-from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate, generate_rows, stream_rows
+from alignez_core import (
+    Edit,
+    LayerEdit,
+    Row,
+    SamplingConfig,
+    generate_grid,
+    generate_rows,
+    stream_rows,
+)
 
 GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20)
 
@@ -55,7 +65,7 @@ def test_sampling_uses_the_same_seed_per_row(tiny_llama):
 
 
 def test_generate_returns_prompts_by_edits(tiny_llama):
-    out = generate(tiny_llama, ["a", "b"], [None, steer(tiny_llama, 3.0)], GREEDY)
+    out = generate_grid(tiny_llama, ["a", "b"], [None, steer(tiny_llama, 3.0)], GREEDY)
     assert len(out) == 2 and all(len(row) == 2 for row in out)
     assert out[0][0] != out[0][1]
 
@@ -64,7 +74,7 @@ def test_stream_grows_and_ends_with_the_batched_result(tiny_llama):
     rows = [Row("stream me"), Row("stream me", steer(tiny_llama, 3.0))]
     snapshots = list(stream_rows(tiny_llama, rows, GREEDY))
     assert len(snapshots) == GREEDY.max_new_tokens
-    assert all(len(a[0]) <= len(b[0]) for a, b in zip(snapshots, snapshots[1:], strict=False))
+    assert all(len(a[0]) <= len(b[0]) for a, b in itertools.pairwise(snapshots))
     final = generate_rows(tiny_llama, rows, GREEDY)
     assert snapshots[-1] == [o.text for o in final]
 

@@ -5,8 +5,7 @@ import threading
 import pytest
 import torch
 
-from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, stream_rows
-from alignez_core import rules
+from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, rules, stream_rows
 
 CONFIG = SamplingConfig(max_new_tokens=24, min_new_tokens=24)
 

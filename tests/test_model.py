@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from alignez_core import ModelLoadError, load_model
-from alignez_core.model import _cache_is_intact, _gguf_cache_dir, _default_gguf
+from alignez_core.model import _cache_is_intact, _default_gguf, _gguf_cache_dir
 
 
 def test_missing_path_is_named(tmp_path):

@@ -14,7 +14,9 @@ def edit(lm, strength: float) -> Edit:
     torch.manual_seed(0)
     direction = torch.randn(lm.hidden_size)
     layers = range(8, 14)
-    return Edit(tuple(LayerEdit(i, direction / direction.norm(), strength, "steer") for i in layers))
+    return Edit(
+        tuple(LayerEdit(i, direction / direction.norm(), strength, "steer") for i in layers)
+    )
 
 
 def test_zero_edit_reproduces_plain_generate_token_for_token(real_lm):

@@ -1,0 +1,105 @@
+"""Embeddings Φ_l: every layer's MLP output for a text, pooled, in one batched forward (METHOD §3).
+
+Pooling is a choice: `last` (the scripts: last token) or `mean` (mean over the answer's tokens,
+or over the prompt's tokens for a query embedding).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+
+from .errors import FitCancelled
+from .model import LoadedModel
+
+Pooling = Literal["last", "mean"]
+POOLINGS: tuple[str, ...] = ("last", "mean")
+
+
+def _encode(lm: LoadedModel, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    return lm.tokenizer(
+        list(texts),
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+        add_special_tokens=not lm.is_chat,
+    ).to(lm.device)
+
+
+def _pool_weights(
+    mask: torch.Tensor, span_lengths: Sequence[int], pooling: Pooling
+) -> torch.Tensor:
+    """(B, T) weights: one-hot on the last real token, or uniform over the last `span` tokens."""
+    batch, length = mask.shape
+    weights = torch.zeros(batch, length, dtype=torch.float32, device=mask.device)
+    for row, span in enumerate(span_lengths):
+        if pooling == "last":
+            weights[row, -1] = 1.0
+        else:
+            span = max(1, min(int(span), int(mask[row].sum())))
+            weights[row, length - span :] = 1.0 / span
+    return weights
+
+
+def _token_count(lm: LoadedModel, text: str) -> int:
+    return len(lm.tokenizer(text, add_special_tokens=not lm.is_chat)["input_ids"])
+
+
+@torch.inference_mode()
+def pooled_mlp_outputs(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    span_lengths: Sequence[int],
+    pooling: Pooling,
+    batch_size: int = 16,
+    on_batch: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> torch.Tensor:
+    """(N, L, d) float32: each text's MLP outputs at every layer, pooled over its last `span`."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        if cancel is not None and cancel.is_set():
+            raise FitCancelled("Fit cancelled.")
+        encoded = _encode(lm, texts[start : start + batch_size])
+        weights = _pool_weights(
+            encoded["attention_mask"], span_lengths[start : start + batch_size], pooling
+        )
+        with lm.hooks.capturing(weights) as captured:
+            lm.model(**encoded, use_cache=False)
+        chunks.append(torch.stack([captured[layer] for layer in range(lm.num_layers)], dim=1))
+        if on_batch is not None:
+            on_batch(min(start + batch_size, len(texts)), len(texts))
+    return torch.cat(chunks).float().cpu()
+
+
+def answer_embeddings(
+    lm: LoadedModel,
+    queries: Sequence[str],
+    answers: Sequence[str],
+    pooling: Pooling,
+    batch_size: int = 16,
+    on_batch: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> torch.Tensor:
+    """Φ_l(`user: q / assistant: answer`), pooled over the answer's tokens: (N, L, d)."""
+    texts, spans = [], []
+    for query, answer in zip(queries, answers, strict=True):
+        prefix = lm.format_prompt(query)
+        full = lm.format_prompt(query, answer)
+        texts.append(full)
+        spans.append(_token_count(lm, full) - _token_count(lm, prefix))
+    return pooled_mlp_outputs(lm, texts, spans, pooling, batch_size, on_batch, cancel)
+
+
+def query_embeddings(
+    lm: LoadedModel, queries: Sequence[str], pooling: Pooling, batch_size: int = 16
+) -> torch.Tensor:
+    """Φ_l(q) read on the (chat-formatted) prompt alone: (N, L, d)."""
+    texts = [lm.format_prompt(q) for q in queries]
+    spans = [_token_count(lm, t) for t in texts]
+    return pooled_mlp_outputs(lm, texts, spans, pooling, batch_size)

@@ -1,0 +1,101 @@
+"""fit_axis: model → self-generated pairs → activations → per-layer subspaces → AxisPack."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from .activations import Pooling, answer_embeddings
+from .axis import Axis, seed_queries
+from .errors import FitCancelled, FitError
+from .model import LoadedModel
+from .pack import AxisPack
+from .pairs import PairConfig, ProgressFn, generate_pairs
+from .subspace import SubspaceConfig, fit_layer_subspace
+
+MAX_QUERIES = 200
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that decides a fit; stored in the pack so a fit can be reproduced."""
+
+    n_queries: int = 24
+    pooling: Pooling = "mean"
+    pairs: PairConfig = field(default_factory=PairConfig)
+    subspace: SubspaceConfig = field(default_factory=SubspaceConfig)
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_queries <= MAX_QUERIES:
+            raise FitError(f"n_queries must be 1–{MAX_QUERIES}, got {self.n_queries}.")
+        if self.pooling not in ("last", "mean"):
+            raise FitError(f"pooling must be 'last' or 'mean', got {self.pooling!r}.")
+
+
+def fit_axis(
+    lm: LoadedModel,
+    axis: Axis,
+    queries: Sequence[str] | None = None,
+    config: FitConfig = FitConfig(),
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> AxisPack:
+    """Fit one axis on `lm`. User queries are used when given, else the built-in seed set."""
+    chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
+    chosen = chosen[: config.n_queries]
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    pairs = generate_pairs(lm, axis, chosen, config.pairs, progress, cancel)
+    timings["self_generation"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    texts_q = [p.query for p in pairs]
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("activations", done, total)
+
+    both = answer_embeddings(
+        lm,
+        texts_q + texts_q,
+        [p.positive for p in pairs] + [p.negative for p in pairs],
+        config.pooling,
+        config.batch_size,
+        report,
+        cancel,
+    )
+    positive, negative = both[: len(pairs)], both[len(pairs) :]
+    timings["activations"] = time.perf_counter() - started
+
+    if cancel is not None and cancel.is_set():
+        raise FitCancelled("Fit cancelled.")
+    started = time.perf_counter()
+    layers = [
+        fit_layer_subspace(positive[:, layer], negative[:, layer], config.subspace)
+        for layer in range(lm.num_layers)
+    ]
+    timings["svd"] = time.perf_counter() - started
+    if progress is not None:
+        progress("subspace", lm.num_layers, lm.num_layers)
+    if all(layer.rank == 0 for layer in layers):
+        raise FitError(
+            f"Every one of the {len(pairs)} pairs was filtered out at every layer (its two "
+            f"answers' embeddings have cosine > {config.subspace.max_pair_cosine}): the poles "
+            f"{axis.positive!r} and {axis.negative!r} gave answers too alike to learn from. "
+            "Try more queries, more samples per pole, or more distinct poles."
+        )
+    return AxisPack(
+        axis=axis,
+        model_id=lm.model_id,
+        hidden_size=lm.hidden_size,
+        layers=layers,
+        pooling=config.pooling,
+        pairs=pairs,
+        fit_config=asdict(config) | {"queries": len(chosen)},
+        rule_defaults={"rule": "steer", "top_n": 5, "positions": "last"},
+        timings=timings,
+    )

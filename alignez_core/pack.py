@@ -1,0 +1,236 @@
+"""Axis packs: a fitted axis as one portable file (safetensors tensors + JSON metadata).
+
+Never pickle: a pack is read with `safetensors` only, and everything in it is validated (format,
+version, shapes against the metadata's claims, a content hash) before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from .axis import Axis
+from .errors import FitError, PackError
+from .pairs import PreferencePair
+from .subspace import LayerSubspace
+
+FORMAT = "alignez-axis-pack"
+FORMAT_VERSION = 1
+MAX_PACK_BYTES = 256 * 1024 * 1024
+_META_KEY = "alignez"
+
+
+@dataclass(eq=False)
+class AxisPack:
+    """A fitted axis: per-layer subspaces, the pairs they came from, and how they were made.
+
+    Packs hash by identity, so they can key a `{pack: strength}` mapping.
+    """
+
+    axis: Axis
+    model_id: str
+    hidden_size: int
+    layers: list[LayerSubspace]
+    pooling: str = "mean"
+    pairs: list[PreferencePair] = field(default_factory=list)
+    fit_config: dict[str, Any] = field(default_factory=dict)
+    rule_defaults: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def name(self) -> str:
+        return self.axis.name
+
+    def ranks(self) -> list[int]:
+        return [layer.rank for layer in self.layers]
+
+    def pairs_kept(self) -> list[int]:
+        return [layer.pairs_kept for layer in self.layers]
+
+    def check_compatible(self, lm) -> None:
+        """Refuse to steer a model this pack was not made for (hidden size / depth)."""
+        if lm.hidden_size != self.hidden_size or lm.num_layers != self.num_layers:
+            raise PackError(
+                f"Axis pack {self.name!r} was made for {self.model_id} (hidden size "
+                f"{self.hidden_size}, {self.num_layers} layers); the loaded model {lm.model_id} "
+                f"has hidden size {lm.hidden_size} and {lm.num_layers} layers."
+            )
+
+    # --- file format -------------------------------------------------------------------------
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for i, layer in enumerate(self.layers):
+            tensors[f"layers.{i}.basis"] = layer.basis.float().contiguous()
+            tensors[f"layers.{i}.singular_values"] = layer.singular_values.float().contiguous()
+            tensors[f"layers.{i}.mean_difference"] = layer.mean_difference.float().contiguous()
+        return tensors
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "axis": self.axis.to_dict(),
+            "model_id": self.model_id,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "pooling": self.pooling,
+            "layers": [
+                {
+                    "rank": layer.rank,
+                    "spectrum_size": int(layer.singular_values.numel()),
+                    "pairs_kept": layer.pairs_kept,
+                    "pairs_total": layer.pairs_total,
+                }
+                for layer in self.layers
+            ],
+            "pairs": [vars(pair) for pair in self.pairs],
+            "fit_config": self.fit_config,
+            "rule_defaults": self.rule_defaults,
+            "timings": self.timings,
+            "created": self.created,
+        }
+
+    def to_bytes(self) -> bytes:
+        tensors = self._tensors()
+        meta = self._metadata()
+        meta["content_hash"] = _content_hash(meta, tensors)
+        return save(tensors, metadata={_META_KEY: json.dumps(meta)})
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (temp file + rename), so a crash never leaves half a pack."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(self.to_bytes())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, lm=None) -> AxisPack:
+        """Read and validate a pack; with `lm`, also refuse one made for another model shape."""
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise PackError(f"Cannot read axis pack {path}: {exc.strerror or exc}.") from None
+        if size > MAX_PACK_BYTES:
+            raise PackError(
+                f"{path.name} is {size} bytes; axis packs are capped at {MAX_PACK_BYTES}."
+            )
+        head = path.open("rb").read(8)
+        if head[:1] == b"\x80" or head[:2] == b"PK":
+            raise PackError(
+                f"{path.name} looks like a pickle/torch.save file; axis packs are safetensors "
+                "and pickles are refused without being loaded."
+            )
+        try:
+            with safe_open(str(path), framework="pt") as reader:
+                raw_meta = (reader.metadata() or {}).get(_META_KEY)
+                tensors = {key: reader.get_tensor(key) for key in reader.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise PackError(f"{path.name} is not a valid safetensors file ({exc}).") from None
+        pack = cls._from_parts(raw_meta, tensors, path.name)
+        if lm is not None:
+            pack.check_compatible(lm)
+        return pack
+
+    @classmethod
+    def _from_parts(cls, raw_meta: str | None, tensors: dict[str, torch.Tensor], name: str):
+        if raw_meta is None:
+            raise PackError(f"{name} is a safetensors file but not an AlignEZ axis pack.")
+        try:
+            meta = json.loads(raw_meta)
+        except json.JSONDecodeError:
+            raise PackError(f"{name}: the axis pack metadata is not valid JSON.") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise PackError(f"{name} is a safetensors file but not an AlignEZ axis pack.")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise PackError(
+                f"{name} has pack format version {meta.get('format_version')!r}; this version of "
+                f"AlignEZ reads version {FORMAT_VERSION}."
+            )
+        try:
+            return cls._validated(meta, tensors, name)
+        except (KeyError, TypeError, ValueError, FitError) as exc:
+            if isinstance(exc, PackError):
+                raise
+            raise PackError(f"{name}: malformed axis pack metadata ({exc}).") from None
+
+    @classmethod
+    def _validated(cls, meta: dict, tensors: dict[str, torch.Tensor], name: str) -> AxisPack:
+        hidden, num_layers = int(meta["hidden_size"]), int(meta["num_layers"])
+        layer_meta = meta["layers"]
+        if len(layer_meta) != num_layers or hidden < 1:
+            raise PackError(
+                f"{name}: metadata lists {len(layer_meta)} layers, claims {num_layers}."
+            )
+        expected_keys = {
+            f"layers.{i}.{part}"
+            for i in range(num_layers)
+            for part in ("basis", "singular_values", "mean_difference")
+        }
+        if set(tensors) != expected_keys:
+            raise PackError(f"{name}: tensors do not match the layers the metadata describes.")
+        layers = []
+        for i, info in enumerate(layer_meta):
+            basis = tensors[f"layers.{i}.basis"]
+            sigma = tensors[f"layers.{i}.singular_values"]
+            mean = tensors[f"layers.{i}.mean_difference"]
+            if (
+                tuple(basis.shape) != (int(info["rank"]), hidden)
+                or tuple(sigma.shape) != (int(info["spectrum_size"]),)
+                or tuple(mean.shape) != (hidden,)
+            ):
+                raise PackError(
+                    f"{name}: layer {i} tensors have shapes {tuple(basis.shape)}, "
+                    f"{tuple(sigma.shape)}, {tuple(mean.shape)}, which the metadata does not match."
+                )
+            if not all(torch.isfinite(t).all() for t in (basis, sigma, mean)):
+                raise PackError(f"{name}: layer {i} holds NaN or inf values.")
+            layers.append(
+                LayerSubspace(basis, sigma, mean, int(info["pairs_kept"]), int(info["pairs_total"]))
+            )
+        claimed = meta.pop("content_hash", None)
+        if claimed != _content_hash(meta, tensors):
+            raise PackError(f"{name}: content hash mismatch; the file was altered or corrupted.")
+        return cls(
+            axis=Axis.from_dict(meta["axis"]),
+            model_id=str(meta["model_id"]),
+            hidden_size=hidden,
+            layers=layers,
+            pooling=str(meta.get("pooling", "mean")),
+            pairs=[PreferencePair(**pair) for pair in meta.get("pairs", [])],
+            fit_config=dict(meta.get("fit_config", {})),
+            rule_defaults=dict(meta.get("rule_defaults", {})),
+            timings=dict(meta.get("timings", {})),
+            created=str(meta.get("created", "")),
+        )
+
+    def info(self) -> dict[str, Any]:
+        """The metadata, without the pairs' full texts (those can be long)."""
+        meta = self._metadata()
+        meta["pairs"] = len(self.pairs)
+        return meta
+
+
+def _content_hash(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].float().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,208 @@
+"""Turn fitted axes + slider strengths into per-prompt edits, and generate with them.
+
+`generate(lm, prompts, steer={pack_a: 0.8, pack_b: -0.5})` gives each prompt a base answer and
+an edited answer from one batched pass. Rules (METHOD §6, `rules.py`):
+- `paper`: x + α·Σ⟨x,θ⟩θ over Θ_l(q), α = the slider value (the paper's rule, symmetric);
+- `tanh`:  x + α·‖x‖·Σ tanh(⟨x,θ⟩/‖x‖)θ over Θ_l(q) (the blog's rule, norm-scaled);
+- `steer`: x + α·c·‖x‖·u, u = the oriented mean difference projected onto span Θ_l(q), unit —
+  signed: +α moves toward the positive pole, −α toward the negative one;
+- `caa`:   x + α·c·‖x‖·m̂, m̂ = the unit mean difference (the CAA baseline, same pairs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .activations import query_embeddings
+from .edit import Edit, LayerEdit, Positions, check_strength
+from .errors import EditError
+from .generation import Row, SamplingConfig, generate_rows, stream_rows
+from .model import LoadedModel
+from .pack import AxisPack
+from .selection import LayerChoice, select_layers
+
+STEER_RULES = ("steer", "paper", "tanh", "caa")
+# Slider value → rule strength. `paper` is exactly α; the norm-relative rules use a fraction of
+# ‖x‖ per edited layer so that the slider's ends are usable on small and large models alike.
+DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
+
+
+@dataclass(frozen=True)
+class SteerSettings:
+    """How sliders become edits: the rule, which layers, which positions."""
+
+    rule: str = "steer"
+    top_n: int = 5
+    layers: tuple[int, ...] | None = None  # pinned layers instead of the per-query top-n
+    positions: Positions = "last"
+    scale: float | None = None  # None: DEFAULT_SCALE[rule]
+
+    def __post_init__(self) -> None:
+        if self.rule not in STEER_RULES:
+            raise EditError(f"Unknown rule {self.rule!r}; choose one of {', '.join(STEER_RULES)}.")
+        if self.positions not in ("last", "all"):
+            raise EditError(f"positions must be 'last' or 'all', got {self.positions!r}.")
+        if not 1 <= self.top_n <= 64:
+            raise EditError(f"top_n must be 1–64, got {self.top_n}.")
+
+    @property
+    def rule_scale(self) -> float:
+        return (
+            DEFAULT_SCALE[self.rule] if self.scale is None else check_strength(self.scale, "scale")
+        )
+
+
+@dataclass(frozen=True)
+class AxisEdit:
+    """What one axis does to one prompt: its layers and the edit."""
+
+    axis: str
+    strength: float
+    layers: tuple[int, ...]
+    edit: Edit
+    choices: tuple[LayerChoice, ...] = field(default=(), repr=False)
+
+
+def _unit(vector: torch.Tensor) -> torch.Tensor | None:
+    norm = vector.norm()
+    return vector / norm if norm > 1e-8 else None
+
+
+def _layer_directions(pack: AxisPack, choice: LayerChoice, rule: str) -> torch.Tensor | None:
+    """The (k, d) directions a rule is given at one layer, or None when it has nothing to do."""
+    if rule in ("paper", "tanh"):
+        return choice.directions if choice.directions.shape[0] else None
+    mean = pack.layers[choice.layer].mean_difference
+    if rule == "caa":
+        unit = _unit(mean)
+    else:  # steer: the mean difference restricted to span Θ_l(q)
+        if choice.directions.shape[0] == 0:
+            return None
+        unit = _unit((choice.directions @ mean) @ choice.directions)
+    return None if unit is None else unit[None, :]
+
+
+def axis_edit(
+    pack: AxisPack, strength: float, query: torch.Tensor, settings: SteerSettings
+) -> AxisEdit:
+    """One axis's edit for one prompt whose per-layer embedding is `query` (L × d)."""
+    strength = check_strength(strength, f"strength of axis {pack.name!r}")
+    if strength == 0:
+        return AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
+    choices = select_layers(
+        query, pack.layers, settings.top_n, settings.layers, toward_positive=strength > 0
+    )
+    layer_edits = []
+    for choice in choices:
+        directions = _layer_directions(pack, choice, settings.rule)
+        if directions is not None:
+            layer_edits.append(
+                LayerEdit(choice.layer, directions, strength * settings.rule_scale, settings.rule)
+            )
+    edit = Edit(tuple(layer_edits), settings.positions)
+    used = tuple(item.layer for item in layer_edits)
+    return AxisEdit(pack.name, strength, used, edit, tuple(choices))
+
+
+def plan_edits(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    steer: Mapping[AxisPack, float],
+    settings: SteerSettings = SteerSettings(),
+) -> list[list[AxisEdit]]:
+    """Per prompt, every axis's edit (validated against the model before anything runs)."""
+    for pack, strength in steer.items():
+        pack.check_compatible(lm)
+        check_strength(strength, f"strength of axis {pack.name!r}")
+    active = {pack: s for pack, s in steer.items() if s != 0}
+    embeddings = {
+        pooling: query_embeddings(lm, prompts, pooling)  # type: ignore[arg-type]
+        for pooling in {pack.pooling for pack in active}
+    }
+    return [
+        [
+            axis_edit(pack, strength, embeddings[pack.pooling][i], settings)
+            if pack in active
+            else AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
+            for pack, strength in steer.items()
+        ]
+        for i in range(len(prompts))
+    ]
+
+
+def combine(edits: Sequence[AxisEdit], positions: Positions) -> Edit:
+    return Edit(tuple(item for e in edits for item in e.edit.layer_edits), positions)
+
+
+@dataclass(frozen=True)
+class SteeredAnswer:
+    prompt: str
+    base: str
+    edited: str
+    layers: dict[str, tuple[int, ...]]
+
+
+def _rows(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    steer: Mapping[AxisPack, float],
+    settings: SteerSettings,
+) -> tuple[list[Row], list[list[AxisEdit]]]:
+    if not prompts:
+        raise EditError("No prompts given.")
+    planned = plan_edits(lm, prompts, steer, settings)
+    rows = []
+    for prompt, edits in zip(prompts, planned, strict=True):
+        rows.append(Row(prompt))
+        rows.append(Row(prompt, combine(edits, settings.positions)))
+    return rows, planned
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    steer: Mapping[AxisPack, float] | None = None,
+    settings: SteerSettings = SteerSettings(),
+    sampling: SamplingConfig = SamplingConfig(),
+) -> list[SteeredAnswer]:
+    """Base and edited answer for every prompt, as one batch of 2·N rows."""
+    rows, planned = _rows(lm, prompts, steer or {}, settings)
+    outputs = generate_rows(lm, rows, sampling)
+    return [
+        SteeredAnswer(
+            prompt,
+            outputs[2 * i].text,
+            outputs[2 * i + 1].text,
+            {e.axis: e.layers for e in planned[i]},
+        )
+        for i, prompt in enumerate(prompts)
+    ]
+
+
+def stream(
+    lm: LoadedModel,
+    prompt: str,
+    steer: Mapping[AxisPack, float] | None = None,
+    settings: SteerSettings = SteerSettings(),
+    sampling: SamplingConfig = SamplingConfig(),
+) -> Iterator[tuple[str, str]]:
+    """Yield (base, edited) text for one prompt as tokens arrive."""
+    rows, _ = _rows(lm, [prompt], steer or {}, settings)
+    for texts in stream_rows(lm, rows, sampling):
+        yield texts[0], texts[1]
+
+
+def sweep_rows(
+    lm: LoadedModel,
+    prompt: str,
+    pack: AxisPack,
+    strengths: Sequence[float],
+    settings: SteerSettings = SteerSettings(),
+) -> list[Row]:
+    """One prompt under one axis at several strengths: one row per strength, for one batch."""
+    pack.check_compatible(lm)
+    query = query_embeddings(lm, [prompt], pack.pooling)[0]  # type: ignore[arg-type]
+    return [Row(prompt, axis_edit(pack, s, query, settings).edit) for s in strengths]
