@@ -19,7 +19,7 @@ def test_non_finite_strength_is_rejected_with_a_message(tiny_llama, strength):
 
 def test_direction_of_wrong_hidden_size_is_rejected_before_generation(tiny_llama, monkeypatch):
     called = []
-    monkeypatch.setattr(tiny_llama.model, "generate_grid", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(tiny_llama.model, "generate", lambda *a, **k: called.append(1))
     with pytest.raises(EditError, match=r"shape \(1, 32\); this model's hidden size is 64"):
         generate_grid(tiny_llama, ["hi"], [edit_with(directions=torch.ones(1, 32))])
     assert called == []
