@@ -13,9 +13,8 @@ from .errors import FitCancelled, FitError
 from .model import LoadedModel
 from .pack import AxisPack
 from .pairs import PairConfig, ProgressFn, generate_pairs
+from .queries import MAX_QUERIES
 from .subspace import SubspaceConfig, fit_layer_subspace
-
-MAX_QUERIES = 200
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from .axis import Axis
 from .errors import FitCancelled, FitError
 from .generation import Row, SamplingConfig, generate_rows
 from .model import LoadedModel
+from .queries import MAX_QUERY_CHARS
 
 ProgressFn = Callable[[str, int, int], None]
-MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)

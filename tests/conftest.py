@@ -26,3 +26,24 @@ def real_lm():
     from alignez_core import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_pack(tiny_llama):
+    """A cheerful ↔ gloomy axis fitted on the tiny Llama (random weights, real pipeline)."""
+    from alignez_core.axis import preset
+    from alignez_core.fit import FitConfig, fit_axis
+    from alignez_core.pairs import PairConfig
+
+    # Random weights make mean-pooled answers alike (cos > 0.8); the last token differs.
+    pairs = PairConfig(insight_tokens=8, answer_tokens=12)
+    config = FitConfig(n_queries=6, pooling="last", pairs=pairs)
+    return fit_axis(tiny_llama, preset("cheerful"), config=config)
+
+
+@pytest.fixture(scope="session")
+def real_cheerful(real_lm):
+    from alignez_core.axis import preset
+    from alignez_core.fit import FitConfig, fit_axis
+
+    return fit_axis(real_lm, preset("cheerful"), config=FitConfig(n_queries=8))

@@ -1,0 +1,196 @@
+"""Command line: `python -m alignez_core fit|generate|info`; JSON on stdout, progress on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from .errors import AlignEZError
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    _log(f"[{stage}] {done}/{total}")
+
+
+def _emit(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+def _load(spec: str | None):
+    from .model import load_model
+
+    lm = load_model(spec)
+    _log(f"loaded {lm.model_id} ({lm.source}) in {lm.load_seconds:.1f}s")
+    return lm
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    from .axis import Axis, preset
+    from .fit import FitConfig, fit_axis
+    from .pairs import PairConfig
+    from .queries import read_queries
+
+    if args.preset:
+        axis = preset(args.preset)
+    else:
+        if args.positive is None or args.negative is None:
+            raise AlignEZError("fit needs --preset NAME or both --positive and --negative.")
+        axis = Axis(args.axis or f"{args.positive}-{args.negative}", args.positive, args.negative)
+    queries = None
+    if args.queries:
+        query_set = read_queries(args.queries)
+        for note in query_set.notes:
+            _log(note)
+        queries = query_set.queries
+    config = FitConfig(
+        n_queries=args.n_queries,
+        pooling=args.pooling,
+        pairs=PairConfig(
+            answer_tokens=args.max_new_tokens,
+            samples_per_pole=args.samples_per_pole,
+            seed=args.seed,
+        ),
+    )
+    lm = _load(args.model)
+    started = time.perf_counter()
+    pack = fit_axis(lm, axis, queries, config, progress=_progress)
+    seconds = time.perf_counter() - started
+    pack.save(args.out)
+    _emit(
+        {
+            "axis": axis.name,
+            "out": str(args.out),
+            "pairs_total": len(pack.pairs),
+            "pairs_kept_per_layer": pack.pairs_kept(),
+            "rank_per_layer": pack.ranks(),
+            "seconds": round(seconds, 2),
+            "timings": {k: round(v, 2) for k, v in pack.timings.items()},
+        }
+    )
+
+
+def _parse_axis_arg(value: str) -> tuple[str, float]:
+    path, sep, strength = value.rpartition(":")
+    if not sep or not path:
+        raise AlignEZError(f"--axis expects PACK:STRENGTH, got {value!r}.")
+    try:
+        return path, float(strength)
+    except ValueError:
+        raise AlignEZError(f"--axis {value!r}: strength {strength!r} is not a number.") from None
+
+
+def parse_layers(value: str) -> tuple[int, ...] | None:
+    """'auto' → None (per-query top-n), else a comma list like '8,9,10'."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        layers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise AlignEZError(f"--layers expects 'auto' or a list like 8,9,10: {value!r}.") from None
+    if not layers:
+        raise AlignEZError("--layers list is empty.")
+    return layers
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generation import SamplingConfig
+    from .pack import AxisPack
+    from .queries import read_queries
+    from .steering import SteerSettings, generate
+
+    if args.prompts:
+        query_set = read_queries(args.prompts)
+        for note in query_set.notes:
+            _log(note)
+        prompts = query_set.queries
+    elif args.prompt is not None and args.prompt.strip():
+        prompts = [args.prompt]
+    else:
+        raise AlignEZError("generate needs a non-empty --prompt or a --prompts file.")
+    wanted = [_parse_axis_arg(value) for value in args.axis]
+    settings = SteerSettings(
+        rule=args.rule, top_n=args.top_n, layers=parse_layers(args.layers), positions=args.positions
+    )
+    sampling = SamplingConfig(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+    )
+    lm = _load(args.model)
+    steer = {AxisPack.load(path, lm): strength for path, strength in wanted}
+    for answer in generate(lm, prompts, steer, settings, sampling):
+        _emit(
+            {
+                "prompt": answer.prompt,
+                "base": answer.base,
+                "edited": answer.edited,
+                "layers": {k: list(v) for k, v in answer.layers.items()},
+            }
+        )
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from .pack import AxisPack
+
+    _emit(AxisPack.load(args.pack).info())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .axis import preset_names
+    from .steering import STEER_RULES
+
+    parser = argparse.ArgumentParser(prog="alignez", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="fit an axis from self-generated pairs and write a pack")
+    fit.add_argument("--preset", choices=preset_names())
+    fit.add_argument("--axis", help="axis name (default: POSITIVE-NEGATIVE)")
+    fit.add_argument("--positive")
+    fit.add_argument("--negative")
+    fit.add_argument("--queries", help="text file, one query per line")
+    fit.add_argument("--n-queries", type=int, default=24)
+    fit.add_argument("--max-new-tokens", type=int, default=64, help="answer length per pole")
+    fit.add_argument("--samples-per-pole", type=int, default=1)
+    fit.add_argument("--pooling", choices=("mean", "last"), default="mean")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--model", help="Hub id, local folder or .gguf (default: embedded SmolLM2)")
+    fit.add_argument("--out", required=True)
+    fit.set_defaults(run=cmd_fit)
+
+    gen = sub.add_parser("generate", help="base vs edited answers from one batch")
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt")
+    source.add_argument("--prompts", help="text file, one prompt per line")
+    gen.add_argument("--axis", action="append", default=[], metavar="PACK:STRENGTH")
+    gen.add_argument("--rule", choices=STEER_RULES, default="steer")
+    gen.add_argument("--layers", default="auto", help="'auto' (per-query top-n) or e.g. 8,9,10")
+    gen.add_argument("--top-n", type=int, default=5)
+    gen.add_argument("--positions", choices=("last", "all"), default="last")
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--model")
+    gen.set_defaults(run=cmd_generate)
+
+    info = sub.add_parser("info", help="print an axis pack's metadata")
+    info.add_argument("pack")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except AlignEZError as exc:
+        _log(f"error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _log("error: interrupted")
+        return 130
+    return 0

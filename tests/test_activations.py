@@ -1,0 +1,48 @@
+import torch
+
+from alignez_core.activations import answer_embeddings, pooled_mlp_outputs, query_embeddings
+
+
+def manual_mlp_outputs(lm, text: str) -> torch.Tensor:
+    """(L, T, d) MLP outputs of one unpadded text, read with plain hooks."""
+    outputs = {}
+    handles = [
+        mlp.register_forward_hook(lambda m, a, o, i=i: outputs.__setitem__(i, o[0]))
+        for i, mlp in enumerate(lm.layout.mlps)
+    ]
+    try:
+        enc = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            lm.model(**enc)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack([outputs[i] for i in range(lm.num_layers)])
+
+
+def test_last_token_is_right_under_left_padding(tiny_any):
+    texts = ["short", "a considerably longer text that forces padding"]
+    batched = pooled_mlp_outputs(tiny_any, texts, [1, 1], "last")
+    for i, text in enumerate(texts):
+        expected = manual_mlp_outputs(tiny_any, text)[:, -1]
+        assert torch.allclose(batched[i], expected, atol=1e-4)
+    assert batched.shape == (2, tiny_any.num_layers, tiny_any.hidden_size)
+
+
+def test_mean_pools_over_the_answer_tokens_only(tiny_llama):
+    query, answer = "why?", "because it is so"
+    pooled = answer_embeddings(
+        tiny_llama, [query, "x"], [answer, "a much longer answer here"], "mean"
+    )
+    full = tiny_llama.format_prompt(query, answer)
+    prompt_len = len(tiny_llama.tokenizer(tiny_llama.format_prompt(query))["input_ids"])
+    per_token = manual_mlp_outputs(tiny_llama, full)
+    expected = per_token[:, prompt_len:].mean(dim=1)
+    assert torch.allclose(pooled[0], expected, atol=1e-4)
+
+
+def test_query_embedding_reads_the_prompt_alone(tiny_llama):
+    emb = query_embeddings(tiny_llama, ["hello there"], "last")
+    expected = manual_mlp_outputs(tiny_llama, tiny_llama.format_prompt("hello there"))[:, -1]
+    assert torch.allclose(emb[0], expected, atol=1e-4)
+    assert tiny_llama.hooks.installed == 0

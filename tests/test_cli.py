@@ -1,0 +1,77 @@
+"""The CLI as a user runs it: a subprocess, a model folder on disk, JSON on stdout."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.tiny import make_model
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    return subprocess.run(
+        [sys.executable, "-m", "alignez_core", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-model")
+    lm = make_model()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_fit_info_generate_round_trip(model_dir, tmp_path):
+    queries = tmp_path / "q.txt"
+    queries.write_text("first question?\nsecond question?\nthird one?\n")
+    pack = tmp_path / "axis.safetensors"
+    fit = run_cli(
+        "fit", "--axis", "mood", "--positive", "cheerful", "--negative", "gloomy",
+        "--queries", str(queries), "--max-new-tokens", "8", "--pooling", "last",
+        "--model", str(model_dir), "--out", str(pack),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    summary = json.loads(fit.stdout)
+    assert summary["axis"] == "mood" and summary["pairs_total"] == 3
+    assert len(summary["rank_per_layer"]) == 3 and "[answers]" in fit.stderr
+
+    info = run_cli("info", str(pack))
+    assert json.loads(info.stdout)["axis"]["negative"] == "gloomy"
+
+    gen = run_cli(
+        "generate", "--prompt", "hello", "--axis", f"{pack}:6", "--max-new-tokens", "8",
+        "--rule", "caa", "--layers", "0,2", "--model", str(model_dir),
+    )  # fmt: skip
+    assert gen.returncode == 0, gen.stderr
+    (line,) = gen.stdout.splitlines()
+    result = json.loads(line)
+    assert result["prompt"] == "hello" and result["base"] != result["edited"]
+    assert result["layers"]["mood"] == [0, 2]
+
+
+def test_errors_exit_non_zero_with_one_clear_line(model_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    cases = [
+        (["fit", "--positive", " ", "--negative", "x", "--out", "o"], "positive must be"),
+        (["fit", "--preset", "cheerful", "--queries", str(empty), "--out", "o"], "has no queries"),
+        (["info", str(empty)], "not a valid safetensors"),
+        (["generate", "--prompt", "hi", "--axis", "nocolon"], "expects PACK:STRENGTH"),
+        (["generate", "--prompt", "hi", "--axis", "p.safetensors:nan", "--model", str(model_dir)],
+         "Cannot read axis pack"),
+        (["generate", "--prompt", "hi", "--layers", "a,b"], "--layers expects"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last, (args, last)

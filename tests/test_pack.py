@@ -1,0 +1,100 @@
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from alignez_core.errors import PackError
+from alignez_core.pack import AxisPack
+
+
+def test_round_trip_keeps_everything(tiny_pack, tmp_path):
+    path = tiny_pack.save(tmp_path / "cheer.safetensors")
+    loaded = AxisPack.load(path)
+    assert loaded.axis == tiny_pack.axis
+    assert loaded.ranks() == tiny_pack.ranks() and loaded.pairs == tiny_pack.pairs
+    for a, b in zip(loaded.layers, tiny_pack.layers, strict=True):
+        assert torch.equal(a.basis, b.basis) and torch.equal(a.mean_difference, b.mean_difference)
+    assert loaded.info()["hidden_size"] == 64 and loaded.info()["pairs"] == len(tiny_pack.pairs)
+    assert loaded.timings.keys() == {"self_generation", "activations", "svd"}
+
+
+def test_truncated_pack_is_refused(tiny_pack, tmp_path):
+    path = tiny_pack.save(tmp_path / "p.safetensors")
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(PackError, match="not a valid safetensors file"):
+        AxisPack.load(path)
+
+
+def test_pickle_is_refused_without_loading(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickle code ran')",))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(PackError, match="pickle"):
+        AxisPack.load(path)
+
+
+def test_text_and_foreign_safetensors_are_refused(tmp_path):
+    text = tmp_path / "notes.safetensors"
+    text.write_text("hello, I am not a pack")
+    with pytest.raises(PackError, match="not a valid safetensors file"):
+        AxisPack.load(text)
+    foreign = tmp_path / "weights.safetensors"
+    save_file({"w": torch.ones(2)}, foreign)
+    with pytest.raises(PackError, match="not an AlignEZ axis pack"):
+        AxisPack.load(foreign)
+
+
+def _rewrite(pack: AxisPack, path, edit_meta=None, edit_tensors=None, rehash=True):
+    from alignez_core import pack as pack_module
+
+    tensors = pack._tensors()
+    meta = pack._metadata()
+    if edit_meta:
+        edit_meta(meta)
+    if edit_tensors:
+        edit_tensors(tensors)
+    if rehash:
+        meta["content_hash"] = pack_module._content_hash(meta, tensors)
+    save_file(tensors, path, metadata={"alignez": json.dumps(meta)})
+
+
+def test_metadata_that_lies_about_shapes_is_refused(tiny_pack, tmp_path):
+    path = tmp_path / "lie.safetensors"
+    layer = next(i for i, r in enumerate(tiny_pack.ranks()) if r > 0)
+
+    def lie(meta):
+        meta["layers"][layer]["rank"] += 1
+
+    _rewrite(tiny_pack, path, edit_meta=lie)
+    with pytest.raises(PackError, match=f"layer {layer} tensors have shapes"):
+        AxisPack.load(path)
+
+
+def test_altered_contents_fail_the_hash(tiny_pack, tmp_path):
+    path = tmp_path / "tampered.safetensors"
+
+    def tamper(tensors):
+        tensors["layers.0.mean_difference"] = tensors["layers.0.mean_difference"] + 1
+
+    _rewrite(tiny_pack, path, edit_tensors=tamper, rehash=False)
+    with pytest.raises(PackError, match="content hash mismatch"):
+        AxisPack.load(path)
+
+
+def test_newer_format_and_other_hidden_size_are_refused(tiny_pack, tmp_path, tiny_llama):
+    path = tmp_path / "v9.safetensors"
+    _rewrite(tiny_pack, path, edit_meta=lambda m: m.update(format_version=9))
+    with pytest.raises(PackError, match="format version 9"):
+        AxisPack.load(path)
+    from tests.tiny import make_model
+
+    wider = make_model(hidden=96)
+    saved = tiny_pack.save(tmp_path / "ok.safetensors")
+    with pytest.raises(PackError, match="hidden size 64.*has hidden size 96"):
+        AxisPack.load(saved, wider)
+    AxisPack.load(saved, tiny_llama)  # the right model is accepted

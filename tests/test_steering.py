@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+
+from alignez_core.axis import preset
+from alignez_core.edit import EditError
+from alignez_core.errors import FitError
+from alignez_core.fit import FitConfig, fit_axis
+from alignez_core.generation import SamplingConfig
+from alignez_core.overlap import subspace_overlap
+from alignez_core.steering import SteerSettings, axis_edit, generate, plan_edits, stream
+from alignez_core.subspace import SubspaceConfig
+
+GREEDY = SamplingConfig(max_new_tokens=12, min_new_tokens=12)
+
+
+def test_fit_produces_layers_and_timings(tiny_pack, tiny_llama):
+    assert tiny_pack.num_layers == tiny_llama.num_layers
+    assert any(r > 0 for r in tiny_pack.ranks())
+    assert all(p <= 6 for p in tiny_pack.pairs_kept())
+
+
+def test_every_pair_filtered_out_fails_clearly(tiny_llama):
+    config = FitConfig(n_queries=2, subspace=SubspaceConfig(max_pair_cosine=-1.0))
+    with pytest.raises(FitError, match="filtered out at every layer"):
+        fit_axis(tiny_llama, preset("cheerful"), ["a?", "b?"], config)
+
+
+def test_strength_zero_reproduces_base_exactly(tiny_llama, tiny_pack):
+    (answer,) = generate(tiny_llama, ["hi"], {tiny_pack: 0.0}, sampling=GREEDY)
+    assert answer.base == answer.edited and answer.layers == {"cheerful": ()}
+
+
+@pytest.mark.parametrize("rule", ["steer", "paper", "tanh", "caa"])
+def test_each_rule_changes_the_edited_row_only(tiny_llama, tiny_pack, rule):
+    (plain,) = generate(tiny_llama, ["hi"], {}, sampling=GREEDY)
+    (answer,) = generate(
+        tiny_llama, ["hi"], {tiny_pack: 8.0}, SteerSettings(rule=rule), sampling=GREEDY
+    )
+    assert answer.base == plain.base
+    assert answer.edited != answer.base
+    assert 0 < len(answer.layers["cheerful"]) <= 5
+
+
+def test_steer_direction_follows_the_slider_sign(tiny_llama, tiny_pack):
+    (edits,) = plan_edits(tiny_llama, ["hello"], {tiny_pack: 1.0})
+    for item in edits[0].edit.layer_edits:
+        mean = tiny_pack.layers[item.layer].mean_difference
+        assert float(item.directions[0] @ mean) > 0  # points toward the positive pole
+        assert item.strength > 0
+    (negative,) = plan_edits(tiny_llama, ["hello"], {tiny_pack: -1.0})
+    assert all(item.strength < 0 for item in negative[0].edit.layer_edits)
+
+
+def test_two_axes_at_once_and_their_overlap(tiny_llama, tiny_pack):
+    config = FitConfig(n_queries=4, pooling="last")
+    other = fit_axis(tiny_llama, preset("concise"), ["a?", "b?", "c?", "d?"], config)
+    (answer,) = generate(tiny_llama, ["hi"], {tiny_pack: 4.0, other: -4.0}, sampling=GREEDY)
+    assert set(answer.layers) == {"cheerful", "concise"}
+    (only_one,) = generate(tiny_llama, ["hi"], {tiny_pack: 4.0}, sampling=GREEDY)
+    assert answer.edited != only_one.edited
+    self_overlap = subspace_overlap(tiny_pack, tiny_pack)
+    assert all(
+        o.max_cosine == pytest.approx(1.0, abs=1e-4) for o in self_overlap if o.principal_cosines
+    )
+    cross = subspace_overlap(tiny_pack, other)
+    assert len(cross) == tiny_llama.num_layers
+    assert all(0.0 <= o.max_cosine <= 1.0 + 1e-6 for o in cross)
+
+
+def test_stream_ends_with_the_batched_answer(tiny_llama, tiny_pack):
+    *_, last = stream(tiny_llama, "hi", {tiny_pack: 4.0}, sampling=GREEDY)
+    (answer,) = generate(tiny_llama, ["hi"], {tiny_pack: 4.0}, sampling=GREEDY)
+    assert last == (answer.base, answer.edited)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_slider_is_rejected(tiny_llama, tiny_pack, bad):
+    with pytest.raises(EditError, match="strength of axis 'cheerful' must be finite"):
+        generate(tiny_llama, ["hi"], {tiny_pack: bad})
+
+
+def test_unknown_rule_and_pinned_layers(tiny_llama, tiny_pack):
+    with pytest.raises(EditError, match="Unknown rule 'magic'"):
+        SteerSettings(rule="magic")
+    query = torch.zeros(tiny_llama.num_layers, tiny_llama.hidden_size)
+    pinned = axis_edit(tiny_pack, 1.0, query, SteerSettings(rule="caa", layers=(0, 2)))
+    assert pinned.layers == (0, 2)
