@@ -47,6 +47,9 @@ class EditHooks:
     @contextmanager
     def applying(self, plan: BatchPlan | None) -> Iterator[None]:
         """Apply `plan` to every forward run by this context while the block runs."""
+        if plan is None:  # nothing to edit: no hooks, no per-layer Python overhead
+            yield
+            return
         with self._active(_CallState(plan=plan)):
             yield
 
