@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 from .activations import Pooling, answer_embeddings
 from .axis import Axis, seed_queries
 from .errors import FitCancelled, FitError
@@ -87,7 +89,7 @@ def fit_axis(
             f"{axis.positive!r} and {axis.negative!r} gave answers too alike to learn from. "
             "Try more queries, more samples per pole, or more distinct poles."
         )
-    return AxisPack(
+    pack = AxisPack(
         axis=axis,
         model_id=lm.model_id,
         hidden_size=lm.hidden_size,
@@ -98,3 +100,7 @@ def fit_axis(
         rule_defaults={"rule": "steer", "top_n": 5, "positions": "last"},
         timings=timings,
     )
+    pack.pair_coords = [
+        torch.cat([positive[:, i], negative[:, i]]) @ pack.top2(i).T for i in range(lm.num_layers)
+    ]
+    return pack

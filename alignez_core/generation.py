@@ -189,11 +189,15 @@ def generate_rows(
 
 
 def stream_rows(
-    lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig = SamplingConfig()
+    lm: LoadedModel,
+    rows: Sequence[Row],
+    config: SamplingConfig = SamplingConfig(),
+    traces: dict[int, list[torch.Tensor]] | None = None,
 ) -> Iterator[list[str]]:
     """Yield the growing text of every row as tokens arrive (one batched pass).
 
     Closing the iterator early stops generation; an exception in generation is re-raised here.
+    `traces` ({layer: []}) collects each step's last-position MLP state (see `EditHooks`).
     """
     prepared = _prepare(lm, rows, config)
     streamer = _QueueStreamer()
@@ -204,7 +208,7 @@ def stream_rows(
 
     def run() -> None:
         try:
-            with torch.inference_mode(), lm.hooks.applying(prepared["plan"]):
+            with torch.inference_mode(), lm.hooks.applying(prepared["plan"], traces):
                 lm.model.generate(**prepared["inputs"], streamer=streamer, **kwargs)
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)

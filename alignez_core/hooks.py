@@ -26,6 +26,7 @@ class _CallState:
     plan: BatchPlan | None = None
     pool_weights: torch.Tensor | None = None  # (B, T): read pooled MLP outputs into `captured`
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
+    traces: dict[int, list[torch.Tensor]] | None = None  # layer → last-position state per forward
 
 
 _STATE: ContextVar[_CallState | None] = ContextVar("alignez_call_state", default=None)
@@ -45,12 +46,18 @@ class EditHooks:
         return len(self._handles)
 
     @contextmanager
-    def applying(self, plan: BatchPlan | None) -> Iterator[None]:
-        """Apply `plan` to every forward run by this context while the block runs."""
-        if plan is None:  # nothing to edit: no hooks, no per-layer Python overhead
+    def applying(
+        self, plan: BatchPlan | None, traces: dict[int, list[torch.Tensor]] | None = None
+    ) -> Iterator[None]:
+        """Apply `plan` to every forward run by this context while the block runs.
+
+        With `traces` ({layer: []}), each forward's (edited) last-position MLP output at those
+        layers is appended, (B, d) per step: the trajectory of the prompt and generated tokens.
+        """
+        if plan is None and not traces:  # nothing to do: no hooks, no per-layer overhead
             yield
             return
-        with self._active(_CallState(plan=plan)):
+        with self._active(_CallState(plan=plan, traces=traces)):
             yield
 
     @contextmanager
@@ -101,6 +108,9 @@ def _make_hook(layer: int):
             current = hidden if edited is None else edited
             weights = state.pool_weights.to(current.dtype)
             state.captured[layer] = torch.einsum("bt,btd->bd", weights, current).float()
+        if state.traces is not None and layer in state.traces:
+            current = hidden if edited is None else edited
+            state.traces[layer].append(current[:, -1].detach().float().cpu())
         if edited is None:
             return None
         return (edited, *output[1:]) if isinstance(output, tuple) else edited

@@ -42,6 +42,8 @@ class AxisPack:
     layers: list[LayerSubspace]
     pooling: str = "mean"
     pairs: list[PreferencePair] = field(default_factory=list)
+    # Per layer, (2K, 2): every pair's positive then negative embedding on the top-2 directions.
+    pair_coords: list[torch.Tensor] = field(default_factory=list)
     fit_config: dict[str, Any] = field(default_factory=dict)
     rule_defaults: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -61,6 +63,11 @@ class AxisPack:
     def pairs_kept(self) -> list[int]:
         return [layer.pairs_kept for layer in self.layers]
 
+    def top2(self, layer: int) -> torch.Tensor:
+        """(2, d): the layer's first two directions, zero-padded where the rank is lower."""
+        basis = self.layers[layer].basis[:2]
+        return torch.cat([basis, torch.zeros(2 - basis.shape[0], self.hidden_size)])
+
     def check_compatible(self, lm) -> None:
         """Refuse to steer a model this pack was not made for (hidden size / depth)."""
         if lm.hidden_size != self.hidden_size or lm.num_layers != self.num_layers:
@@ -78,6 +85,8 @@ class AxisPack:
             tensors[f"layers.{i}.basis"] = layer.basis.float().contiguous()
             tensors[f"layers.{i}.singular_values"] = layer.singular_values.float().contiguous()
             tensors[f"layers.{i}.mean_difference"] = layer.mean_difference.float().contiguous()
+            coords = self.pair_coords[i] if self.pair_coords else torch.zeros(0, 2)
+            tensors[f"layers.{i}.pair_coords"] = coords.float().contiguous()
         return tensors
 
     def _metadata(self) -> dict[str, Any]:
@@ -182,11 +191,12 @@ class AxisPack:
         expected_keys = {
             f"layers.{i}.{part}"
             for i in range(num_layers)
-            for part in ("basis", "singular_values", "mean_difference")
+            for part in ("basis", "singular_values", "mean_difference", "pair_coords")
         }
         if set(tensors) != expected_keys:
             raise PackError(f"{name}: tensors do not match the layers the metadata describes.")
-        layers = []
+        layers, coords = [], []
+        pairs = [PreferencePair(**pair) for pair in meta.get("pairs", [])]
         for i, info in enumerate(layer_meta):
             basis = tensors[f"layers.{i}.basis"]
             sigma = tensors[f"layers.{i}.singular_values"]
@@ -200,8 +210,12 @@ class AxisPack:
                     f"{name}: layer {i} tensors have shapes {tuple(basis.shape)}, "
                     f"{tuple(sigma.shape)}, {tuple(mean.shape)}, which the metadata does not match."
                 )
-            if not all(torch.isfinite(t).all() for t in (basis, sigma, mean)):
+            coord = tensors[f"layers.{i}.pair_coords"]
+            if tuple(coord.shape) not in ((2 * len(pairs), 2), (0, 2)):
+                raise PackError(f"{name}: layer {i} pair coordinates do not match the pairs.")
+            if not all(torch.isfinite(t).all() for t in (basis, sigma, mean, coord)):
                 raise PackError(f"{name}: layer {i} holds NaN or inf values.")
+            coords.append(coord)
             layers.append(
                 LayerSubspace(basis, sigma, mean, int(info["pairs_kept"]), int(info["pairs_total"]))
             )
@@ -214,7 +228,8 @@ class AxisPack:
             hidden_size=hidden,
             layers=layers,
             pooling=str(meta.get("pooling", "mean")),
-            pairs=[PreferencePair(**pair) for pair in meta.get("pairs", [])],
+            pairs=pairs,
+            pair_coords=coords if any(c.numel() for c in coords) else [],
             fit_config=dict(meta.get("fit_config", {})),
             rule_defaults=dict(meta.get("rule_defaults", {})),
             timings=dict(meta.get("timings", {})),

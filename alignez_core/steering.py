@@ -145,12 +145,13 @@ class SteeredAnswer:
     layers: dict[str, tuple[int, ...]]
 
 
-def _rows(
+def build_rows(
     lm: LoadedModel,
     prompts: Sequence[str],
     steer: Mapping[AxisPack, float],
     settings: SteerSettings,
 ) -> tuple[list[Row], list[list[AxisEdit]]]:
+    """Two rows per prompt (base, then edited with every axis combined) and the plans."""
     if not prompts:
         raise EditError("No prompts given.")
     planned = plan_edits(lm, prompts, steer, settings)
@@ -169,7 +170,7 @@ def generate(
     sampling: SamplingConfig = SamplingConfig(),
 ) -> list[SteeredAnswer]:
     """Base and edited answer for every prompt, as one batch of 2·N rows."""
-    rows, planned = _rows(lm, prompts, steer or {}, settings)
+    rows, planned = build_rows(lm, prompts, steer or {}, settings)
     outputs = generate_rows(lm, rows, sampling)
     return [
         SteeredAnswer(
@@ -190,7 +191,7 @@ def stream(
     sampling: SamplingConfig = SamplingConfig(),
 ) -> Iterator[tuple[str, str]]:
     """Yield (base, edited) text for one prompt as tokens arrive."""
-    rows, _ = _rows(lm, [prompt], steer or {}, settings)
+    rows, _ = build_rows(lm, [prompt], steer or {}, settings)
     for texts in stream_rows(lm, rows, sampling):
         yield texts[0], texts[1]
 

@@ -1,0 +1,50 @@
+"""HTML for the side-by-side answers, with the first point of divergence highlighted."""
+
+from __future__ import annotations
+
+import html
+
+
+def divergence_index(base: str, edited: str) -> int:
+    """Index of the first character where the two texts differ, backed off to a word start."""
+    limit = min(len(base), len(edited))
+    index = next((i for i in range(limit) if base[i] != edited[i]), limit)
+    if index == limit and len(base) == len(edited):
+        return index
+    while index > 0 and not edited[index - 1].isspace():
+        index -= 1
+    return index
+
+
+def answer_html(text: str, split: int | None, label: str, elem_class: str) -> str:
+    """One answer panel; text after `split` is marked as where this answer diverged."""
+    if not text:
+        body = '<span class="empty">(no output yet)</span>'
+    elif split is None or split >= len(text):
+        body = html.escape(text)
+    else:
+        body = (
+            html.escape(text[:split]) + f'<mark class="diverged">{html.escape(text[split:])}</mark>'
+        )
+    return (
+        f'<div class="answer {elem_class}"><div class="answer-label">{html.escape(label)}</div>'
+        f'<div class="answer-text">{body}</div></div>'
+    )
+
+
+def side_by_side(base: str, edited: str, edited_label: str) -> tuple[str, str]:
+    split = divergence_index(base, edited) if base and edited else None
+    return (
+        answer_html(base, split, "Base model", "base"),
+        answer_html(edited, split, edited_label, "edited"),
+    )
+
+
+CSS = """
+.answer { border-radius: 8px; padding: 10px 12px; min-height: 120px; white-space: pre-wrap; }
+.answer.base { background: var(--block-background-fill); border: 1px solid #9ca3af; }
+.answer.edited { background: var(--block-background-fill); border: 1px solid #6366f1; }
+.answer-label { font-size: 12px; font-weight: 600; opacity: .7; margin-bottom: 6px; }
+.answer-text .empty { opacity: .5; }
+mark.diverged { background: rgba(250, 204, 21, .35); color: inherit; padding: 0 1px; }
+"""

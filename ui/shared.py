@@ -1,0 +1,52 @@
+"""Server-side objects every session shares: the loaded model and the running-fit registry."""
+
+from __future__ import annotations
+
+import threading
+
+from alignez_core import LoadedModel, load_model
+
+
+class ModelHolder:
+    """The one loaded model; swapping it is atomic and a failed load keeps the current one."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self._lm = lm
+        self._lock = threading.Lock()
+
+    @property
+    def lm(self) -> LoadedModel:
+        return self._lm
+
+    def load(self, spec: str) -> LoadedModel:
+        with self._lock:  # one load at a time; generation keeps using the old model meanwhile
+            new = load_model(spec.strip() or None)
+            self._lm = new
+            return new
+
+
+class FitJobs:
+    """At most one running fit per browser session, each with its own cancel switch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, threading.Event] = {}
+
+    def start(self, session: str) -> threading.Event | None:
+        with self._lock:
+            if session in self._running:
+                return None
+            event = self._running[session] = threading.Event()
+            return event
+
+    def cancel(self, session: str) -> bool:
+        with self._lock:
+            event = self._running.get(session)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def finish(self, session: str) -> None:
+        with self._lock:
+            self._running.pop(session, None)
