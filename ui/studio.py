@@ -481,12 +481,10 @@ class Studio:
     def _run_fit(self, axis, queries, config, session, request, progress) -> Iterator[dict]:
         key = self._session_key(request)
         cancel = self.jobs.start(key)
-        if cancel is None:
-            yield {
-                self.fit_status: _message(
-                    "A fit is already running in this session: wait for it or cancel it.", "error"
-                )
-            }
+        if cancel is None:  # the running fit keeps the status line; this one says so in a toast
+            message = "A fit is already running in this session: wait for it or cancel it."
+            gr.Warning(message)
+            yield {self.axes_status: _message(message, "error")}
             return
         lm = self.holder.lm
         events: queue.Queue = queue.Queue()

@@ -1,0 +1,139 @@
+"""The studio in a real browser (Debian Chromium via Playwright) on the real default model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.real_model]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = os.environ.get("ALIGNEZ_SCREENSHOTS")  # a folder: save before/after screenshots there
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1")  # fmt: skip
+    log = (tmp_path_factory.mktemp("app") / "app.log").open("w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the app exited early; see {log.name}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        pytest.fail("the app did not serve a page within 180 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_fit_slide_generate_plot_and_a_second_session_stays_separate(app_url, browser):
+    first = browser.new_context(viewport={"width": 1400, "height": 1900})
+    page = first.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#fit")
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/studio-before.png", full_page=True)
+
+    # Bad input first: nothing is lost and the page keeps working.
+    page.click("#generate")
+    page.wait_for_selector("#gen-status:has-text('Type a prompt first')")
+    page.fill("#positive textarea, #positive input", " ")
+    page.click("#fit")
+    page.wait_for_selector("#fit-status:has-text('positive must be a non-empty')")
+
+    page.fill("#positive textarea, #positive input", "cheerful")
+    set_number(page, "n-queries", "3")
+    page.click("#fit")
+    page.wait_for_selector("#fit-status:has-text('Fitted cheerful')", timeout=240_000)
+    assert page.locator("#slider-0").is_visible()
+
+    # A second browser session at the same time sees none of the first one's axes.
+    second = browser.new_context()
+    other = second.new_page()
+    other.goto(app_url)
+    other.wait_for_selector("#fit")
+    assert not other.locator("#slider-0").is_visible()
+    other.fill("#prompt textarea", "Say hello.")
+    other.click("#generate")
+    other.wait_for_selector("#gen-status:has-text('base only')", timeout=120_000)
+
+    set_number(page, "slider-0", "1.5")
+    page.fill("#prompt textarea", "What should I do this weekend?")
+    page.click("#generate")
+    page.wait_for_selector("#gen-status:has-text('Done in')", timeout=240_000)
+    base = page.inner_text("#base-answer .answer-text").strip()
+    edited = page.inner_text("#edited-answer .answer-text").strip()
+    assert base and edited and base != "(no output yet)" and edited != "(no output yet)"
+    assert base != edited
+    assert "cheerful +1.5" in page.inner_text("#edited-answer .answer-label")
+    page.wait_for_selector("#projection .js-plotly-plot .scatterlayer .trace")
+    assert page.locator("#projection .scatterlayer .trace").count() >= 4  # 2 poles + 2 answers
+    assert page.locator("#spectrum .js-plotly-plot").count() == 1
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/studio-after.png", full_page=True)
+
+    # The other session still has no axis after the first one generated.
+    other.reload()
+    other.wait_for_selector("#fit")
+    assert not other.locator("#slider-0").is_visible()
+    first.close()
+    second.close()
+
+
+def test_uploading_a_non_pack_shows_a_message(app_url, browser, tmp_path):
+    page = browser.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#fit")
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_bytes(b"\x80\x04not a pack at all")
+    page.get_by_text("Manage axes").click()
+    with page.expect_file_chooser() as chooser:
+        page.click("#upload-pack")
+    chooser.value.set_files(str(bogus))
+    page.wait_for_selector("#axes-status:has-text('pickle')", timeout=60_000)
+    page.close()
