@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="judge an axis: scores and fluency per rule × strength")
     ev.add_argument("--axis", required=True, metavar="PACK")
     ev.add_argument("--prompts", required=True, help="text file, one prompt per line")
-    ev.add_argument("--strengths", default="-2,-1,0,1,2")
+    ev.add_argument("--strengths", default="-2,-1,0,1,2", help="e.g. --strengths=-2,-1,0,1,2")
     ev.add_argument("--rules", default="steer", help="comma list of " + ",".join(STEER_RULES))
     ev.add_argument("--judge", action="append", help="tone, grade, words, pole, refusal")
     ev.add_argument("--max-new-tokens", type=int, default=64)

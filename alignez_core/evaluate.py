@@ -133,6 +133,11 @@ def _fluency(lm: LoadedModel, prompts: Sequence[str], texts: Sequence[str]) -> F
     )
 
 
+def _edit_or_none(pack: AxisPack, strength: float, query, rule: str, config: EvalConfig):
+    edit = axis_edit(pack, strength, query, SteerSettings(rule=rule, top_n=config.top_n)).edit
+    return None if edit.is_empty else edit
+
+
 def evaluate(
     lm: LoadedModel,
     pack: AxisPack,
@@ -148,13 +153,16 @@ def evaluate(
     judges = [make_judge(name, pack.axis) for name in config.judges]
     queries = query_embeddings(lm, prompts, pack.pooling)  # type: ignore[arg-type]
     combos = [(rule, s) for rule in config.rules for s in config.strengths]
+    # Strength 0 is rule-independent: one zero row per prompt serves every rule's 0 cell.
+    generated = [(rule, s) for rule, s in combos if s != 0]
+    zero = 0.0 in config.strengths
     rows: list[Row] = []
     for i, prompt in enumerate(prompts):
         rows.append(Row(prompt))
-        for rule, strength in combos:
-            settings = SteerSettings(rule=rule, top_n=config.top_n)
-            edit = axis_edit(pack, strength, queries[i], settings).edit
-            rows.append(Row(prompt, None if edit.is_empty else edit))
+        if zero:
+            rows.append(Row(prompt, _edit_or_none(pack, 0.0, queries[i], config.rules[0], config)))
+        for rule, strength in generated:
+            rows.append(Row(prompt, _edit_or_none(pack, strength, queries[i], rule, config)))
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, seed=config.seed)
     texts: list[str] = []
     for start in range(0, len(rows), config.batch_size):
@@ -162,20 +170,25 @@ def evaluate(
         texts.extend(o.text for o in generate_rows(lm, chunk, sampling))
         if progress is not None:
             progress("generate", len(texts), len(rows))
-    width = 1 + len(combos)
+    width = 1 + zero + len(generated)
     base_texts = texts[0::width]
+    column = {("zero", 0.0): 1} if zero else {}
+    column.update({combo: 1 + zero + k for k, combo in enumerate(generated)})
     base_scores = {j.name: j.score(base_texts) for j in judges}
     cells = []
+    fluency: dict[int, Fluency] = {}
     for k, (rule, strength) in enumerate(combos):
-        cell_texts = texts[1 + k :: width]
+        index = column[("zero", 0.0)] if strength == 0 else column[(rule, strength)]
+        cell_texts = texts[index::width]
         scores, differences = {}, {}
         for judge in judges:
             values = judge.score(cell_texts)
             scores[judge.name] = statistics.mean(values)
             paired = [v - b for v, b in zip(values, base_scores[judge.name], strict=True)]
             differences[judge.name] = bootstrap_interval(paired, config.bootstrap, config.seed)
-        cells.append(Cell(rule, strength, scores, differences, _fluency(lm, prompts, cell_texts),
-                          cell_texts))  # fmt: skip
+        if index not in fluency:
+            fluency[index] = _fluency(lm, prompts, cell_texts)
+        cells.append(Cell(rule, strength, scores, differences, fluency[index], cell_texts))
         if progress is not None:
             progress("judge", k + 1, len(combos))
     return EvalReport(

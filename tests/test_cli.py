@@ -75,3 +75,42 @@ def test_errors_exit_non_zero_with_one_clear_line(model_dir, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and message in last, (args, last)
+
+
+def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path):
+    from alignez_core.axis import preset
+    from alignez_core.fit import FitConfig, fit_axis
+    from alignez_core.model import load_model
+
+    lm = load_model(str(model_dir))
+    pack = fit_axis(
+        lm, preset("cheerful"), ["a?", "b?", "c?"], FitConfig(n_queries=3, pooling="last")
+    )
+    pack_path = pack.save(tmp_path / "p.safetensors")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\nwhy?\n")
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    ok = run_cli(
+        "eval", "--axis", str(pack_path), "--prompts", str(prompts), "--strengths=-4,0,4",
+        "--rules", "caa", "--judge", "words", "--max-new-tokens", "6", "--model", str(model_dir),
+        "--json", str(out_json), "--plot", str(out_html),
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout)
+    assert [c["strength"] for c in summary["cells"]] == [-4.0, 0.0, 4.0]
+    assert json.loads(out_json.read_text())["prompts"] == ["hello", "why?"]
+    assert "plotly" in out_html.read_text()
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    base = ["eval", "--axis", str(pack_path), "--model", str(model_dir)]
+    cases = [
+        ([*base, "--prompts", str(empty)], "has no queries"),
+        ([*base, "--prompts", str(prompts), "--judge", "vibes"], "Unknown judge 'vibes'"),
+        ([*base, "--prompts", str(prompts), "--strengths", "1,two"], "--strengths expects"),
+        (["eval", "--axis", str(pack_path), "--prompts", str(prompts)],  # default SmolLM2
+         "has hidden size 576"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]

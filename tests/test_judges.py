@@ -1,0 +1,57 @@
+import pytest
+
+from alignez_core.axis import Axis, preset
+from alignez_core.errors import AlignEZError
+from alignez_core.judges import (
+    anchors,
+    distinct_2,
+    grade,
+    make_judge,
+    perplexities,
+    refusal,
+    repetition,
+    tone,
+    words,
+)
+
+HAPPY = "What a wonderful, sunny day! I'm so happy and excited."
+SAD = "Everything is bleak and hopeless; I feel miserable and alone."
+
+
+def test_tone_grade_and_words_rank_texts_as_expected():
+    assert tone([HAPPY])[0] > 0.5 > -0.5 > tone([SAD])[0]
+    simple = "The cat sat on the mat. It was warm."
+    technical = (
+        "Thermodynamic irreversibility necessitates entropy generation in dissipative systems."
+    )
+    assert grade([simple])[0] + 5 < grade([technical])[0]
+    assert words(["one two three", ""]) == [3.0, 0.0]
+
+
+def test_refusal_and_repetition_measures():
+    assert refusal(["I'm sorry, but I can't help with that.", "Sure, here you go."]) == [1.0, 0.0]
+    assert distinct_2(["a b c d"]) == 1.0 and distinct_2(["a b a b a b"]) == pytest.approx(0.4)
+    assert repetition("the same words " * 20) > 3 * repetition("A short, varied sentence here.")
+
+
+def test_pole_judge_uses_written_anchors_not_fit_pairs():
+    judge = make_judge("pole", preset("cheerful"))
+    happy, sad = judge.score([HAPPY, SAD])
+    assert happy > 0 > sad
+    positive, _ = anchors(preset("cheerful"))
+    assert all("cheerful" not in a for a in positive)  # written sentences, not the keyword
+    custom_pos, custom_neg = anchors(Axis("x", "polite", "rude"))
+    assert "polite" in custom_pos[0] and "rude" in custom_neg[0]
+
+
+def test_unknown_judge_is_refused():
+    with pytest.raises(AlignEZError, match="Unknown judge 'vibes'"):
+        make_judge("vibes", preset("cheerful"))
+
+
+def test_perplexity_is_lower_for_the_models_own_answer(tiny_llama):
+    from alignez_core import Row, SamplingConfig, generate_rows
+
+    own = generate_rows(tiny_llama, [Row("hello")], SamplingConfig(16, min_new_tokens=16))[0].text
+    (ppl_own, ppl_other) = perplexities(tiny_llama, ["hello", "hello"], [own, "zq xv kw pj"])
+    assert ppl_own < ppl_other
