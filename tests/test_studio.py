@@ -126,3 +126,25 @@ def test_fit_and_cancel_in_the_studio(studio):
     assert "Fitted mood" in updates[-1][studio.fit_status]
     assert updates[-1][studio.sliders[0]]["visible"] is True
     assert session.names() == ["mood"]
+
+
+def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):
+    session = session_with(tiny_pack)
+    status, figure, table = studio.on_evaluate(
+        "cheerful",
+        ["words"],
+        ["caa"],
+        "0,4",
+        8,
+        "hello\nwhy?",
+        session,
+        progress=lambda *a, **k: None,
+    )
+    assert "Evaluated cheerful on 2 prompts" in status
+    assert len(figure.data) == 3 and "| caa | +4 |" in table
+    status, *_ = studio.on_evaluate("cheerful", ["words"], ["caa"], "1,x", 8, "hi", session,
+                                    progress=lambda *a, **k: None)  # fmt: skip
+    assert "Strengths expects numbers" in status
+    status, *_ = studio.on_evaluate(None, ["words"], ["caa"], "1", 8, "hi", session,
+                                    progress=lambda *a, **k: None)  # fmt: skip
+    assert "Pick a fitted axis" in status

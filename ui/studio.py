@@ -19,12 +19,15 @@ import torch
 from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.axis import Axis, preset, preset_names
 from alignez_core.errors import FitCancelled
+from alignez_core.evaluate import EvalConfig, evaluate
 from alignez_core.explain import best_layer, layer_report
 from alignez_core.fit import FitConfig, fit_axis
 from alignez_core.generation import Row, stream_rows
+from alignez_core.judges import JUDGE_NAMES
 from alignez_core.pack import AxisPack
 from alignez_core.pairs import PairConfig
 from alignez_core.queries import parse_queries
+from alignez_core.report import eval_figure, markdown_table
 from alignez_core.session import MAX_AXES, StudioSession, StudioSettings
 from alignez_core.steering import STEER_RULES, SteerSettings, build_rows, sweep_rows
 
@@ -44,6 +47,13 @@ EXAMPLES = [
     "Tell me about the city where you live.",
 ]
 CUSTOM = "(custom: type the poles)"
+EVAL_MAX_PROMPTS = 24
+EVAL_PROMPTS = [
+    "What should I do this weekend?",
+    "Describe your morning commute.",
+    "How do I make a good cup of coffee?",
+    "Tell me about autumn.",
+]
 
 
 def _message(text: str, kind: str = "info") -> str:
@@ -76,6 +86,7 @@ class Studio:
                 with gr.Column(scale=3, min_width=420):
                     self._compare_panel()
             self._plots_panel()
+            self._evaluate_panel()
             self._wire()
         return demo
 
@@ -214,6 +225,27 @@ class Studio:
             self.spectrum_plot = gr.Plot(plots.spectrum_figure(None), elem_id="spectrum")
         self.overlap_plot = gr.Plot(plots.overlap_figure([]), elem_id="overlap")
 
+    def _evaluate_panel(self) -> None:
+        with gr.Accordion("Evaluate: does the slider steer? (independent judges)", open=False):
+            with gr.Row():
+                self.eval_axis = gr.Dropdown([], label="Axis", elem_id="eval-axis")
+                self.eval_judges = gr.CheckboxGroup(
+                    list(JUDGE_NAMES), value=["tone", "pole"], label="Judges"
+                )
+                self.eval_rules = gr.CheckboxGroup(
+                    list(STEER_RULES), value=["steer", "caa"], label="Rules"
+                )
+            with gr.Row():
+                self.eval_strengths = gr.Textbox("-2,-1,0,1,2", label="Strengths")
+                self.eval_tokens = gr.Slider(8, 128, value=32, step=8, label="Max new tokens")
+            self.eval_prompts = gr.Textbox(
+                "\n".join(EVAL_PROMPTS), lines=4, label="Prompts, one per line"
+            )
+            self.eval_button = gr.Button("Evaluate", elem_id="evaluate")
+            self.eval_status = gr.Markdown(elem_id="eval-status")
+            self.eval_plot = gr.Plot(elem_id="eval-plot")
+            self.eval_table = gr.Markdown()
+
     # --- wiring ---------------------------------------------------------------------------
 
     def _wire(self) -> None:
@@ -303,6 +335,20 @@ class Studio:
                 concurrency_limit=4,
                 concurrency_id="generate",
             )
+        self.eval_button.click(
+            self.on_evaluate,
+            [
+                self.eval_axis,
+                self.eval_judges,
+                self.eval_rules,
+                self.eval_strengths,
+                self.eval_tokens,
+                self.eval_prompts,
+                self.session,
+            ],
+            [self.eval_status, self.eval_plot, self.eval_table],
+            concurrency_id="fit",
+        )
         for trigger in (self.plot_axis.change, self.plot_layer.release):
             trigger(
                 self.on_plot,
@@ -356,6 +402,7 @@ class Studio:
             self.selected_axis: gr.update(choices=names, value=focus),
             self.sweep_axis: gr.update(choices=names, value=focus),
             self.plot_axis: gr.update(choices=names, value=focus),
+            self.eval_axis: gr.update(choices=names, value=focus),
             self.plot_layer: gr.update(value=layer, maximum=self.holder.lm.num_layers - 1),
             self.pairs_table: self._pairs_rows(pack),
             self.stats_table: self._stats_rows(pack),
@@ -757,6 +804,36 @@ class Studio:
                 f"Swept {pack.name} at {len(strengths)} strengths in one batch.", "ok"
             )
         }
+
+    def on_evaluate(
+        self, name, judges, rules, strengths, tokens, prompts_text, session, progress=gr.Progress()
+    ):
+        pack = session.axes.get(name)
+        try:
+            if pack is None:
+                raise AlignEZError("Pick a fitted axis to evaluate.")
+            from alignez_core.cli import parse_floats
+
+            prompts = parse_queries(prompts_text or "", "prompts").queries[:EVAL_MAX_PROMPTS]
+            config = EvalConfig(
+                strengths=parse_floats(strengths or "", "Strengths"),
+                rules=tuple(rules or ()),
+                judges=tuple(judges or ()),
+                max_new_tokens=int(tokens),
+            )
+            if not config.judges:
+                raise AlignEZError("Pick at least one judge.")
+            report = evaluate(
+                self.holder.lm,
+                pack,
+                prompts,
+                config,
+                lambda stage, done, total: progress((done, total), desc=stage),
+            )
+        except AlignEZError as exc:
+            return _message(str(exc), "error"), gr.update(), gr.update()
+        done = _message(f"Evaluated {pack.name} on {len(prompts)} prompts.", "ok")
+        return done, eval_figure(report), markdown_table(report)
 
     def on_plot(self, name, layer, session):
         pack = session.axes.get(name)
