@@ -33,13 +33,16 @@ _STATE: ContextVar[_CallState | None] = ContextVar("alignez_call_state", default
 
 
 class EditHooks:
-    """One set of MLP hooks per model, shared by concurrent calls, refcounted."""
+    """MLP hooks per model, shared by concurrent calls and refcounted per layer.
+
+    A call hooks only the layers it edits or traces, so unedited layers cost nothing.
+    """
 
     def __init__(self, mlps: Sequence[nn.Module]) -> None:
         self._mlps = tuple(mlps)
         self._lock = threading.Lock()
-        self._users = 0
-        self._handles: list[RemovableHandle] = []
+        self._users: dict[int, int] = {}
+        self._handles: dict[int, RemovableHandle] = {}
 
     @property
     def installed(self) -> int:
@@ -54,45 +57,46 @@ class EditHooks:
         With `traces` ({layer: []}), each forward's (edited) last-position MLP output at those
         layers is appended, (B, d) per step: the trajectory of the prompt and generated tokens.
         """
-        if plan is None and not traces:  # nothing to do: no hooks, no per-layer overhead
+        layers = set(plan.ops_by_layer if plan is not None else ()) | set(traces or ())
+        if not layers:  # nothing to do: no hooks, no per-layer overhead
             yield
             return
-        with self._active(_CallState(plan=plan, traces=traces)):
+        with self._active(_CallState(plan=plan, traces=traces), layers):
             yield
 
     @contextmanager
     def capturing(self, pool_weights: torch.Tensor) -> Iterator[dict[int, torch.Tensor]]:
         """Collect each layer's MLP output pooled with (B, T) weights: {layer: (B, d)}."""
         state = _CallState(pool_weights=pool_weights)
-        with self._active(state):
+        with self._active(state, set(range(len(self._mlps)))):
             yield state.captured
 
     @contextmanager
-    def _active(self, state: _CallState) -> Iterator[None]:
+    def _active(self, state: _CallState, layers: set[int]) -> Iterator[None]:
         token = _STATE.set(state)
-        self._acquire()
+        self._acquire(layers)
         try:
             yield
         finally:
-            self._release()
+            self._release(layers)
             _STATE.reset(token)
 
-    def _acquire(self) -> None:
+    def _acquire(self, layers: set[int]) -> None:
         with self._lock:
-            if self._users == 0:
-                self._handles = [
-                    mlp.register_forward_hook(_make_hook(index))
-                    for index, mlp in enumerate(self._mlps)
-                ]
-            self._users += 1
+            for layer in layers:
+                if self._users.get(layer, 0) == 0:
+                    self._handles[layer] = self._mlps[layer].register_forward_hook(
+                        _make_hook(layer)
+                    )
+                self._users[layer] = self._users.get(layer, 0) + 1
 
-    def _release(self) -> None:
+    def _release(self, layers: set[int]) -> None:
         with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                for handle in self._handles:
-                    handle.remove()
-                self._handles = []
+            for layer in layers:
+                self._users[layer] -= 1
+                if self._users[layer] == 0:
+                    del self._users[layer]
+                    self._handles.pop(layer).remove()
 
 
 def _make_hook(layer: int):
