@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,13 +24,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
+from common import generation_ratios, print_results  # noqa: E402
 
-from alignez_core import Row, SamplingConfig, generate_rows, load_model  # noqa: E402
+from alignez_core import load_model  # noqa: E402
 from alignez_core.axis import preset  # noqa: E402
 from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
-from alignez_core.steering import SteerSettings, combine, plan_edits  # noqa: E402
-
-PROMPT = "Tell me about a walk in the park on a spring morning."
 
 _LOAD_PROBE = """
 import json, os, time, resource
@@ -58,12 +55,6 @@ def probe_load(cache_dir: str | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -86,67 +77,8 @@ def main() -> None:
     results["fit_seconds"] = round(time.perf_counter() - fit_started, 2)
     results["fit_breakdown"] = {k: round(v, 2) for k, v in pack.timings.items()}
 
-    config = SamplingConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
-    settings = SteerSettings()
-    enc = lm.tokenizer(lm.format_prompt(PROMPT), return_tensors="pt", add_special_tokens=False)
-
-    def plain() -> None:
-        with torch.inference_mode():
-            lm.model.generate(
-                **enc,
-                max_new_tokens=args.tokens,
-                min_new_tokens=args.tokens,
-                do_sample=False,
-                pad_token_id=lm.tokenizer.pad_token_id,
-            )
-
-    def edit_for_prompt():
-        (edits,) = plan_edits(lm, [PROMPT], {pack: 1.0}, settings)
-        return combine(edits, settings.positions)
-
-    def edited() -> None:
-        generate_rows(lm, [Row(PROMPT, edit_for_prompt())], config)
-
-    def ours_base() -> None:
-        generate_rows(lm, [Row(PROMPT)], config)
-
-    def side_by_side() -> None:
-        generate_rows(lm, [Row(PROMPT), Row(PROMPT, edit_for_prompt())], config)
-
-    def sequential() -> None:
-        ours_base()
-        edited()
-
-    plain()  # warm up
-    side_by_side()
-    samples: dict[str, list[float]] = {k: [] for k in ("edit", "base", "side", "seq")}
-    plain_times = []
-    for _ in range(args.runs):
-        for key, fn in (
-            ("edit", edited),
-            ("base", ours_base),
-            ("side", side_by_side),
-            ("seq", sequential),
-        ):
-            base_time = timed(plain)
-            plain_times.append(base_time)
-            samples[key].append(timed(fn) / base_time)
-
-    def med(key: str) -> float:
-        return round(statistics.median(samples[key]), 3)
-
-    results["plain_tokens_per_s"] = round(args.tokens / statistics.median(plain_times), 1)
-    results["edit_overhead_ratio"] = round(1 / med("edit"), 3)  # tokens/s edited ÷ plain
-    results["no_edit_ratio"] = round(1 / med("base"), 3)
-    results["side_by_side_ratio"] = med("side")  # time(base+edited batch) ÷ time(plain)
-    results["sequential_ratio"] = med("seq")  # time(base, then edited) ÷ time(plain)
-    results["runs"] = args.runs
-    results["tokens"] = args.tokens
-
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
-    print(json.dumps(results))
+    results.update(generation_ratios(lm, pack, args.tokens, args.runs))
+    print_results(results)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""GPU variant: a randomly initialised model with the shapes of an 8B Llama, bf16 on CUDA.
+
+No weights are downloaded: the architecture is built from a config and initialised on the GPU.
+The tokenizer is a byte-level one built in code. The axis is fitted by the real pipeline on the
+random model (its texts are noise, so the cosine filter is opened to keep every pair); the
+generation ratios use that fitted axis. Prints a table, then one JSON line.
+
+    python bench/gpu.py [--runs 5] [--tokens 64] [--layers 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+from common import generation_ratios, print_results  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+from alignez_core import LoadedModel  # noqa: E402
+from alignez_core.axis import preset  # noqa: E402
+from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
+from alignez_core.pairs import PairConfig  # noqa: E402
+from alignez_core.subspace import SubspaceConfig  # noqa: E402
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    specials = ["<pad>", "<eos>", "<bos>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    return tokenizer
+
+
+def llama_8b_shapes(layers: int) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=layers,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=32)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/gpu.py needs a CUDA device.")
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(llama_8b_shapes(args.layers))
+    torch.set_default_dtype(torch.float32)
+    tokenizer = byte_tokenizer()
+    with torch.no_grad():  # random logits: let the tokens the byte tokenizer can decode win
+        model.lm_head.weight[len(tokenizer) :].zero_()
+        model.lm_head.weight[tokenizer.eos_token_id].zero_()
+    lm = LoadedModel.wrap(model, tokenizer, "random-init Llama-8B shapes (bf16)")
+    results: dict = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "model": lm.model_id,
+        "params_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 2),
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
+    fit_config = FitConfig(
+        n_queries=8,
+        pooling="mean",
+        pairs=PairConfig(insight_tokens=40, answer_tokens=64),
+        subspace=SubspaceConfig(max_pair_cosine=1.01),  # random-model texts: keep every pair
+    )
+    torch.cuda.synchronize()
+    fit_started = time.perf_counter()
+    pack = fit_axis(lm, preset("cheerful"), config=fit_config)
+    torch.cuda.synchronize()
+    results["fit_seconds"] = round(time.perf_counter() - fit_started, 2)
+    results["fit_breakdown"] = {k: round(v, 2) for k, v in pack.timings.items()}
+    results.update(generation_ratios(lm, pack, args.tokens, args.runs))
+    results["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    print_results(results)
+
+
+if __name__ == "__main__":
+    main()
