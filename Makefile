@@ -40,6 +40,8 @@ test: setup browser lint
 	$(PY) -m pytest
 
 bench: setup
+	test -d .bench-peers || $(PIP) --no-deps --target .bench-peers repeng==0.4.0 \
+		steering-vectors==0.12.2 scikit-learn scipy threadpoolctl joblib cloudpickle 2>&1 | $(QUIET)
 	$(PY) bench/engine.py
 
 results: setup

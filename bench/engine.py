@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from common import generation_ratios, print_results  # noqa: E402
+from common import PROMPT, generation_ratios, print_results  # noqa: E402
+from peers import PEERS, peer_ratios  # noqa: E402
 
 from alignez_core import load_model  # noqa: E402
 from alignez_core.axis import preset  # noqa: E402
@@ -78,6 +80,11 @@ def main() -> None:
     results["fit_breakdown"] = {k: round(v, 2) for k, v in pack.timings.items()}
 
     results.update(generation_ratios(lm, pack, args.tokens, args.runs))
+    if PEERS.exists():
+        results["peers"] = peer_ratios(lm, PROMPT, args.tokens, args.runs)
+    else:
+        results["peers"] = "not installed (make bench installs them into .bench-peers)"
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print_results(results)
 
 

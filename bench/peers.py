@@ -1,0 +1,85 @@
+"""repeng 0.4.0 and steering-vectors 0.12.2 on the same model, prompt and rank-1 vector.
+
+The peers are installed for the benchmark only, outside the runtime environment:
+`pip install --no-deps --target .bench-peers repeng==0.4.0 steering-vectors==0.12.2
+scikit-learn scipy threadpoolctl joblib cloudpickle` (`make bench` does it). Each ratio is edited tokens/s ÷
+plain `model.generate` tokens/s, measured pair by pair with runs alternating.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alignez_core import Edit, LayerEdit, LoadedModel, Row, SamplingConfig, generate_rows
+
+PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
+LAYERS = tuple(range(12, 19))  # steering-vectors' usual mid-network range on this model
+
+
+def _import_peers():
+    sys.path.insert(0, str(PEERS))
+    if not hasattr(np, "float_"):  # repeng 0.4.0 still names np.float_ (removed in NumPy 2)
+        np.float_ = np.float64
+    from repeng import ControlModel
+    from steering_vectors import SteeringVector
+
+    return ControlModel, SteeringVector
+
+
+def peer_ratios(lm: LoadedModel, prompt: str, tokens: int, runs: int) -> dict[str, float]:
+    ControlModel, SteeringVector = _import_peers()
+    torch.manual_seed(0)
+    vector = torch.randn(lm.hidden_size)
+    vector = 4.0 * vector / vector.norm()
+    enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
+    kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                  pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
+    config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
+    edit = Edit(tuple(LayerEdit(layer, vector, 1.0, "add") for layer in LAYERS))
+    steering_vector = SteeringVector({layer: vector for layer in LAYERS}, "decoder_block")
+
+    def plain() -> None:
+        with torch.inference_mode():
+            lm.model.generate(**enc, **kwargs)
+
+    def ours() -> None:
+        generate_rows(lm, [Row(prompt, edit)], config)
+
+    def steering_vectors() -> None:
+        with torch.inference_mode(), steering_vector.apply(lm.model, multiplier=1.0):
+            lm.model.generate(**enc, **kwargs)
+
+    control = ControlModel(lm.model, LAYERS)  # repeng wraps the layers in place …
+    control.set_raw_control({layer: vector for layer in LAYERS})
+
+    def repeng() -> None:
+        with torch.inference_mode():
+            control.generate(**enc, **kwargs)
+
+    cases = {"alignez_same_vector": ours, "steering_vectors": steering_vectors, "repeng": repeng}
+    ratios: dict[str, list[float]] = {k: [] for k in cases}
+    try:
+        control.reset()
+        plain()  # the wrapped layers with no control: the plain model's path
+        control.set_raw_control({layer: vector for layer in LAYERS})
+        for fn in cases.values():
+            fn()
+        for _ in range(runs):
+            for key, fn in cases.items():
+                control.reset()
+                started = time.perf_counter()
+                plain()
+                reference = time.perf_counter() - started
+                control.set_raw_control({layer: vector for layer in LAYERS})
+                started = time.perf_counter()
+                fn()
+                ratios[key].append(reference / (time.perf_counter() - started))
+    finally:
+        control.unwrap()  # … and must be unwrapped to give the model back
+    return {key: round(statistics.median(values), 3) for key, values in ratios.items()}
