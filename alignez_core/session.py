@@ -38,6 +38,12 @@ class StudioSettings:
     temperature: float = 0.0
     seed: int = 0
 
+    def __post_init__(self) -> None:  # values arrive from UI widgets and JSON: coerce them
+        self.top_n = int(self.top_n)
+        self.max_new_tokens = int(self.max_new_tokens)
+        self.temperature = float(self.temperature)
+        self.seed = int(self.seed or 0)
+
 
 @dataclass
 class StudioSession:

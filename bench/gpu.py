@@ -23,30 +23,14 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
 from common import generation_ratios, print_results  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from alignez_core import LoadedModel  # noqa: E402
 from alignez_core.axis import preset  # noqa: E402
 from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
 from alignez_core.pairs import PairConfig  # noqa: E402
 from alignez_core.subspace import SubspaceConfig  # noqa: E402
-
-
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    specials = ["<pad>", "<eos>", "<bos>"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-    )
-    return tokenizer
+from alignez_core.toy import byte_tokenizer  # noqa: E402
 
 
 def llama_8b_shapes(layers: int) -> LlamaConfig:

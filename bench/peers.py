@@ -1,9 +1,10 @@
 """repeng 0.4.0 and steering-vectors 0.12.2 on the same model, prompt and rank-1 vector.
 
-The peers are installed for the benchmark only, outside the runtime environment:
-`pip install --no-deps --target .bench-peers repeng==0.4.0 steering-vectors==0.12.2
-scikit-learn scipy threadpoolctl joblib cloudpickle` (`make bench` does it). Each ratio is edited tokens/s ÷
-plain `model.generate` tokens/s, measured pair by pair with runs alternating.
+The peers are installed for the benchmark only, outside the runtime environment, by
+`make bench`: `pip install --no-deps --target .bench-peers repeng==0.4.0
+steering-vectors==0.12.2 scikit-learn scipy threadpoolctl joblib cloudpickle`.
+Each ratio is edited tokens/s ÷ plain `model.generate` tokens/s, measured pair by pair with
+runs alternating.
 """
 
 from __future__ import annotations

@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     GemmaConfig,
     GemmaForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
-    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
 
 from alignez_core import LoadedModel
-
-SPECIALS = ["<pad>", "<eos>", "<bos>"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
-def make_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
-    """Byte-level BPE with no merges: every UTF-8 byte is a token, plus three specials."""
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {token: i for i, token in enumerate(SPECIALS + sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>"
-    )
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
+from alignez_core.toy import byte_tokenizer
 
 ARCHES = {
     "llama": (LlamaConfig, LlamaForCausalLM, {}),
@@ -46,7 +23,7 @@ ARCHES = {
 
 
 def make_model(arch: str = "llama", layers: int = 3, hidden: int = 64, seed: int = 0, chat=True):
-    tokenizer = make_tokenizer(chat=chat)
+    tokenizer = byte_tokenizer(chat=chat)
     config_cls, model_cls, extra = ARCHES[arch]
     config = config_cls(
         vocab_size=len(tokenizer),

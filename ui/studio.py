@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import astuple, fields
 from pathlib import Path
 
 import gradio as gr
@@ -637,55 +638,27 @@ class Studio:
         path = pack.save(folder / f"{_safe_filename(pack.name)}.safetensors")
         return gr.update(value=str(path), visible=True), _message(f"Pack for {name} ready.", "ok")
 
-    def on_export(
-        self,
-        prompt,
-        rule,
-        layer_mode,
-        pinned,
-        top_n,
-        positions,
-        max_tokens,
-        temperature,
-        seed,
-        session,
-    ):
-        session.settings = StudioSettings(
-            prompt,
-            rule,
-            layer_mode,
-            pinned,
-            int(top_n),
-            positions,
-            int(max_tokens),
-            float(temperature),
-            int(seed or 0),
-        )
+    def on_export(self, *values):
+        *settings, session = values
+        session.settings = StudioSettings(*settings)
         folder = Path(tempfile.mkdtemp(prefix="alignez-session-"))
         path = session.save(folder / "alignez-session.zip")
         return gr.update(value=str(path), visible=True), _message("Session exported.", "ok")
 
     def on_import(self, file, session):
+        """Replace the session from a file; the settings widgets follow `StudioSettings` order."""
         try:
             loaded = StudioSession.load(_path(file), self.holder.lm)
-        except (AlignEZError, OSError) as exc:
+        except (AlignEZError, OSError, TypeError, ValueError) as exc:
             view = self._axes_view(session, axes_status=_message(str(exc), "error"))
-            return [view.get(c, gr.update()) for c in self._axes_outputs()] + [gr.update()] * 9
-        s = loaded.settings
+            settings = [gr.update()] * len(fields(StudioSettings))
+            return [view.get(c, gr.update()) for c in self._axes_outputs()] + settings
         view = self._axes_view(
             loaded, axes_status=_message(f"Imported a session with {len(loaded.axes)} axes.", "ok")
         )
-        return [view.get(c, gr.update()) for c in self._axes_outputs()] + [
-            s.prompt,
-            s.rule,
-            s.layer_mode,
-            s.pinned_layers,
-            s.top_n,
-            s.positions,
-            s.max_new_tokens,
-            s.temperature,
-            s.seed,
-        ]
+        return [view.get(c, gr.update()) for c in self._axes_outputs()] + list(
+            astuple(loaded.settings)
+        )
 
     def _steer_settings(self, rule, layer_mode, pinned, top_n, positions) -> SteerSettings:
         from alignez_core.cli import parse_layers
