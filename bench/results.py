@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
-    lm = load_model()
+    lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None)
     prompts = read_queries(ROOT / "assets" / "dev_prompts.txt").queries[: args.prompts]
     sections, data = [], {}
     for name, judge in AXES.items():
