@@ -148,3 +148,13 @@ def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):
     status, *_ = studio.on_evaluate(None, ["words"], ["caa"], "1", 8, "hi", session,
                                     progress=lambda *a, **k: None)  # fmt: skip
     assert "Pick a fitted axis" in status
+
+
+def test_handlers_only_update_components_wired_as_their_outputs(studio, tiny_pack):
+    """Gradio rejects a returned component that is not an output of the event."""
+    session = session_with(tiny_pack)
+    assert set(studio._axes_view(session)) <= set(studio._axes_outputs())
+    for update in generate(studio, session, "hi", plot_axis="cheerful", plot_layer=1):
+        assert set(update) <= set(studio._generate_outputs())
+    for update in generate(studio, session, "hi", sweep=True, sweep_axis="cheerful"):
+        assert set(update) <= set(studio._generate_outputs())

@@ -324,15 +324,7 @@ class Studio:
                     self.plot_layer,
                     self.session,
                 ],
-                [
-                    self.base_out,
-                    self.edited_out,
-                    self.gen_status,
-                    self.sweep_table,
-                    self.projection_plot,
-                    self.spectrum_plot,
-                    self.session,
-                ],
+                self._generate_outputs(),
                 concurrency_limit=4,
                 concurrency_id="generate",
             )
@@ -357,6 +349,10 @@ class Studio:
                 [self.projection_plot, self.spectrum_plot],
             )
 
+    def _generate_outputs(self) -> list:
+        return [self.base_out, self.edited_out, self.gen_status, self.sweep_table,
+                self.projection_plot, self.spectrum_plot, self.session]  # fmt: skip
+
     def _axes_outputs(self) -> list:
         return [
             self.session,
@@ -367,6 +363,7 @@ class Studio:
             self.selected_axis,
             self.sweep_axis,
             self.plot_axis,
+            self.eval_axis,
             self.plot_layer,
             self.pairs_table,
             self.stats_table,
