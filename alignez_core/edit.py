@@ -60,7 +60,7 @@ def check_strength(strength: float, what: str = "strength") -> float:
 
 @dataclass(frozen=True)
 class _RowOp:
-    rows: torch.Tensor
+    row: int
     directions: torch.Tensor
     strength: float
     rule: EditRule
@@ -77,14 +77,12 @@ class BatchPlan:
         ops = self.ops_by_layer.get(layer)
         if not ops:
             return None
-        edited = output.clone()
+        edited = output.clone()  # the module's own output stays untouched
         for op in ops:
-            if op.all_positions:
-                hidden = edited[op.rows]
-                edited[op.rows] = op.rule(hidden, op.directions, op.strength).to(edited.dtype)
-            else:
-                hidden = edited[op.rows, -1]
-                edited[op.rows, -1] = op.rule(hidden, op.directions, op.strength).to(edited.dtype)
+            # A view of this row (all positions, or the last one), written back in place: no
+            # gather/scatter kernels on the per-token hot path.
+            view = edited[op.row : op.row + 1] if op.all_positions else edited[op.row, -1:]
+            view.copy_(op.rule(view, op.directions, op.strength))
         return edited
 
 
@@ -135,7 +133,7 @@ def _compile_one(
     except KeyError as exc:
         raise EditError(str(exc.args[0])) from None
     return _RowOp(
-        rows=torch.tensor([row], device=device),
+        row=row,
         directions=directions.to(device=device, dtype=torch.float32),
         strength=check_strength(item.strength),
         rule=_in_float32(rule, dtype),
