@@ -99,7 +99,17 @@ def answer_embeddings(
 def query_embeddings(
     lm: LoadedModel, queries: Sequence[str], pooling: Pooling, batch_size: int = 16
 ) -> torch.Tensor:
-    """Φ_l(q) read on the (chat-formatted) prompt alone: (N, L, d)."""
-    texts = [lm.format_prompt(q) for q in queries]
-    spans = [_token_count(lm, t) for t in texts]
-    return pooled_mlp_outputs(lm, texts, spans, pooling, batch_size)
+    """Φ_l(q) read on the (chat-formatted) prompt alone: (N, L, d).
+
+    Cached per model, prompt and pooling (`lm.query_cache`): moving a slider and generating the
+    same prompt again costs no extra forward pass.
+    """
+    keys = [(q, pooling) for q in queries]
+    missing = list(dict.fromkeys(k for k in keys if lm.query_cache.get(k) is None))
+    if missing:
+        texts = [lm.format_prompt(q) for q, _ in missing]
+        spans = [_token_count(lm, t) for t in texts]
+        fresh = pooled_mlp_outputs(lm, texts, spans, pooling, batch_size)
+        for key, embedding in zip(missing, fresh, strict=True):
+            lm.query_cache.put(key, embedding)
+    return torch.stack([lm.query_cache.get(k) for k in keys])

@@ -14,7 +14,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,33 @@ CACHE_ENV = "ALIGNEZ_CACHE_DIR"
 _CACHE_FORMAT = 1
 
 
+class LRUCache:
+    """A small thread-safe least-recently-used map (model outputs keyed by their inputs)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
 @dataclass(eq=False)
 class LoadedModel:
     """A model, its tokenizer, its prompt format and its decoder layout, loaded once.
@@ -49,6 +78,7 @@ class LoadedModel:
     load_seconds: float = 0.0
     source: str = ""
     hooks: EditHooks = field(init=False, repr=False)
+    query_cache: LRUCache = field(default_factory=LRUCache, repr=False)
 
     def __post_init__(self) -> None:
         self.hooks = EditHooks(self.layout.mlps)

@@ -46,3 +46,22 @@ def test_query_embedding_reads_the_prompt_alone(tiny_llama):
     expected = manual_mlp_outputs(tiny_llama, tiny_llama.format_prompt("hello there"))[:, -1]
     assert torch.allclose(emb[0], expected, atol=1e-4)
     assert tiny_llama.hooks.installed == 0
+
+
+def test_query_embeddings_are_cached_per_prompt_and_pooling(tiny_llama, monkeypatch):
+    from alignez_core import activations
+
+    tiny_llama.query_cache.clear()
+    calls = []
+    real = activations.pooled_mlp_outputs
+    monkeypatch.setattr(
+        activations,
+        "pooled_mlp_outputs",
+        lambda lm, texts, *a: calls.append(texts) or real(lm, texts, *a),
+    )
+    first = query_embeddings(tiny_llama, ["a", "b", "a"], "last")
+    again = query_embeddings(tiny_llama, ["b", "a"], "last")
+    assert torch.equal(first[0], first[2]) and torch.equal(again[1], first[0])
+    assert len(calls) == 1 and len(calls[0]) == 2  # "a" and "b" read once, in one batch
+    query_embeddings(tiny_llama, ["a"], "mean")
+    assert len(calls) == 2  # another pooling is another entry
