@@ -162,17 +162,9 @@ def _gguf_cache_dir(gguf: Path, dtype: torch.dtype) -> Path:
     return cache_root() / f"{gguf.stem}-{str(dtype).removeprefix('torch.')}-{digest}"
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_manifest(folder: Path) -> None:
     files = {
-        p.name: {"size": p.stat().st_size, "sha256": _file_digest(p)}
+        p.name: {"size": p.stat().st_size}
         for p in sorted(folder.iterdir())
         if p.suffix == ".safetensors"
     }
