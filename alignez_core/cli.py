@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import AlignEZError
+from .parse import parse_floats, parse_layers
 
 
 def _log(message: str) -> None:
@@ -87,19 +88,6 @@ def _parse_axis_arg(value: str) -> tuple[str, float]:
         raise AlignEZError(f"--axis {value!r}: strength {strength!r} is not a number.") from None
 
 
-def parse_layers(value: str) -> tuple[int, ...] | None:
-    """'auto' → None (per-query top-n), else a comma list like '8,9,10'."""
-    if value.strip().lower() == "auto":
-        return None
-    try:
-        layers = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise AlignEZError(f"--layers expects 'auto' or a list like 8,9,10: {value!r}.") from None
-    if not layers:
-        raise AlignEZError("--layers list is empty.")
-    return layers
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
     from .generation import SamplingConfig
     from .pack import AxisPack
@@ -133,16 +121,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
                 "layers": {k: list(v) for k, v in answer.layers.items()},
             }
         )
-
-
-def parse_floats(value: str, what: str) -> tuple[float, ...]:
-    try:
-        numbers = tuple(float(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise AlignEZError(f"{what} expects numbers separated by commas, got {value!r}.") from None
-    if not numbers:
-        raise AlignEZError(f"{what} is empty.")
-    return numbers
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -27,6 +27,7 @@ from alignez_core.generation import Row, stream_rows
 from alignez_core.judges import JUDGE_NAMES
 from alignez_core.pack import AxisPack
 from alignez_core.pairs import PairConfig
+from alignez_core.parse import parse_floats, parse_layers
 from alignez_core.queries import parse_queries
 from alignez_core.report import eval_figure, markdown_table
 from alignez_core.session import MAX_AXES, StudioSession, StudioSettings
@@ -658,8 +659,6 @@ class Studio:
         )
 
     def _steer_settings(self, rule, layer_mode, pinned, top_n, positions) -> SteerSettings:
-        from alignez_core.cli import parse_layers
-
         layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
         return SteerSettings(rule=rule, top_n=int(top_n), layers=layers, positions=positions)
 
@@ -782,8 +781,6 @@ class Studio:
         try:
             if pack is None:
                 raise AlignEZError("Pick a fitted axis to evaluate.")
-            from alignez_core.cli import parse_floats
-
             prompts = parse_queries(prompts_text or "", "prompts").queries[:EVAL_MAX_PROMPTS]
             config = EvalConfig(
                 strengths=parse_floats(strengths or "", "Strengths"),

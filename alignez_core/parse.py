@@ -1,0 +1,28 @@
+"""Comma lists typed by a user (CLI flags, studio text boxes), parsed with one clear error."""
+
+from __future__ import annotations
+
+from .errors import AlignEZError
+
+
+def parse_layers(value: str) -> tuple[int, ...] | None:
+    """'auto' → None (per-query top-n), else a comma list like '8,9,10'."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        layers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise AlignEZError(f"--layers expects 'auto' or a list like 8,9,10: {value!r}.") from None
+    if not layers:
+        raise AlignEZError("--layers list is empty.")
+    return layers
+
+
+def parse_floats(value: str, what: str) -> tuple[float, ...]:
+    try:
+        numbers = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise AlignEZError(f"{what} expects numbers separated by commas, got {value!r}.") from None
+    if not numbers:
+        raise AlignEZError(f"{what} is empty.")
+    return numbers
