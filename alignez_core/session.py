@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .axis import Axis
 from .errors import PackError
 from .pack import MAX_PACK_BYTES, AxisPack
 
@@ -71,8 +72,6 @@ class StudioSession:
         self.strengths.pop(name, None)
 
     def rename(self, old: str, new: str) -> None:
-        from .axis import Axis
-
         new = " ".join(new.split())
         if old not in self.axes:
             raise PackError(f"No axis named {old!r}.")
