@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 from .errors import EditError
-from .rules import EditRule, get_rule
+from .rules import InPlaceEdit, edit_kernel
 
 Positions = Literal["last", "all"]
 
@@ -61,9 +61,7 @@ def check_strength(strength: float, what: str = "strength") -> float:
 @dataclass(frozen=True)
 class _RowOp:
     row: int
-    directions: torch.Tensor
-    strength: float
-    rule: EditRule
+    kernel: InPlaceEdit  # the rule with its directions and strength baked in
     all_positions: bool
 
 
@@ -74,15 +72,23 @@ class BatchPlan:
     ops_by_layer: dict[int, list[_RowOp]] = field(default_factory=dict)
 
     def apply(self, layer: int, output: torch.Tensor) -> torch.Tensor | None:
+        """Edit this layer's MLP output (B, T, d) row by row; None when the layer has no edit.
+
+        The output is a fresh tensor that only the residual add reads next, so it is edited in
+        place (a copy only when autograd tracks it): each row's edit is a view plus its kernel's
+        one to three ops, with no clone, gather or scatter on the per-token path.
+        """
         ops = self.ops_by_layer.get(layer)
         if not ops:
             return None
-        edited = output.clone()  # the module's own output stays untouched
+        edited = output.clone() if output.requires_grad else output
+        single_row = edited.shape[0] == 1
         for op in ops:
-            # A view of this row (all positions, or the last one), written back in place: no
-            # gather/scatter kernels on the per-token hot path.
-            view = edited[op.row : op.row + 1] if op.all_positions else edited[op.row, -1:]
-            view.copy_(op.rule(view, op.directions, op.strength))
+            if op.all_positions:
+                view = edited[op.row]  # (T, d)
+            else:
+                view = edited[:, -1] if single_row else edited[op.row, -1:]  # (1, d)
+            op.kernel(view)
         return edited
 
 
@@ -91,7 +97,6 @@ def compile_plan(
     num_layers: int,
     hidden_size: int,
     device: torch.device,
-    dtype: torch.dtype,
 ) -> BatchPlan | None:
     """Validate every row's edit and group it by layer; None when no row edits anything."""
     plan = BatchPlan()
@@ -102,7 +107,7 @@ def compile_plan(
             raise EditError(f"positions must be 'last' or 'all', got {edit.positions!r}.")
         for item in edit.layer_edits:
             plan.ops_by_layer.setdefault(item.layer, []).append(
-                _compile_one(item, row, edit.positions, num_layers, hidden_size, device, dtype)
+                _compile_one(item, row, edit.positions, num_layers, hidden_size, device)
             )
     return plan if plan.ops_by_layer else None
 
@@ -114,7 +119,6 @@ def _compile_one(
     num_layers: int,
     hidden_size: int,
     device: torch.device,
-    dtype: torch.dtype,
 ) -> _RowOp:
     if not isinstance(item.layer, int) or not 0 <= item.layer < num_layers:
         raise EditError(f"Layer {item.layer!r} is out of range: the model has {num_layers} layers.")
@@ -128,25 +132,9 @@ def _compile_one(
         )
     if not torch.isfinite(directions).all():
         raise EditError(f"Directions for layer {item.layer} contain NaN or inf.")
+    strength = check_strength(item.strength)
     try:
-        rule = get_rule(item.rule)
+        kernel = edit_kernel(item.rule, directions.to(device=device, dtype=torch.float32), strength)
     except KeyError as exc:
         raise EditError(str(exc.args[0])) from None
-    return _RowOp(
-        row=row,
-        directions=directions.to(device=device, dtype=torch.float32),
-        strength=check_strength(item.strength),
-        rule=_in_float32(rule, dtype),
-        all_positions=positions == "all",
-    )
-
-
-def _in_float32(rule: EditRule, dtype: torch.dtype) -> EditRule:
-    """Rules compute in float32 so bf16/fp16 models get the same algebra."""
-    if dtype == torch.float32:
-        return rule
-
-    def wrapped(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torch.Tensor:
-        return rule(hidden.float(), directions, strength)
-
-    return wrapped
+    return _RowOp(row=row, kernel=kernel, all_positions=positions == "all")

@@ -131,9 +131,7 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
         padding_side="left",
         add_special_tokens=not lm.is_chat,
     ).to(lm.device)
-    plan = compile_plan(
-        [row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.device, lm.dtype
-    )
+    plan = compile_plan([row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.device)
     eos = _eos_ids(lm)
     generation_config = GenerationConfig(
         max_new_tokens=config.max_new_tokens,

@@ -2,6 +2,12 @@
 
 `hidden` is (..., d), `directions` is (k, d), `strength` a finite float. Rules never modify
 their inputs. New rules are added with `@register_rule("name")`; `get_rule` looks them up.
+
+The pure rule is the definition. What runs per token is its *kernel*: `edit_kernel` turns a
+rule, its directions and strength into an in-place edit of a (n, d) view with everything that
+does not depend on the hidden state computed once. Built-in rules register a kernel of one to
+three tensor ops (`@register_kernel`); any other rule runs through a generic kernel that calls
+the pure function. On a GPU, where decoding is bound by kernel launches, the op count is the cost.
 """
 
 from __future__ import annotations
@@ -11,8 +17,12 @@ from collections.abc import Callable
 import torch
 
 EditRule = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+InPlaceEdit = Callable[[torch.Tensor], None]  # edits a (n, d) view of the hidden state in place
+KernelFactory = Callable[[torch.Tensor, float], InPlaceEdit]  # (float32 directions, strength)
 
 _RULES: dict[str, EditRule] = {}
+_KERNELS: dict[EditRule, KernelFactory] = {}  # keyed by the function: re-registering a name
+# with a new function drops its kernel, so the pure rule always stays the definition
 
 
 def register_rule(*names: str) -> Callable[[EditRule], EditRule]:
@@ -35,6 +45,32 @@ def get_rule(name: str) -> EditRule:
 
 def rule_names() -> list[str]:
     return sorted(_RULES)
+
+
+def register_kernel(rule: EditRule) -> Callable[[KernelFactory], KernelFactory]:
+    """Give `rule` an in-place kernel for the per-token path; it must compute the same thing."""
+
+    def decorate(factory: KernelFactory) -> KernelFactory:
+        _KERNELS[rule] = factory
+        return factory
+
+    return decorate
+
+
+def edit_kernel(name: str, directions: torch.Tensor, strength: float) -> InPlaceEdit:
+    """The rule `name` as an in-place edit of a (n, d) view; math in float32 whatever its dtype.
+
+    `directions` is (k, d) float32 on the model's device.
+    """
+    rule = get_rule(name)
+    factory = _KERNELS.get(rule)
+    if factory is not None:
+        return factory(directions, strength)
+
+    def generic(view: torch.Tensor) -> None:
+        view.copy_(rule(view.float(), directions, strength))
+
+    return generic
 
 
 def _norm(hidden: torch.Tensor) -> torch.Tensor:
@@ -68,3 +104,61 @@ def scaled_add(hidden: torch.Tensor, directions: torch.Tensor, strength: float) 
     mean difference restricted to the query's AlignEZ subspace, `caa` the plain mean difference.
     """
     return hidden + strength * _norm(hidden) * directions.sum(dim=0)
+
+
+# Kernels: in-place forms of the rules above. Mixed-dtype in-place ops (bf16 view, float32
+# operands) compute in float32 and round once on the write, as the pure rules on `.float()` do.
+
+
+def _norm32(view: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(view, dim=-1, keepdim=True, dtype=torch.float32)
+
+
+@register_kernel(add)
+def _add_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
+    shift = strength * directions.sum(dim=0)
+
+    def apply(view: torch.Tensor) -> None:
+        view.add_(shift)
+
+    return apply
+
+
+@register_kernel(scaled_add)
+def _scaled_add_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
+    shift = strength * directions.sum(dim=0)
+
+    def apply(view: torch.Tensor) -> None:
+        view.addcmul_(_norm32(view), shift)
+
+    return apply
+
+
+@register_kernel(project)
+def _project_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
+    transposed, scaled = directions.T.contiguous(), strength * directions
+
+    def apply(view: torch.Tensor) -> None:
+        if view.dtype == torch.float32:
+            view.addmm_(view @ transposed, scaled)
+        else:
+            x = view.float()
+            view.copy_(torch.addmm(x, x @ transposed, scaled))
+
+    return apply
+
+
+@register_kernel(tanh)
+def _tanh_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
+    transposed, scaled = directions.T.contiguous(), strength * directions
+
+    def apply(view: torch.Tensor) -> None:
+        x = view.float()
+        norm = _norm32(x).clamp_min_(1e-6)
+        coefficients = (x @ transposed).div_(norm).tanh_().mul_(norm)
+        if x is view:
+            view.addmm_(coefficients, scaled)
+        else:
+            view.copy_(torch.addmm(x, coefficients, scaled))
+
+    return apply

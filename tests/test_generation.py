@@ -1,6 +1,7 @@
 import itertools
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from alignez_core import (
     Edit,
@@ -92,3 +93,33 @@ def test_all_positions_edit_differs_from_last_position(tiny_llama):
     every = Edit(last.layer_edits, positions="all")
     a, b = generate_rows(tiny_llama, [Row("some prompt", last), Row("some prompt", every)], GREEDY)
     assert a.token_ids != b.token_ids
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the tensor ops that reach the dispatcher (each is a kernel launch on a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_an_edited_layer_costs_at_most_three_tensor_ops_per_forward(tiny_llama):
+    """Decoding on a GPU is bound by kernel launches: the edit must add almost none per token."""
+    layers = (0, 2)
+    both = steer(tiny_llama, 1.0, layers[0]) + steer(tiny_llama, 1.0, layers[1])
+
+    def extra_ops(tokens: int) -> int:
+        config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
+        counts = []
+        for row in (Row("hello"), Row("hello", both)):
+            with _OpCounter() as counter:
+                generate_rows(tiny_llama, [row], config)
+            counts.append(counter.count)
+        return counts[1] - counts[0]
+
+    per_forward = (extra_ops(20) - extra_ops(10)) / 10  # one-off plan compilation cancels out
+    assert 0 < per_forward <= 3 * len(layers)

@@ -60,3 +60,26 @@ def test_register_rule_adds_a_pluggable_operator(monkeypatch):
         return hidden * 2
 
     assert torch.equal(get_rule("test_double")(X, E0, 0.0), X * 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["add", "paper", "tanh", "steer"])
+def test_in_place_kernel_computes_what_the_pure_rule_defines(name, dtype):
+    torch.manual_seed(0)
+    hidden = torch.randn(4, 16).to(dtype)
+    directions = torch.linalg.qr(torch.randn(16, 3))[0].T.contiguous()  # (3, 16) orthonormal
+    expected = get_rule(name)(hidden.float(), directions, 0.7).to(dtype)
+    view = hidden.clone()
+    rules.edit_kernel(name, directions, 0.7)(view)
+    assert view.dtype == dtype
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    assert torch.allclose(view.float(), expected.float(), rtol=tolerance, atol=tolerance)
+    assert not torch.allclose(view.float(), hidden.float())  # it did edit
+
+
+def test_a_rule_without_kernel_runs_through_the_pure_function(monkeypatch):
+    monkeypatch.setattr(rules, "_RULES", dict(rules._RULES))
+    register_rule("steer")(lambda hidden, directions, strength: hidden * 0 + 42)  # overrides
+    view = X.clone()
+    rules.edit_kernel("steer", E0, 1.0)(view)
+    assert torch.equal(view, torch.full_like(X, 42.0))
