@@ -70,7 +70,7 @@ def pooled_mlp_outputs(
             encoded["attention_mask"], span_lengths[start : start + batch_size], pooling
         )
         with lm.hooks.capturing(weights) as captured:
-            lm.model(**encoded, use_cache=False)
+            lm.backbone(**encoded, use_cache=False)
         chunks.append(torch.stack([captured[layer] for layer in range(lm.num_layers)], dim=1))
         if on_batch is not None:
             on_batch(min(start + batch_size, len(texts)), len(texts))

@@ -100,6 +100,19 @@ class LoadedModel:
         return self.layout.num_layers
 
     @property
+    def backbone(self) -> nn.Module:
+        """The decoder without its LM head when it holds the layers, else the whole model.
+
+        Reading activations never needs logits, and the vocabulary projection over every
+        position is the largest matmul of a prompt's forward on small models.
+        """
+        prefix = getattr(self.model, "base_model_prefix", "")
+        base = getattr(self.model, prefix, None) if prefix else None
+        if isinstance(base, nn.Module) and self.layout.layers_path.startswith(prefix + "."):
+            return base
+        return self.model
+
+    @property
     def hidden_size(self) -> int:
         config = self.model.config
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -65,3 +65,15 @@ def test_query_embeddings_are_cached_per_prompt_and_pooling(tiny_llama, monkeypa
     assert len(calls) == 1 and len(calls[0]) == 2  # "a" and "b" read once, in one batch
     query_embeddings(tiny_llama, ["a"], "mean")
     assert len(calls) == 2  # another pooling is another entry
+
+
+def test_reading_activations_skips_the_lm_head(tiny_any):
+    calls = []
+    handle = tiny_any.model.lm_head.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        pooled = pooled_mlp_outputs(tiny_any, ["a prompt", "another one"], [2, 2], "mean")
+    finally:
+        handle.remove()
+    assert calls == []  # the backbone ran, not the vocabulary projection
+    assert tiny_any.backbone is not tiny_any.model
+    assert torch.isfinite(pooled).all()
