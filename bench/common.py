@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from alignez_core import LoadedModel, Row, SamplingConfig, generate_rows
 from alignez_core.pack import AxisPack
@@ -36,18 +37,25 @@ def generation_ratios(
     edit_overhead_ratio: tokens/s with the axis applied ÷ plain, batch 1, same prompt again (its
     per-query selection cached, as when a user moves a slider); `_cold_` clears that cache first;
     side_by_side_ratio: time(base + edited as one 2-row batch) ÷ time(plain base);
-    sequential_ratio: time(base, then edited, as two runs) ÷ time(plain base).
+    sequential_ratio: time(base, then edited, as two runs) ÷ time(plain base);
+    plain_batch2_ratio: plain `model.generate` on the prompt twice as one batch ÷ once — the
+    floor under side_by_side on this hardware (on a CPU a second row costs compute; on a GPU
+    decoding at batch 1–2 it should cost next to nothing).
     """
     config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
     settings = SteerSettings()
     enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
     enc = enc.to(lm.device)
+    enc2 = {key: value.repeat(2, 1) for key, value in enc.items()}
     timed = _timer(lm.device.type == "cuda")
 
-    def plain() -> None:
+    def plain(inputs: dict = enc) -> None:
         with torch.inference_mode():
-            lm.model.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens,
+            lm.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens,
                               do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
+
+    def plain_batch2() -> None:
+        plain(enc2)
 
     def edit():
         (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
@@ -70,10 +78,11 @@ def generation_ratios(
         ours_base()
         edited()
 
-    plain()  # warm up both paths
+    plain()  # warm up every path
+    plain_batch2()
     side_by_side()
     cases = {"edit": edited, "edit_cold": edited_cold, "base": ours_base, "side": side_by_side,
-             "seq": sequential}  # fmt: skip
+             "seq": sequential, "plain2": plain_batch2}  # fmt: skip
     ratios: dict[str, list[float]] = {k: [] for k in cases}
     plain_times = []
     for _ in range(runs):
@@ -89,8 +98,59 @@ def generation_ratios(
         "no_edit_ratio": round(1 / median["base"], 3),
         "side_by_side_ratio": round(median["side"], 3),
         "sequential_ratio": round(median["seq"], 3),
+        "plain_batch2_ratio": round(median["plain2"], 3),
         "runs": runs,
         "tokens": tokens,
+    }
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts tensor ops reaching the dispatcher: on a GPU, each is (at least) a kernel launch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(generate: Callable[[int], None]) -> float:
+    """Tensor ops per decoding forward of `generate(new_tokens)`.
+
+    One-off costs (tokenizing, compiling a plan) cancel by differencing two lengths.
+    """
+    counts = []
+    for tokens in (4, 12):
+        with _OpCounter() as counter:
+            generate(tokens)
+        counts.append(counter.count)
+    return (counts[1] - counts[0]) / 8
+
+
+def ops_per_forward(lm: LoadedModel, pack: AxisPack, prompt: str = PROMPT) -> dict[str, float]:
+    """Tensor ops per decoding forward: plain, with the axis (batch 1), base + edited (batch 2).
+
+    Deterministic and independent of the model's width, so a CPU run predicts the op count of
+    the same architecture on a GPU, where decoding at batch 1–2 is bound by kernel launches.
+    """
+    settings = SteerSettings()
+    (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
+    edit = combine(edits, settings.positions)
+    cases = {"plain": [Row(prompt)], "edited": [Row(prompt, edit)],
+             "side_by_side": [Row(prompt), Row(prompt, edit)]}  # fmt: skip
+    counts: dict[str, float] = {
+        key: count_ops(
+            lambda n, rows=rows: generate_rows(lm, rows, SamplingConfig(n, min_new_tokens=n))
+        )
+        for key, rows in cases.items()
+    }
+    layers = max(1, len(edit.layer_edits))
+    return {
+        **counts,
+        "edited_layers": len(edit.layer_edits),
+        "edit_extra_ops_per_layer": round((counts["edited"] - counts["plain"]) / layers, 2),
     }
 
 

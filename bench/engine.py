@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from common import PROMPT, generation_ratios, print_results  # noqa: E402
+from common import PROMPT, generation_ratios, ops_per_forward, print_results  # noqa: E402
 from peers import PEERS, peer_ratios  # noqa: E402
 
 from alignez_core import load_model  # noqa: E402
@@ -45,16 +45,27 @@ print(json.dumps({"seconds": seconds, "load_seconds": lm.load_seconds, "source":
 """
 
 
+def _python_json(args: list[str], env: dict | None = None) -> dict:
+    """Run Python in a fresh process (its own imports, threads and RSS); its last line as JSON."""
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def probe_load(cache_dir: str | None) -> dict:
     env = dict(os.environ)
     if cache_dir:
         env["ALIGNEZ_CACHE_DIR"] = cache_dir
-    out = subprocess.run(
-        [sys.executable, "-c", _LOAD_PROBE], capture_output=True, text=True, env=env, cwd=ROOT
-    )
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _python_json(["-c", _LOAD_PROBE], env)
+
+
+def host_bound_proxy(runs: int, tokens: int) -> dict:
+    """bench/gpu.py --host-bound-proxy (it pins torch to one thread, hence its own process)."""
+    args = ["--runs", str(runs), "--tokens", str(tokens)]
+    proxy = _python_json(["bench/gpu.py", "--host-bound-proxy", *args])
+    keep = ("ops_per_forward", "edit_overhead_ratio", "side_by_side_ratio", "plain_batch2_ratio")
+    return {key: proxy[key] for key in keep}
 
 
 def main() -> None:
@@ -79,12 +90,14 @@ def main() -> None:
     results["fit_seconds"] = round(time.perf_counter() - fit_started, 2)
     results["fit_breakdown"] = {k: round(v, 2) for k, v in pack.timings.items()}
 
+    results["ops_per_forward"] = ops_per_forward(lm, pack)
     results.update(generation_ratios(lm, pack, args.tokens, args.runs))
     if PEERS.exists():
         results["peers"] = peer_ratios(lm, PROMPT, args.tokens, args.runs)
     else:
         results["peers"] = "not installed (make bench installs them into .bench-peers)"
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["host_bound_proxy"] = host_bound_proxy(args.runs, args.tokens)
     print_results(results)
 
 

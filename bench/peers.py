@@ -4,7 +4,8 @@ The peers are installed for the benchmark only, outside the runtime environment,
 `make bench`: `pip install --no-deps --target .bench-peers repeng==0.4.0
 steering-vectors==0.12.2 scikit-learn scipy threadpoolctl joblib cloudpickle`.
 Each ratio is edited tokens/s ÷ plain `model.generate` tokens/s, measured pair by pair with
-runs alternating.
+runs alternating; beside it, the tensor ops each library adds per decoding forward (counted,
+so free of the timing noise, and what decides the cost where decoding is launch-bound).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import count_ops
 
 from alignez_core import Edit, LayerEdit, LoadedModel, Row, SamplingConfig, generate_rows
 
@@ -39,48 +41,50 @@ def peer_ratios(lm: LoadedModel, prompt: str, tokens: int, runs: int) -> dict[st
     vector = torch.randn(lm.hidden_size)
     vector = 4.0 * vector / vector.norm()
     enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
-    kwargs = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                  pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
-    config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
+
+    def forced(n: int) -> dict:
+        return dict(max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                    pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
+
+    with_vector = {layer: vector for layer in LAYERS}
     edit = Edit(tuple(LayerEdit(layer, vector, 1.0, "add") for layer in LAYERS))
-    steering_vector = SteeringVector({layer: vector for layer in LAYERS}, "decoder_block")
+    steering_vector = SteeringVector(with_vector, "decoder_block")
 
-    def plain() -> None:
+    def plain(tokens: int = tokens) -> None:
         with torch.inference_mode():
-            lm.model.generate(**enc, **kwargs)
+            lm.model.generate(**enc, **forced(tokens))
 
-    def ours() -> None:
-        generate_rows(lm, [Row(prompt, edit)], config)
+    def ours(tokens: int = tokens) -> None:
+        generate_rows(lm, [Row(prompt, edit)], SamplingConfig(tokens, min_new_tokens=tokens))
 
-    def steering_vectors() -> None:
-        with torch.inference_mode(), steering_vector.apply(lm.model, multiplier=1.0):
-            lm.model.generate(**enc, **kwargs)
+    def steering_vectors(tokens: int = tokens) -> None:
+        with steering_vector.apply(lm.model, multiplier=1.0):
+            plain(tokens)
 
-    control = ControlModel(lm.model, LAYERS)  # repeng wraps the layers in place …
-    control.set_raw_control({layer: vector for layer in LAYERS})
-
-    def repeng() -> None:
-        with torch.inference_mode():
-            control.generate(**enc, **kwargs)
+    def repeng(tokens: int = tokens) -> None:
+        control = ControlModel(lm.model, LAYERS)  # repeng wraps the layers in place …
+        try:
+            control.set_raw_control(with_vector)
+            with torch.inference_mode():
+                control.generate(**enc, **forced(tokens))
+        finally:
+            control.unwrap()  # … and must unwrap them to give the model back
 
     cases = {"alignez_same_vector": ours, "steering_vectors": steering_vectors, "repeng": repeng}
     ratios: dict[str, list[float]] = {k: [] for k in cases}
-    try:
-        control.reset()
-        plain()  # the wrapped layers with no control: the plain model's path
-        control.set_raw_control({layer: vector for layer in LAYERS})
-        for fn in cases.values():
+    plain()  # warm every path
+    for fn in cases.values():
+        fn()
+    for _ in range(runs):
+        for key, fn in cases.items():
+            started = time.perf_counter()
+            plain()
+            reference = time.perf_counter() - started
+            started = time.perf_counter()
             fn()
-        for _ in range(runs):
-            for key, fn in cases.items():
-                control.reset()
-                started = time.perf_counter()
-                plain()
-                reference = time.perf_counter() - started
-                control.set_raw_control({layer: vector for layer in LAYERS})
-                started = time.perf_counter()
-                fn()
-                ratios[key].append(reference / (time.perf_counter() - started))
-    finally:
-        control.unwrap()  # … and must be unwrapped to give the model back
-    return {key: round(statistics.median(values), 3) for key, values in ratios.items()}
+            ratios[key].append(reference / (time.perf_counter() - started))
+    plain_ops = count_ops(plain)
+    extra_ops = {key: count_ops(fn) - plain_ops for key, fn in cases.items()}
+    result: dict = {key: round(statistics.median(values), 3) for key, values in ratios.items()}
+    result["extra_ops_per_forward"] = extra_ops
+    return result
