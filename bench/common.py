@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from alignez_core import LoadedModel, Row, SamplingConfig, generate_rows
 from alignez_core.pack import AxisPack
+from alignez_core.profiling import ops_per_forward as count_ops
 from alignez_core.steering import SteerSettings, combine, plan_edits
 
 PROMPT = "Tell me about a walk in the park on a spring morning."
@@ -102,31 +102,6 @@ def generation_ratios(
         "runs": runs,
         "tokens": tokens,
     }
-
-
-class _OpCounter(TorchDispatchMode):
-    """Counts tensor ops reaching the dispatcher: on a GPU, each is (at least) a kernel launch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def count_ops(generate: Callable[[int], None]) -> float:
-    """Tensor ops per decoding forward of `generate(new_tokens)`.
-
-    One-off costs (tokenizing, compiling a plan) cancel by differencing two lengths.
-    """
-    counts = []
-    for tokens in (4, 12):
-        with _OpCounter() as counter:
-            generate(tokens)
-        counts.append(counter.count)
-    return (counts[1] - counts[0]) / 8
 
 
 def ops_per_forward(lm: LoadedModel, pack: AxisPack, prompt: str = PROMPT) -> dict[str, float]:

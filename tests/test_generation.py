@@ -1,7 +1,6 @@
 import itertools
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from alignez_core import (
     Edit,
@@ -12,6 +11,7 @@ from alignez_core import (
     generate_rows,
     stream_rows,
 )
+from alignez_core.profiling import ops_per_forward
 
 GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20)
 
@@ -95,31 +95,13 @@ def test_all_positions_edit_differs_from_last_position(tiny_llama):
     assert a.token_ids != b.token_ids
 
 
-class _OpCounter(TorchDispatchMode):
-    """Counts the tensor ops that reach the dispatcher (each is a kernel launch on a GPU)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_an_edited_layer_costs_at_most_three_tensor_ops_per_forward(tiny_llama):
     """Decoding on a GPU is bound by kernel launches: the edit must add almost none per token."""
     layers = (0, 2)
     both = steer(tiny_llama, 1.0, layers[0]) + steer(tiny_llama, 1.0, layers[1])
 
-    def extra_ops(tokens: int) -> int:
-        config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
-        counts = []
-        for row in (Row("hello"), Row("hello", both)):
-            with _OpCounter() as counter:
-                generate_rows(tiny_llama, [row], config)
-            counts.append(counter.count)
-        return counts[1] - counts[0]
+    def run(row: Row):
+        return lambda n: generate_rows(tiny_llama, [row], SamplingConfig(n, min_new_tokens=n))
 
-    per_forward = (extra_ops(20) - extra_ops(10)) / 10  # one-off plan compilation cancels out
-    assert 0 < per_forward <= 3 * len(layers)
+    extra = ops_per_forward(run(Row("hello", both))) - ops_per_forward(run(Row("hello")))
+    assert 0 < extra <= 3 * len(layers)
