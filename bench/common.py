@@ -16,7 +16,16 @@ from alignez_core.steering import SteerSettings, combine, plan_edits
 PROMPT = "Tell me about a walk in the park on a spring morning."
 
 
-def _timer(sync: bool) -> Callable[[Callable[[], None]], float]:
+def paired_time_ratios(
+    reference: Callable[[], None], cases: dict[str, Callable[[], None]], runs: int, sync: bool
+) -> tuple[dict[str, float], list[float]]:
+    """Per case, the median over runs of time(case) ÷ time(reference), and the reference times.
+
+    Each pair runs back to back, and the order flips every other run: of two identical runs
+    the second is often a few percent faster here, and a fixed order would credit that to
+    whichever side always runs second.
+    """
+
     def timed(fn: Callable[[], None]) -> float:
         if sync:
             torch.cuda.synchronize()
@@ -26,7 +35,17 @@ def _timer(sync: bool) -> Callable[[Callable[[], None]], float]:
             torch.cuda.synchronize()
         return time.perf_counter() - started
 
-    return timed
+    ratios: dict[str, list[float]] = {key: [] for key in cases}
+    reference_times = []
+    for run in range(runs):
+        for key, fn in cases.items():
+            if run % 2 == 0:
+                base, other = timed(reference), timed(fn)
+            else:
+                other, base = timed(fn), timed(reference)
+            reference_times.append(base)
+            ratios[key].append(other / base)
+    return {key: statistics.median(values) for key, values in ratios.items()}, reference_times
 
 
 def generation_ratios(
@@ -47,7 +66,6 @@ def generation_ratios(
     enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
     enc = enc.to(lm.device)
     enc2 = {key: value.repeat(2, 1) for key, value in enc.items()}
-    timed = _timer(lm.device.type == "cuda")
 
     def plain(inputs: dict = enc) -> None:
         with torch.inference_mode():
@@ -83,14 +101,7 @@ def generation_ratios(
     side_by_side()
     cases = {"edit": edited, "edit_cold": edited_cold, "base": ours_base, "side": side_by_side,
              "seq": sequential, "plain2": plain_batch2}  # fmt: skip
-    ratios: dict[str, list[float]] = {k: [] for k in cases}
-    plain_times = []
-    for _ in range(runs):
-        for key, fn in cases.items():
-            reference = timed(plain)
-            plain_times.append(reference)
-            ratios[key].append(timed(fn) / reference)
-    median = {k: statistics.median(v) for k, v in ratios.items()}
+    median, plain_times = paired_time_ratios(plain, cases, runs, lm.device.type == "cuda")
     return {
         "plain_tokens_per_s": round(tokens / statistics.median(plain_times), 1),
         "edit_overhead_ratio": round(1 / median["edit"], 3),

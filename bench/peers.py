@@ -4,20 +4,19 @@ The peers are installed for the benchmark only, outside the runtime environment,
 `make bench`: `pip install --no-deps --target .bench-peers repeng==0.4.0
 steering-vectors==0.12.2 scikit-learn scipy threadpoolctl joblib cloudpickle`.
 Each ratio is edited tokens/s ÷ plain `model.generate` tokens/s, measured pair by pair with
-runs alternating; beside it, the tensor ops each library adds per decoding forward (counted,
-so free of the timing noise, and what decides the cost where decoding is launch-bound).
+runs alternating (`paired_time_ratios`); beside it, the tensor ops each library adds per
+decoding forward (counted, so free of timing noise, and the cost where decoding is
+launch-bound).
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import count_ops
+from common import count_ops, paired_time_ratios
 
 from alignez_core import Edit, LayerEdit, LoadedModel, Row, SamplingConfig, generate_rows
 
@@ -71,20 +70,12 @@ def peer_ratios(lm: LoadedModel, prompt: str, tokens: int, runs: int) -> dict[st
             control.unwrap()  # … and must unwrap them to give the model back
 
     cases = {"alignez_same_vector": ours, "steering_vectors": steering_vectors, "repeng": repeng}
-    ratios: dict[str, list[float]] = {k: [] for k in cases}
     plain()  # warm every path
     for fn in cases.values():
         fn()
-    for _ in range(runs):
-        for key, fn in cases.items():
-            started = time.perf_counter()
-            plain()
-            reference = time.perf_counter() - started
-            started = time.perf_counter()
-            fn()
-            ratios[key].append(reference / (time.perf_counter() - started))
+    time_ratios, _ = paired_time_ratios(plain, cases, runs, sync=False)
     plain_ops = count_ops(plain)
     extra_ops = {key: count_ops(fn) - plain_ops for key, fn in cases.items()}
-    result: dict = {key: round(statistics.median(values), 3) for key, values in ratios.items()}
+    result: dict = {key: round(1 / ratio, 3) for key, ratio in time_ratios.items()}
     result["extra_ops_per_forward"] = extra_ops
     return result
