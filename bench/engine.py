@@ -25,7 +25,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from common import PROMPT, generation_ratios, ops_per_forward, print_results  # noqa: E402
+from common import (  # noqa: E402
+    PROMPT,
+    edit_step_share,
+    generation_ratios,
+    ops_per_forward,
+    print_results,
+)
 from peers import PEERS, peer_ratios  # noqa: E402
 
 from alignez_core import load_model  # noqa: E402
@@ -64,7 +70,8 @@ def host_bound_proxy(runs: int, tokens: int) -> dict:
     """bench/gpu.py --host-bound-proxy (it pins torch to one thread, hence its own process)."""
     args = ["--runs", str(runs), "--tokens", str(tokens)]
     proxy = _python_json(["bench/gpu.py", "--host-bound-proxy", *args])
-    keep = ("ops_per_forward", "edit_overhead_ratio", "side_by_side_ratio", "plain_batch2_ratio")
+    keep = ("ops_per_forward", "edit_step_us", "edit_step_share", "edit_overhead_ratio",
+            "side_by_side_ratio", "plain_batch2_ratio")  # fmt: skip
     return {key: proxy[key] for key in keep}
 
 
@@ -92,6 +99,7 @@ def main() -> None:
 
     results["ops_per_forward"] = ops_per_forward(lm, pack)
     results.update(generation_ratios(lm, pack, args.tokens, args.runs))
+    results.update(edit_step_share(lm, pack, results["plain_tokens_per_s"]))
     if PEERS.exists():
         results["peers"] = peer_ratios(lm, PROMPT, args.tokens, args.runs)
     else:

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from common import generation_ratios, ops_per_forward, print_results  # noqa: E402
+from common import edit_step_share, generation_ratios, ops_per_forward, print_results  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from alignez_core import LoadedModel  # noqa: E402
@@ -97,6 +97,7 @@ def random_model_bench(
     results["fit_breakdown"] = {k: round(v, 2) for k, v in pack.timings.items()}
     results["ops_per_forward"] = ops_per_forward(lm, pack)
     results.update(generation_ratios(lm, pack, tokens, runs))
+    results.update(edit_step_share(lm, pack, results["plain_tokens_per_s"]))
     return results
 
 
