@@ -15,7 +15,7 @@ from .errors import (
 )
 from .generation import Row, RowOutput, SamplingConfig, generate_grid, generate_rows, stream_rows
 from .model import LoadedModel, load_model
-from .rules import get_rule, register_rule, rule_names
+from .rules import get_rule, register_kernel, register_rule, rule_names
 
 __all__ = [
     "AlignEZError",
@@ -35,6 +35,7 @@ __all__ = [
     "generate_rows",
     "get_rule",
     "load_model",
+    "register_kernel",
     "register_rule",
     "rule_names",
     "stream_rows",
