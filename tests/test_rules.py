@@ -83,3 +83,20 @@ def test_a_rule_without_kernel_runs_through_the_pure_function(monkeypatch):
     view = X.clone()
     rules.edit_kernel("steer", E0, 1.0)(view)
     assert torch.equal(view, torch.full_like(X, 42.0))
+
+
+def test_register_kernel_gives_a_rule_its_in_place_form(monkeypatch):
+    monkeypatch.setattr(rules, "_RULES", dict(rules._RULES))
+    monkeypatch.setattr(rules, "_KERNELS", dict(rules._KERNELS))
+
+    @register_rule("test_shift")
+    def shift(hidden, directions, strength):
+        return hidden + strength
+
+    @rules.register_kernel(shift)
+    def shift_kernel(directions, strength):
+        return lambda view: view.add_(strength)
+
+    view = X.clone()
+    rules.edit_kernel("test_shift", E0, 2.0)(view)
+    assert torch.equal(view, X + 2.0)
