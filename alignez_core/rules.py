@@ -134,16 +134,23 @@ def _scaled_add_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit
     return apply
 
 
+def _add_coefficients(
+    view: torch.Tensor, x: torch.Tensor, coefficients: torch.Tensor, scaled: torch.Tensor
+) -> None:
+    """view ← x + coefficients @ scaled, where x is `view` in float32 (the view itself if it is)."""
+    if x is view:
+        view.addmm_(coefficients, scaled)
+    else:
+        view.copy_(torch.addmm(x, coefficients, scaled))
+
+
 @register_kernel(project)
 def _project_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
     transposed, scaled = directions.T.contiguous(), strength * directions
 
     def apply(view: torch.Tensor) -> None:
-        if view.dtype == torch.float32:
-            view.addmm_(view @ transposed, scaled)
-        else:
-            x = view.float()
-            view.copy_(torch.addmm(x, x @ transposed, scaled))
+        x = view.float()
+        _add_coefficients(view, x, x @ transposed, scaled)
 
     return apply
 
@@ -155,10 +162,6 @@ def _tanh_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
     def apply(view: torch.Tensor) -> None:
         x = view.float()
         norm = _norm32(x).clamp_min_(1e-6)
-        coefficients = (x @ transposed).div_(norm).tanh_().mul_(norm)
-        if x is view:
-            view.addmm_(coefficients, scaled)
-        else:
-            view.copy_(torch.addmm(x, coefficients, scaled))
+        _add_coefficients(view, x, (x @ transposed).div_(norm).tanh_().mul_(norm), scaled)
 
     return apply
