@@ -8,13 +8,30 @@ from collections.abc import Callable
 
 import torch
 
-from alignez_core import LoadedModel, Row, SamplingConfig, generate_rows
+from alignez_core import Edit, LoadedModel, Row, SamplingConfig, generate_rows, profiling
 from alignez_core.edit import compile_plan
 from alignez_core.pack import AxisPack
-from alignez_core.profiling import ops_per_forward as count_ops
 from alignez_core.steering import SteerSettings, combine, plan_edits
 
 PROMPT = "Tell me about a walk in the park on a spring morning."
+
+
+def _timed(fn: Callable[[], None], sync: bool) -> float:
+    """Seconds `fn` takes; with `sync`, queued CUDA work is drained before and after."""
+    if sync:
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    fn()
+    if sync:
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def axis_edit(lm: LoadedModel, pack: AxisPack, prompt: str = PROMPT) -> Edit:
+    """The edit a user gets for `prompt` with the axis at +1 and default settings."""
+    settings = SteerSettings()
+    (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
+    return combine(edits, settings.positions)
 
 
 def paired_time_ratios(
@@ -26,24 +43,14 @@ def paired_time_ratios(
     the second is often a few percent faster here, and a fixed order would credit that to
     whichever side always runs second.
     """
-
-    def timed(fn: Callable[[], None]) -> float:
-        if sync:
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if sync:
-            torch.cuda.synchronize()
-        return time.perf_counter() - started
-
     ratios: dict[str, list[float]] = {key: [] for key in cases}
     reference_times = []
     for run in range(runs):
         for key, fn in cases.items():
             if run % 2 == 0:
-                base, other = timed(reference), timed(fn)
+                base, other = _timed(reference, sync), _timed(fn, sync)
             else:
-                other, base = timed(fn), timed(reference)
+                other, base = _timed(fn, sync), _timed(reference, sync)
             reference_times.append(base)
             ratios[key].append(other / base)
     return {key: statistics.median(values) for key, values in ratios.items()}, reference_times
@@ -63,7 +70,6 @@ def generation_ratios(
     decoding at batch 1–2 it should cost next to nothing).
     """
     config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
-    settings = SteerSettings()
     enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
     enc = enc.to(lm.device)
     enc2 = {key: value.repeat(2, 1) for key, value in enc.items()}
@@ -76,12 +82,8 @@ def generation_ratios(
     def plain_batch2() -> None:
         plain(enc2)
 
-    def edit():
-        (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
-        return combine(edits, settings.positions)
-
-    def edited() -> None:
-        generate_rows(lm, [Row(prompt, edit())], config)
+    def edited() -> None:  # plans the edit each time, as a slider move does
+        generate_rows(lm, [Row(prompt, axis_edit(lm, pack, prompt))], config)
 
     def edited_cold() -> None:  # a prompt seen for the first time: selection pays a forward
         lm.query_cache.clear()
@@ -91,7 +93,7 @@ def generation_ratios(
         generate_rows(lm, [Row(prompt)], config)
 
     def side_by_side() -> None:
-        generate_rows(lm, [Row(prompt), Row(prompt, edit())], config)
+        generate_rows(lm, [Row(prompt), Row(prompt, axis_edit(lm, pack, prompt))], config)
 
     def sequential() -> None:
         ours_base()
@@ -122,13 +124,11 @@ def ops_per_forward(lm: LoadedModel, pack: AxisPack, prompt: str = PROMPT) -> di
     Deterministic and independent of the model's width, so a CPU run predicts the op count of
     the same architecture on a GPU, where decoding at batch 1–2 is bound by kernel launches.
     """
-    settings = SteerSettings()
-    (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
-    edit = combine(edits, settings.positions)
+    edit = axis_edit(lm, pack, prompt)
     cases = {"plain": [Row(prompt)], "edited": [Row(prompt, edit)],
              "side_by_side": [Row(prompt), Row(prompt, edit)]}  # fmt: skip
     counts: dict[str, float] = {
-        key: count_ops(
+        key: profiling.ops_per_forward(
             lambda n, rows=rows: generate_rows(lm, rows, SamplingConfig(n, min_new_tokens=n))
         )
         for key, rows in cases.items()
@@ -149,10 +149,7 @@ def edit_step_microseconds(
     The plan's kernels alone on a (1, 1, d) hidden state in the model's dtype, timed in a tight
     loop: the cost that whole-generation ratios hide under ±3 % of run-to-run noise.
     """
-    settings = SteerSettings()
-    (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
-    edit = combine(edits, settings.positions)
-    plan = compile_plan([edit], lm.num_layers, lm.hidden_size, lm.device)
+    plan = compile_plan([axis_edit(lm, pack, prompt)], lm.num_layers, lm.hidden_size, lm.device)
     assert plan is not None, "the axis edits no layer for this prompt"
     hidden = torch.zeros(1, 1, lm.hidden_size, dtype=lm.dtype, device=lm.device)
 
@@ -163,14 +160,8 @@ def edit_step_microseconds(
 
     with torch.inference_mode():
         steps()
-        samples = []
-        for _ in range(15):
-            started = time.perf_counter()
-            steps()
-            if lm.device.type == "cuda":
-                torch.cuda.synchronize()
-            samples.append((time.perf_counter() - started) / repeats)
-    return round(min(samples) * 1e6, 1)
+        best = min(_timed(steps, lm.device.type == "cuda") for _ in range(15))
+    return round(best / repeats * 1e6, 1)
 
 
 def edit_step_share(lm: LoadedModel, pack: AxisPack, plain_tokens_per_s: float) -> dict:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import count_ops, paired_time_ratios
+from common import paired_time_ratios
 
 from alignez_core import Edit, LayerEdit, LoadedModel, Row, SamplingConfig, generate_rows
+from alignez_core.profiling import ops_per_forward
 
 PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
 LAYERS = tuple(range(12, 19))  # steering-vectors' usual mid-network range on this model
@@ -74,8 +75,8 @@ def peer_ratios(lm: LoadedModel, prompt: str, tokens: int, runs: int) -> dict[st
     for fn in cases.values():
         fn()
     time_ratios, _ = paired_time_ratios(plain, cases, runs, sync=False)
-    plain_ops = count_ops(plain)
-    extra_ops = {key: count_ops(fn) - plain_ops for key, fn in cases.items()}
+    plain_ops = ops_per_forward(plain)
+    extra_ops = {key: ops_per_forward(fn) - plain_ops for key, fn in cases.items()}
     result: dict = {key: round(1 / ratio, 3) for key, ratio in time_ratios.items()}
     result["extra_ops_per_forward"] = extra_ops
     return result
