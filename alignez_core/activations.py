@@ -1,7 +1,9 @@
-"""Embeddings Φ_l: every layer's MLP output for a text, pooled, in one batched forward (METHOD §3).
+"""Embeddings Φ_l: every layer's output at a site for a text, pooled, in one batched forward.
 
-Pooling is a choice: `last` (the scripts: last token) or `mean` (mean over the answer's tokens,
-or over the prompt's tokens for a query embedding).
+Two choices (METHOD §3): the readout `site` — `residual` (the decoder block's output, the
+default: on SmolLM2 its pair differences steer the right way) or `mlp` (the MLP's output, the
+paper's site) — and the pooling — `last` (the scripts: last token) or `mean` (mean over the
+answer's tokens, or over the prompt's tokens for a query embedding).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from .architecture import SITES, Site
 from .errors import FitCancelled
 from .model import LoadedModel
 
@@ -49,18 +52,21 @@ def _token_count(lm: LoadedModel, text: str) -> int:
 
 
 @torch.inference_mode()
-def pooled_mlp_outputs(
+def pooled_outputs(
     lm: LoadedModel,
     texts: Sequence[str],
     span_lengths: Sequence[int],
     pooling: Pooling,
+    site: Site = "residual",
     batch_size: int = 16,
     on_batch: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> torch.Tensor:
-    """(N, L, d) float32: each text's MLP outputs at every layer, pooled over its last `span`."""
+    """(N, L, d) float32: each text's outputs at `site`, every layer, pooled over its last `span`."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    if site not in SITES:
+        raise ValueError(f"site must be one of {SITES}, got {site!r}.")
     chunks = []
     for start in range(0, len(texts), batch_size):
         if cancel is not None and cancel.is_set():
@@ -69,7 +75,7 @@ def pooled_mlp_outputs(
         weights = _pool_weights(
             encoded["attention_mask"], span_lengths[start : start + batch_size], pooling
         )
-        with lm.hooks.capturing(weights) as captured:
+        with lm.hooks.capturing(weights, site) as captured:
             lm.backbone(**encoded, use_cache=False)
         chunks.append(torch.stack([captured[layer] for layer in range(lm.num_layers)], dim=1))
         if on_batch is not None:
@@ -82,34 +88,39 @@ def answer_embeddings(
     queries: Sequence[str],
     answers: Sequence[str],
     pooling: Pooling,
+    site: Site = "residual",
     batch_size: int = 16,
     on_batch: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> torch.Tensor:
-    """Φ_l(`user: q / assistant: answer`), pooled over the answer's tokens: (N, L, d)."""
+    """Φ_l(`user: q / assistant: answer`) at `site`, pooled over the answer's tokens: (N, L, d)."""
     texts, spans = [], []
     for query, answer in zip(queries, answers, strict=True):
         prefix = lm.format_prompt(query)
         full = lm.format_prompt(query, answer)
         texts.append(full)
         spans.append(_token_count(lm, full) - _token_count(lm, prefix))
-    return pooled_mlp_outputs(lm, texts, spans, pooling, batch_size, on_batch, cancel)
+    return pooled_outputs(lm, texts, spans, pooling, site, batch_size, on_batch, cancel)
 
 
 def query_embeddings(
-    lm: LoadedModel, queries: Sequence[str], pooling: Pooling, batch_size: int = 16
+    lm: LoadedModel,
+    queries: Sequence[str],
+    pooling: Pooling,
+    site: Site = "residual",
+    batch_size: int = 16,
 ) -> torch.Tensor:
-    """Φ_l(q) read on the (chat-formatted) prompt alone: (N, L, d).
+    """Φ_l(q) at `site`, read on the (chat-formatted) prompt alone: (N, L, d).
 
-    Cached per model, prompt and pooling (`lm.query_cache`): moving a slider and generating the
-    same prompt again costs no extra forward pass.
+    Cached per model, prompt, pooling and site (`lm.query_cache`): moving a slider and
+    generating the same prompt again costs no extra forward pass.
     """
-    keys = [(q, pooling) for q in queries]
+    keys = [(q, pooling, site) for q in queries]
     missing = list(dict.fromkeys(k for k in keys if lm.query_cache.get(k) is None))
     if missing:
-        texts = [lm.format_prompt(q) for q, _ in missing]
+        texts = [lm.format_prompt(q) for q, _, _ in missing]
         spans = [_token_count(lm, t) for t in texts]
-        fresh = pooled_mlp_outputs(lm, texts, spans, pooling, batch_size)
+        fresh = pooled_outputs(lm, texts, spans, pooling, site, batch_size)
         for key, embedding in zip(missing, fresh, strict=True):
             lm.query_cache.put(key, embedding)
     return torch.stack([lm.query_cache.get(k) for k in keys])

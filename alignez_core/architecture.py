@@ -1,13 +1,15 @@
 """Find the decoder layers and their MLP modules of a causal LM by structure.
 
-Edits are read and written at each decoder layer's MLP output (METHOD §3, §6), so the engine
-needs, for any supported model, the ordered list of decoder blocks and the MLP inside each.
-We find them by looking at the module tree instead of hard-coding one attribute path.
+Axes are read and edited at one of two sites per decoder layer (METHOD §3, §6): the `residual`
+stream (the decoder block's output) or the paper's `mlp` output. The engine needs, for any
+supported model, the ordered decoder blocks and the MLP inside each. We find them by looking
+at the module tree instead of hard-coding one attribute path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
@@ -16,17 +18,29 @@ from .errors import UnsupportedModelError
 # Attribute names an MLP goes by inside a decoder block, most common first.
 _MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")
 
+Site = Literal["residual", "mlp"]
+SITES: tuple[str, ...] = ("residual", "mlp")
+
 
 @dataclass(frozen=True)
 class DecoderLayout:
-    """Where the decoder blocks live (dotted path) and each block's MLP module."""
+    """Where the decoder blocks live (dotted path), the blocks, and each block's MLP module."""
 
     layers_path: str
     mlps: tuple[nn.Module, ...]
+    blocks: tuple[nn.Module, ...] = ()
 
     @property
     def num_layers(self) -> int:
         return len(self.mlps)
+
+    def modules_at(self, site: Site) -> tuple[nn.Module, ...]:
+        """The module whose output is the site, per layer: the block (residual) or its MLP."""
+        if site == "residual":
+            return self.blocks
+        if site == "mlp":
+            return self.mlps
+        raise ValueError(f"site must be one of {SITES}, got {site!r}.")
 
 
 def _expected_layer_count(model: nn.Module) -> int | None:
@@ -67,7 +81,7 @@ def find_decoder_layout(model: nn.Module) -> DecoderLayout:
             continue
         mlps = [_find_mlp(block) for block in layers]
         if all(mlp is not None for mlp in mlps):
-            return DecoderLayout(layers_path=name, mlps=tuple(mlps))  # type: ignore[arg-type]
+            return DecoderLayout(name, tuple(mlps), tuple(layers))  # type: ignore[arg-type]
     raise UnsupportedModelError(
         f"Cannot find the decoder layers and MLPs of model class {type(model).__name__}: "
         f"looked for a ModuleList of {expected} blocks each with one of {', '.join(_MLP_NAMES)}."

@@ -1,7 +1,7 @@
 """Edits as data, and their compilation into a per-row plan for one batched forward.
 
 An `Edit` is what one row of a batch gets: a set of `LayerEdit`s (layer, directions, rule,
-strength). A batch of rows compiles into a `BatchPlan` that the MLP hooks apply; rows without
+strength, site). A batch of rows compiles into a `BatchPlan` that the hooks apply; rows without
 an edit are left untouched, so base and edited answers come out of the same pass.
 """
 
@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from .architecture import SITES, Site
 from .errors import EditError
 from .rules import InPlaceEdit, edit_kernel
 
@@ -22,12 +23,17 @@ Positions = Literal["last", "all"]
 
 @dataclass(frozen=True)
 class LayerEdit:
-    """Edit one decoder layer's MLP output along `directions` (k × d) with `rule`."""
+    """Edit one decoder layer's output at `site` along `directions` (k × d) with `rule`.
+
+    `residual` edits the block's output (the stream the next layer reads); `mlp` the MLP's output
+    before it is added to the stream (the paper's site).
+    """
 
     layer: int
     directions: torch.Tensor
     strength: float = 1.0
     rule: str = "add"
+    site: Site = "mlp"
 
 
 @dataclass(frozen=True)
@@ -67,18 +73,19 @@ class _RowOp:
 
 @dataclass
 class BatchPlan:
-    """Per-layer operations for one batch, validated and moved to the model's device."""
+    """Per-(site, layer) operations for one batch, validated and moved to the model's device."""
 
-    ops_by_layer: dict[int, list[_RowOp]] = field(default_factory=dict)
+    ops_by_site: dict[tuple[str, int], list[_RowOp]] = field(default_factory=dict)
 
-    def apply(self, layer: int, output: torch.Tensor) -> torch.Tensor | None:
-        """Edit this layer's MLP output (B, T, d) row by row; None when the layer has no edit.
+    def apply(self, key: tuple[str, int], output: torch.Tensor) -> torch.Tensor | None:
+        """Edit the (site, layer) output (B, T, d) row by row; None when it has no edit.
 
-        The output is a fresh tensor that only the residual add reads next, so it is edited in
-        place (a copy only when autograd tracks it): each row's edit is a view plus its kernel's
-        one to three ops, with no clone, gather or scatter on the per-token path.
+        The output is a fresh tensor that only the next op reads (the residual add after an MLP,
+        the next block after a block), so it is edited in place (a copy only when autograd
+        tracks it): each row's edit is a view plus its kernel's one to three ops, with no
+        clone, gather or scatter on the per-token path.
         """
-        ops = self.ops_by_layer.get(layer)
+        ops = self.ops_by_site.get(key)
         if not ops:
             return None
         edited = output.clone() if output.requires_grad else output
@@ -106,10 +113,10 @@ def compile_plan(
         if edit.positions not in ("last", "all"):
             raise EditError(f"positions must be 'last' or 'all', got {edit.positions!r}.")
         for item in edit.layer_edits:
-            plan.ops_by_layer.setdefault(item.layer, []).append(
+            plan.ops_by_site.setdefault((item.site, item.layer), []).append(
                 _compile_one(item, row, edit.positions, num_layers, hidden_size, device)
             )
-    return plan if plan.ops_by_layer else None
+    return plan if plan.ops_by_site else None
 
 
 def _compile_one(
@@ -122,6 +129,8 @@ def _compile_one(
 ) -> _RowOp:
     if not isinstance(item.layer, int) or not 0 <= item.layer < num_layers:
         raise EditError(f"Layer {item.layer!r} is out of range: the model has {num_layers} layers.")
+    if item.site not in SITES:
+        raise EditError(f"site must be one of {', '.join(SITES)}, got {item.site!r}.")
     directions = torch.as_tensor(item.directions)
     if directions.ndim == 1:
         directions = directions.unsqueeze(0)

@@ -1,7 +1,9 @@
 """Does it steer? Judge scores and fluency per rule × strength, paired against the base model.
 
 All rows (base + every rule × strength) for a prompt share one batch, the same seed and the same
-prompt, so a difference is the edit's doing. Strength 0 is the base model exactly.
+prompt, so a difference is the edit's doing. Strength 0 is the base model exactly. The
+`prompted` baseline (rule name "prompted", strengths ±1) asks for each pole in words, no edit;
+its fluency is scored against the plain prompt like every other cell.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from .generation import Row, SamplingConfig, generate_rows
 from .judges import distinct_2, make_judge, perplexities, refusal, repetition
 from .model import LoadedModel
 from .pack import AxisPack
-from .steering import STEER_RULES, SteerSettings, axis_edit
+from .prompting import prompted
+from .steering import DEFAULT_BAND, STEER_RULES, SteerSettings, axis_edit
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -32,7 +35,10 @@ class EvalConfig:
     judges: tuple[str, ...] = ("tone",)
     max_new_tokens: int = 64
     seed: int = 0
-    top_n: int = 5
+    top_n: int | None = None
+    band: tuple[float, float] | None = DEFAULT_BAND
+    layers: tuple[int, ...] | None = None
+    prompted: bool = False  # add the prompting baseline at ±1
     batch_size: int = 48
     bootstrap: int = 2000
 
@@ -44,6 +50,10 @@ class EvalConfig:
         bad = [r for r in self.rules if r not in STEER_RULES]
         if bad or not self.rules:
             raise AlignEZError(f"Unknown rule(s) {bad}; choose from {', '.join(STEER_RULES)}.")
+        self.settings(self.rules[0])  # validate the layer choice before anything runs
+
+    def settings(self, rule: str) -> SteerSettings:
+        return SteerSettings(rule=rule, top_n=self.top_n, layers=self.layers, band=self.band)
 
 
 @dataclass(frozen=True)
@@ -133,9 +143,11 @@ def _fluency(lm: LoadedModel, prompts: Sequence[str], texts: Sequence[str]) -> F
     )
 
 
-def _edit_or_none(pack: AxisPack, strength: float, query, rule: str, config: EvalConfig):
-    edit = axis_edit(pack, strength, query, SteerSettings(rule=rule, top_n=config.top_n)).edit
-    return None if edit.is_empty else edit
+def _row(pack: AxisPack, prompt: str, strength: float, query, rule: str, config: EvalConfig):
+    if rule == "prompted":
+        return Row(prompted(prompt, [(pack.axis, strength)]))
+    edit = axis_edit(pack, strength, query, config.settings(rule)).edit
+    return Row(prompt, None if edit.is_empty else edit)
 
 
 def evaluate(
@@ -151,8 +163,10 @@ def evaluate(
         raise AlignEZError("No prompts to evaluate: the prompt list is empty.")
     pack.check_compatible(lm)
     judges = [make_judge(name, pack.axis) for name in config.judges]
-    queries = query_embeddings(lm, prompts, pack.pooling)  # type: ignore[arg-type]
+    queries = query_embeddings(lm, prompts, pack.pooling, pack.site)  # type: ignore[arg-type]
     combos = [(rule, s) for rule in config.rules for s in config.strengths]
+    if config.prompted:
+        combos += [("prompted", -1.0), ("prompted", 1.0)]
     # Strength 0 is rule-independent: one zero row per prompt serves every rule's 0 cell.
     generated = [(rule, s) for rule, s in combos if s != 0]
     zero = 0.0 in config.strengths
@@ -160,9 +174,9 @@ def evaluate(
     for i, prompt in enumerate(prompts):
         rows.append(Row(prompt))
         if zero:
-            rows.append(Row(prompt, _edit_or_none(pack, 0.0, queries[i], config.rules[0], config)))
+            rows.append(_row(pack, prompt, 0.0, queries[i], config.rules[0], config))
         for rule, strength in generated:
-            rows.append(Row(prompt, _edit_or_none(pack, strength, queries[i], rule, config)))
+            rows.append(_row(pack, prompt, strength, queries[i], rule, config))
     sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, seed=config.seed)
     texts: list[str] = []
     for start in range(0, len(rows), config.batch_size):

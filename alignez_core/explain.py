@@ -24,7 +24,7 @@ class LayerReport:
 def layer_report(
     lm: LoadedModel, prompt: str, pack: AxisPack, strength: float, settings: SteerSettings
 ) -> LayerReport:
-    query = query_embeddings(lm, [prompt], pack.pooling)[0]  # type: ignore[arg-type]
+    query = query_embeddings(lm, [prompt], pack.pooling, pack.site)[0]  # type: ignore[arg-type]
     toward_positive = strength >= 0
     scores = [c.score for c in layer_scores(query, pack.layers, toward_positive)]
     used = axis_edit(pack, strength, query, settings).layers if strength else ()

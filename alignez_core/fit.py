@@ -1,4 +1,5 @@
-"""fit_axis: model → self-generated pairs → activations → per-layer subspaces → AxisPack."""
+"""fit_axis: model → self-generated pairs → activations → per-layer subspaces → AxisPack,
+then the slider's clean edge per sign (`calibrate.py`)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .activations import Pooling, answer_embeddings
+from .architecture import SITES, Site
 from .axis import Axis, seed_queries
+from .calibrate import CalibrationConfig, calibrate
 from .errors import FitCancelled, FitError
 from .model import LoadedModel
 from .pack import AxisPack
 from .pairs import PairConfig, ProgressFn, generate_pairs
 from .queries import MAX_QUERIES
+from .steering import SteerSettings
 from .subspace import SubspaceConfig, fit_layer_subspace
 
 
@@ -25,15 +29,20 @@ class FitConfig:
 
     n_queries: int = 24
     pooling: Pooling = "mean"
+    site: Site = "residual"  # where Φ is read: the decoder block's output, or "mlp" (the paper)
     pairs: PairConfig = field(default_factory=PairConfig)
     subspace: SubspaceConfig = field(default_factory=SubspaceConfig)
     batch_size: int = 16
+    # None: no calibration (slider ±1 = the rule's default scale). Runs for residual packs only.
+    calibration: CalibrationConfig | None = field(default_factory=CalibrationConfig)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_queries <= MAX_QUERIES:
             raise FitError(f"n_queries must be 1–{MAX_QUERIES}, got {self.n_queries}.")
         if self.pooling not in ("last", "mean"):
             raise FitError(f"pooling must be 'last' or 'mean', got {self.pooling!r}.")
+        if self.site not in SITES:
+            raise FitError(f"site must be one of {', '.join(SITES)}, got {self.site!r}.")
 
 
 def fit_axis(
@@ -43,8 +52,13 @@ def fit_axis(
     config: FitConfig = FitConfig(),
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    settings: SteerSettings = SteerSettings(),
 ) -> AxisPack:
-    """Fit one axis on `lm`. User queries are used when given, else the built-in seed set."""
+    """Fit one axis on `lm`. User queries are used when given, else the built-in seed set.
+
+    The slider is calibrated with `settings` (the rule and layers it will be used with) on the
+    first few of the same queries.
+    """
     chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
     chosen = chosen[: config.n_queries]
     timings: dict[str, float] = {}
@@ -65,6 +79,7 @@ def fit_axis(
         texts_q + texts_q,
         [p.positive for p in pairs] + [p.negative for p in pairs],
         config.pooling,
+        config.site,
         config.batch_size,
         report,
         cancel,
@@ -95,12 +110,21 @@ def fit_axis(
         hidden_size=lm.hidden_size,
         layers=layers,
         pooling=config.pooling,
+        site=config.site,
+        residual_norms=both.norm(dim=-1).mean(0).tolist() if config.site == "residual" else [],
         pairs=pairs,
         fit_config=asdict(config) | {"queries": len(chosen)},
-        rule_defaults={"rule": "steer", "top_n": 5, "positions": "last"},
+        rule_defaults=asdict(settings),
         timings=timings,
     )
     pack.pair_coords = [
         torch.cat([positive[:, i], negative[:, i]]) @ pack.top2(i).T for i in range(lm.num_layers)
     ]
+    if config.calibration is not None and config.site == "residual":
+        if progress is not None:
+            progress("calibration", 0, 1)
+        pack.calibration = calibrate(lm, pack, chosen, settings, config.calibration, cancel)
+        timings["calibration"] = pack.calibration.seconds
+        if progress is not None:
+            progress("calibration", 1, 1)
     return pack

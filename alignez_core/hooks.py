@@ -1,4 +1,7 @@
-"""MLP forward hooks whose state is per call, never global model state.
+"""Forward hooks at each layer's readout/edit site, whose state is per call, never global.
+
+A site is the decoder block's output (`residual`) or its MLP's output (`mlp`); hooks are keyed
+by (site, layer).
 
 Hooks are installed on a model while at least one call is active and removed when the last
 one leaves, on every exit path. Each hook reads the state of the *calling* context from a
@@ -18,31 +21,39 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .architecture import DecoderLayout, Site
 from .edit import BatchPlan
+
+SiteLayer = tuple[str, int]
 
 
 @dataclass
 class _CallState:
     plan: BatchPlan | None = None
-    pool_weights: torch.Tensor | None = None  # (B, T): read pooled MLP outputs into `captured`
+    pool_weights: torch.Tensor | None = None  # (B, T): read pooled outputs into `captured`
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
     traces: dict[int, list[torch.Tensor]] | None = None  # layer → last-position state per forward
+    trace_site: str = "mlp"
+    capture_site: str = "residual"
 
 
 _STATE: ContextVar[_CallState | None] = ContextVar("alignez_call_state", default=None)
 
 
 class EditHooks:
-    """MLP hooks per model, shared by concurrent calls and refcounted per layer.
+    """Hooks per model, shared by concurrent calls and refcounted per (site, layer).
 
     A call hooks only the layers it edits or traces, so unedited layers cost nothing.
     """
 
-    def __init__(self, mlps: Sequence[nn.Module]) -> None:
-        self._mlps = tuple(mlps)
+    def __init__(self, layout: DecoderLayout) -> None:
+        self._modules: dict[str, Sequence[nn.Module]] = {
+            "mlp": layout.mlps,
+            "residual": layout.blocks,
+        }
         self._lock = threading.Lock()
-        self._users: dict[int, int] = {}
-        self._handles: dict[int, RemovableHandle] = {}
+        self._users: dict[SiteLayer, int] = {}
+        self._handles: dict[SiteLayer, RemovableHandle] = {}
 
     @property
     def installed(self) -> int:
@@ -50,69 +61,80 @@ class EditHooks:
 
     @contextmanager
     def applying(
-        self, plan: BatchPlan | None, traces: dict[int, list[torch.Tensor]] | None = None
+        self,
+        plan: BatchPlan | None,
+        traces: dict[int, list[torch.Tensor]] | None = None,
+        trace_site: Site = "mlp",
     ) -> Iterator[None]:
         """Apply `plan` to every forward run by this context while the block runs.
 
-        With `traces` ({layer: []}), each forward's (edited) last-position MLP output at those
-        layers is appended, (B, d) per step: the trajectory of the prompt and generated tokens.
+        With `traces` ({layer: []}), each forward's (edited) last-position state at those layers'
+        `trace_site` is appended, (B, d) per step: the trajectory of the prompt and generated
+        tokens.
         """
-        layers = set(plan.ops_by_layer if plan is not None else ()) | set(traces or ())
-        if not layers:  # nothing to do: no hooks, no per-layer overhead
+        keys = set(plan.ops_by_site if plan is not None else ())
+        keys |= {(trace_site, layer) for layer in traces or ()}
+        if not keys:  # nothing to do: no hooks, no per-layer overhead
             yield
             return
-        with self._active(_CallState(plan=plan, traces=traces), layers):
+        with self._active(_CallState(plan=plan, traces=traces, trace_site=trace_site), keys):
             yield
 
     @contextmanager
-    def capturing(self, pool_weights: torch.Tensor) -> Iterator[dict[int, torch.Tensor]]:
-        """Collect each layer's MLP output pooled with (B, T) weights: {layer: (B, d)}."""
-        state = _CallState(pool_weights=pool_weights)
-        with self._active(state, set(range(len(self._mlps)))):
+    def capturing(
+        self, pool_weights: torch.Tensor, site: Site = "residual"
+    ) -> Iterator[dict[int, torch.Tensor]]:
+        """Collect each layer's output at `site` pooled with (B, T) weights: {layer: (B, d)}."""
+        state = _CallState(pool_weights=pool_weights, capture_site=site)
+        with self._active(state, {(site, i) for i in range(len(self._modules[site]))}):
             yield state.captured
 
     @contextmanager
-    def _active(self, state: _CallState, layers: set[int]) -> Iterator[None]:
+    def _active(self, state: _CallState, keys: set[SiteLayer]) -> Iterator[None]:
         token = _STATE.set(state)
-        self._acquire(layers)
+        self._acquire(keys)
         try:
             yield
         finally:
-            self._release(layers)
+            self._release(keys)
             _STATE.reset(token)
 
-    def _acquire(self, layers: set[int]) -> None:
+    def _acquire(self, keys: set[SiteLayer]) -> None:
         with self._lock:
-            for layer in layers:
-                if self._users.get(layer, 0) == 0:
-                    self._handles[layer] = self._mlps[layer].register_forward_hook(
-                        _make_hook(layer)
+            for key in keys:
+                if self._users.get(key, 0) == 0:
+                    site, layer = key
+                    self._handles[key] = self._modules[site][layer].register_forward_hook(
+                        _make_hook(site, layer)
                     )
-                self._users[layer] = self._users.get(layer, 0) + 1
+                self._users[key] = self._users.get(key, 0) + 1
 
-    def _release(self, layers: set[int]) -> None:
+    def _release(self, keys: set[SiteLayer]) -> None:
         with self._lock:
-            for layer in layers:
-                self._users[layer] -= 1
-                if self._users[layer] == 0:
-                    del self._users[layer]
-                    self._handles.pop(layer).remove()
+            for key in keys:
+                self._users[key] -= 1
+                if self._users[key] == 0:
+                    del self._users[key]
+                    self._handles.pop(key).remove()
 
 
-def _make_hook(layer: int):
+def _make_hook(site: str, layer: int):
+    key = (site, layer)
+
     def hook(module: nn.Module, args: tuple, output):
         state = _STATE.get()
         if state is None:
             return None
-        hidden = output[0] if isinstance(output, tuple) else output  # MoE: (hidden, router)
+        # MoE MLPs return (hidden, router logits); some decoder blocks return (hidden, ...).
+        hidden = output[0] if isinstance(output, tuple) else output
         if not isinstance(hidden, torch.Tensor):
             return None
-        edited = state.plan.apply(layer, hidden) if state.plan is not None else None
-        if state.pool_weights is not None:
+        edited = state.plan.apply(key, hidden) if state.plan is not None else None
+        if state.pool_weights is not None and site == state.capture_site:
             current = hidden if edited is None else edited
             weights = state.pool_weights.to(current.dtype)
             state.captured[layer] = torch.einsum("bt,btd->bd", weights, current).float()
-        if state.traces is not None and layer in state.traces:
+        if state.traces is not None and site == state.trace_site and layer in state.traces:
             current = hidden if edited is None else edited
             state.traces[layer].append(current[:, -1].detach().float().cpu())
         if edited is None:

@@ -82,7 +82,7 @@ class LoadedModel:
     query_cache: LRUCache = field(default_factory=LRUCache, repr=False)
 
     def __post_init__(self) -> None:
-        self.hooks = EditHooks(self.layout.mlps)
+        self.hooks = EditHooks(self.layout)
 
     @classmethod
     def wrap(

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from .architecture import SITES
 from .axis import Axis
 from .errors import FitError, PackError
 from .pairs import PreferencePair
@@ -27,6 +28,55 @@ FORMAT = "alignez-axis-pack"
 FORMAT_VERSION = 1
 MAX_PACK_BYTES = 256 * 1024 * 1024
 _META_KEY = "alignez"
+LEGACY_SITE = "mlp"  # packs saved before the readout site was stored were read at the MLP output
+
+
+@dataclass(frozen=True)
+class SliderCalibration:
+    """Where slider ±1 sits for this axis, per sign, found at fit time (`calibrate.py`).
+
+    `positive` / `negative` are c, the push per edited layer as a fraction of that layer's
+    typical residual norm: slider s > 0 adds s·positive·‖h_l‖ along the axis, s < 0 adds
+    s·negative·‖h_l‖. Each is the last strength whose answers stayed fluent on the fit's own
+    queries; `points` keeps every measured strength so a user can see why.
+    """
+
+    positive: float
+    negative: float
+    points: tuple[dict[str, Any], ...] = ()
+    base: dict[str, float] = field(default_factory=dict)
+    queries: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def for_sign(self, strength: float) -> float:
+        return self.positive if strength > 0 else self.negative
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "positive": self.positive,
+            "negative": self.negative,
+            "points": list(self.points),
+            "base": self.base,
+            "queries": self.queries,
+            "settings": self.settings,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SliderCalibration:
+        positive, negative = float(data["positive"]), float(data["negative"])
+        if not all(0 < c < 10 for c in (positive, negative)):
+            raise PackError(f"calibration strengths must be in (0, 10), got {positive}, {negative}.")
+        return cls(
+            positive,
+            negative,
+            tuple(dict(p) for p in data.get("points", [])),
+            {k: float(v) for k, v in dict(data.get("base", {})).items()},
+            int(data.get("queries", 0)),
+            dict(data.get("settings", {})),
+            float(data.get("seconds", 0.0)),
+        )
 
 
 @dataclass(eq=False)
@@ -41,6 +91,9 @@ class AxisPack:
     hidden_size: int
     layers: list[LayerSubspace]
     pooling: str = "mean"
+    site: str = "residual"  # where Φ was read, and where the additive rules push
+    residual_norms: list[float] = field(default_factory=list)  # per layer, over the pairs
+    calibration: SliderCalibration | None = None
     pairs: list[PreferencePair] = field(default_factory=list)
     # Per layer, (2K, 2): every pair's positive then negative embedding on the top-2 directions.
     pair_coords: list[torch.Tensor] = field(default_factory=list)
@@ -98,6 +151,9 @@ class AxisPack:
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
             "pooling": self.pooling,
+            "site": self.site,
+            "residual_norms": [float(n) for n in self.residual_norms],
+            "calibration": self.calibration.to_dict() if self.calibration else None,
             "layers": [
                 {
                     "rank": layer.rank,
@@ -222,12 +278,22 @@ class AxisPack:
         claimed = meta.pop("content_hash", None)
         if claimed != _content_hash(meta, tensors):
             raise PackError(f"{name}: content hash mismatch; the file was altered or corrupted.")
+        site = str(meta.get("site", LEGACY_SITE))
+        if site not in SITES:
+            raise PackError(f"{name}: unknown readout site {site!r}; known: {', '.join(SITES)}.")
+        norms = [float(n) for n in meta.get("residual_norms") or []]
+        if norms and (len(norms) != num_layers or not all(0 < n < 1e12 for n in norms)):
+            raise PackError(f"{name}: residual_norms must be {num_layers} positive numbers.")
+        calibration = meta.get("calibration")
         return cls(
             axis=Axis.from_dict(meta["axis"]),
             model_id=str(meta["model_id"]),
             hidden_size=hidden,
             layers=layers,
             pooling=str(meta.get("pooling", "mean")),
+            site=site,
+            residual_norms=norms,
+            calibration=SliderCalibration.from_dict(calibration) if calibration else None,
             pairs=pairs,
             pair_coords=coords if any(c.numel() for c in coords) else [],
             fit_config=dict(meta.get("fit_config", {})),
@@ -240,6 +306,15 @@ class AxisPack:
         """The metadata, without the pairs' full texts (those can be long)."""
         meta = self._metadata()
         meta["pairs"] = len(self.pairs)
+        if self.site == LEGACY_SITE and not self.residual_norms:
+            meta["site_note"] = (
+                "read at the MLP output (the paper's site; packs saved before readout sites were "
+                "stored are read this way). Refit for the residual readout, which steers better."
+            )
+        if self.calibration is None:
+            meta["calibration_note"] = (
+                "not calibrated: slider ±1 uses the rule's default scale, not a measured clean edge."
+            )
         return meta
 
 

@@ -54,16 +54,21 @@ def layer_scores(
 def select_layers(
     query: torch.Tensor,
     layers: Sequence[LayerSubspace],
-    top_n: int = 5,
+    top_n: int | None = 5,
     pinned: Sequence[int] | None = None,
     toward_positive: bool = True,
+    within: Sequence[int] | None = None,
 ) -> list[LayerChoice]:
-    """The top-n layers by score (score > 0 only), or exactly the pinned layers."""
+    """Exactly the pinned layers; else, among `within` (all layers when None), the top-n by
+    score (score > 0 only), or with `top_n` None every one of them."""
     choices = layer_scores(query, layers, toward_positive)
     if pinned is not None:
         bad = [i for i in pinned if not 0 <= i < len(layers)]
         if bad:
             raise EditError(f"Pinned layers {bad} are out of range: the axis has {len(layers)}.")
         return [choices[i] for i in sorted(set(pinned))]
-    ranked = sorted((c for c in choices if c.score > 0), key=lambda c: c.score, reverse=True)
+    candidates = choices if within is None else [choices[i] for i in within if i < len(layers)]
+    if top_n is None:
+        return candidates
+    ranked = sorted((c for c in candidates if c.score > 0), key=lambda c: c.score, reverse=True)
     return sorted(ranked[: max(0, top_n)], key=lambda c: c.layer)

@@ -2,11 +2,21 @@
 
 `generate(lm, prompts, steer={pack_a: 0.8, pack_b: -0.5})` gives each prompt a base answer and
 an edited answer from one batched pass. Rules (METHOD §6, `rules.py`):
-- `paper`: x + α·Σ⟨x,θ⟩θ over Θ_l(q), α = the slider value (the paper's rule, symmetric);
-- `tanh`:  x + α·‖x‖·Σ tanh(⟨x,θ⟩/‖x‖)θ over Θ_l(q) (the blog's rule, norm-scaled);
-- `steer`: x + α·c·‖x‖·u, u = the oriented mean difference projected onto span Θ_l(q), unit —
+- `steer`: push along u, the oriented mean difference projected onto span Θ_l(q), unit —
   signed: +α moves toward the positive pole, −α toward the negative one;
-- `caa`:   x + α·c·‖x‖·m̂, m̂ = the unit mean difference (the CAA baseline, same pairs).
+- `caa`:   push along m̂, the unit mean difference (the CAA baseline, same pairs);
+- `paper`: x + α·Σ⟨x,θ⟩θ over Θ_l(q), α = the slider value (the paper's rule, symmetric);
+- `tanh`:  x + α·‖x‖·Σ tanh(⟨x,θ⟩/‖x‖)θ over Θ_l(q) (the blog's rule, norm-scaled).
+
+Units. A pack read at the residual stream (the default) pushes `steer`/`caa` by
+slider × c × ‖h_l‖, ‖h_l‖ the layer's typical residual norm stored at fit time, and c the pack's
+calibrated clean edge for the slider's sign (`SliderCalibration`), so ±1 is the last fluent
+strength measured on the axis's own queries. Packs read at the MLP output (the paper's site, and
+every pack saved before sites were stored) push by slider × 0.25 × the token's MLP-output norm.
+
+Layers. By default every layer in the middle band of the network (`band`, fractions of depth)
+that has directions for the query; `top_n` keeps only the per-query best n of the band (the
+paper's rule with `band=None`), and `layers` pins them by hand.
 """
 
 from __future__ import annotations
@@ -25,34 +35,57 @@ from .pack import AxisPack
 from .selection import LayerChoice, select_layers
 
 STEER_RULES = ("steer", "paper", "tanh", "caa")
-# Slider value → rule strength. `paper` is exactly α; the norm-relative rules use a fraction of
-# ‖x‖ per edited layer so that the slider's ends are usable on small and large models alike.
-DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
+ADDITIVE_RULES = ("steer", "caa")
+# Slider value → rule strength where a pack carries no calibration. `paper` is exactly α. The
+# additive rules push by a fraction of a norm per edited layer: of the layer's typical residual
+# norm for residual packs (the probe's clean point on SmolLM2), of the token's own MLP-output
+# norm for MLP packs.
+DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.04, "caa": 0.04}
+MLP_SITE_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
+DEFAULT_BAND = (0.25, 0.7)
 
 
 @dataclass(frozen=True)
 class SteerSettings:
-    """How sliders become edits: the rule, which layers, which positions."""
+    """How sliders become edits: the rule, which layers, which positions, what scale."""
 
     rule: str = "steer"
-    top_n: int = 5
-    layers: tuple[int, ...] | None = None  # pinned layers instead of the per-query top-n
+    top_n: int | None = None  # None: every layer of the band; n: the per-query best n
+    layers: tuple[int, ...] | None = None  # pinned layers instead of band / top-n
+    band: tuple[float, float] | None = DEFAULT_BAND  # [from, to) as fractions of depth
     positions: Positions = "last"
-    scale: float | None = None  # None: DEFAULT_SCALE[rule]
+    scale: float | None = None  # None: the pack's calibration, else the rule's default
 
     def __post_init__(self) -> None:
         if self.rule not in STEER_RULES:
             raise EditError(f"Unknown rule {self.rule!r}; choose one of {', '.join(STEER_RULES)}.")
         if self.positions not in ("last", "all"):
             raise EditError(f"positions must be 'last' or 'all', got {self.positions!r}.")
-        if not 1 <= self.top_n <= 64:
+        if self.top_n is not None and not 1 <= self.top_n <= 64:
             raise EditError(f"top_n must be 1–64, got {self.top_n}.")
+        if self.band is not None:
+            low, high = (check_strength(b, "band") for b in self.band)
+            if not 0 <= low < high <= 1:
+                raise EditError(f"band must be two fractions 0 ≤ from < to ≤ 1, got {self.band}.")
+        if self.scale is not None:
+            check_strength(self.scale, "scale")
 
-    @property
-    def rule_scale(self) -> float:
-        return (
-            DEFAULT_SCALE[self.rule] if self.scale is None else check_strength(self.scale, "scale")
-        )
+    def band_layers(self, num_layers: int) -> tuple[int, ...] | None:
+        """The layers of the band on a model of `num_layers` (never empty), or None for all."""
+        if self.band is None:
+            return None
+        low, high = round(self.band[0] * num_layers), round(self.band[1] * num_layers)
+        return tuple(range(min(low, num_layers - 1), max(high, low + 1)))
+
+    def scale_for(self, pack: AxisPack, strength: float) -> float:
+        """Rule strength per unit of slider for this pack and the slider's sign."""
+        if self.scale is not None:
+            return self.scale
+        if pack.site == "mlp":
+            return MLP_SITE_SCALE[self.rule]
+        if self.rule in ADDITIVE_RULES and pack.calibration is not None:
+            return pack.calibration.for_sign(strength)
+        return DEFAULT_SCALE[self.rule]
 
 
 @dataclass(frozen=True)
@@ -85,6 +118,19 @@ def _layer_directions(pack: AxisPack, choice: LayerChoice, rule: str) -> torch.T
     return None if unit is None else unit[None, :]
 
 
+def _layer_edit(
+    pack: AxisPack, layer: int, directions: torch.Tensor, strength: float, rule: str
+) -> LayerEdit:
+    """The edit at one layer. Additive rules on a residual pack push a fixed step in the layer's
+    residual units (`add`); otherwise the rule runs as named, relative to the token's state."""
+    if rule in ADDITIVE_RULES:
+        if pack.site == "residual" and pack.residual_norms:
+            step = strength * pack.residual_norms[layer]
+            return LayerEdit(layer, directions, step, "add", "residual")
+        return LayerEdit(layer, directions, strength, "steer", pack.site)  # type: ignore[arg-type]
+    return LayerEdit(layer, directions, strength, rule, pack.site)  # type: ignore[arg-type]
+
+
 def axis_edit(
     pack: AxisPack, strength: float, query: torch.Tensor, settings: SteerSettings
 ) -> AxisEdit:
@@ -93,15 +139,19 @@ def axis_edit(
     if strength == 0:
         return AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
     choices = select_layers(
-        query, pack.layers, settings.top_n, settings.layers, toward_positive=strength > 0
+        query,
+        pack.layers,
+        settings.top_n,
+        settings.layers,
+        toward_positive=strength > 0,
+        within=settings.band_layers(pack.num_layers),
     )
+    scaled = strength * settings.scale_for(pack, strength)
     layer_edits = []
     for choice in choices:
         directions = _layer_directions(pack, choice, settings.rule)
         if directions is not None:
-            layer_edits.append(
-                LayerEdit(choice.layer, directions, strength * settings.rule_scale, settings.rule)
-            )
+            layer_edits.append(_layer_edit(pack, choice.layer, directions, scaled, settings.rule))
     edit = Edit(tuple(layer_edits), settings.positions)
     used = tuple(item.layer for item in layer_edits)
     return AxisEdit(pack.name, strength, used, edit, tuple(choices))
@@ -119,12 +169,12 @@ def plan_edits(
         check_strength(strength, f"strength of axis {pack.name!r}")
     active = {pack: s for pack, s in steer.items() if s != 0}
     embeddings = {
-        pooling: query_embeddings(lm, prompts, pooling)  # type: ignore[arg-type]
-        for pooling in {pack.pooling for pack in active}
+        key: query_embeddings(lm, prompts, *key)  # type: ignore[arg-type]
+        for key in {(pack.pooling, pack.site) for pack in active}
     }
     return [
         [
-            axis_edit(pack, strength, embeddings[pack.pooling][i], settings)
+            axis_edit(pack, strength, embeddings[pack.pooling, pack.site][i], settings)
             if pack in active
             else AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
             for pack, strength in steer.items()
@@ -205,5 +255,5 @@ def sweep_rows(
 ) -> list[Row]:
     """One prompt under one axis at several strengths: one row per strength, for one batch."""
     pack.check_compatible(lm)
-    query = query_embeddings(lm, [prompt], pack.pooling)[0]  # type: ignore[arg-type]
+    query = query_embeddings(lm, [prompt], pack.pooling, pack.site)[0]  # type: ignore[arg-type]
     return [Row(prompt, axis_edit(pack, s, query, settings).edit) for s in strengths]

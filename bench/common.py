@@ -155,8 +155,8 @@ def edit_step_microseconds(
 
     def steps() -> None:
         for _ in range(repeats):
-            for layer in plan.ops_by_layer:
-                plan.apply(layer, hidden)
+            for key in plan.ops_by_site:
+                plan.apply(key, hidden)
 
     with torch.inference_mode():
         steps()

@@ -1,14 +1,19 @@
 import torch
 
-from alignez_core.activations import answer_embeddings, pooled_mlp_outputs, query_embeddings
+from alignez_core.activations import answer_embeddings, pooled_outputs, query_embeddings
 
 
-def manual_mlp_outputs(lm, text: str) -> torch.Tensor:
-    """(L, T, d) MLP outputs of one unpadded text, read with plain hooks."""
+def manual_outputs(lm, text: str, site: str = "mlp") -> torch.Tensor:
+    """(L, T, d) MLP or decoder-block outputs of one unpadded text, read with plain hooks."""
     outputs = {}
+
+    def keep(i, output):
+        outputs[i] = (output[0] if isinstance(output, tuple) else output)[0]
+
+    modules = lm.layout.mlps if site == "mlp" else lm.layout.blocks
     handles = [
-        mlp.register_forward_hook(lambda m, a, o, i=i: outputs.__setitem__(i, o[0]))
-        for i, mlp in enumerate(lm.layout.mlps)
+        module.register_forward_hook(lambda m, a, o, i=i: keep(i, o))
+        for i, module in enumerate(modules)
     ]
     try:
         enc = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)
@@ -22,9 +27,9 @@ def manual_mlp_outputs(lm, text: str) -> torch.Tensor:
 
 def test_last_token_is_right_under_left_padding(tiny_any):
     texts = ["short", "a considerably longer text that forces padding"]
-    batched = pooled_mlp_outputs(tiny_any, texts, [1, 1], "last")
+    batched = pooled_outputs(tiny_any, texts, [1, 1], "last", "mlp")
     for i, text in enumerate(texts):
-        expected = manual_mlp_outputs(tiny_any, text)[:, -1]
+        expected = manual_outputs(tiny_any, text)[:, -1]
         assert torch.allclose(batched[i], expected, atol=1e-4)
     assert batched.shape == (2, tiny_any.num_layers, tiny_any.hidden_size)
 
@@ -32,19 +37,39 @@ def test_last_token_is_right_under_left_padding(tiny_any):
 def test_mean_pools_over_the_answer_tokens_only(tiny_llama):
     query, answer = "why?", "because it is so"
     pooled = answer_embeddings(
-        tiny_llama, [query, "x"], [answer, "a much longer answer here"], "mean"
+        tiny_llama, [query, "x"], [answer, "a much longer answer here"], "mean", "mlp"
     )
     full = tiny_llama.format_prompt(query, answer)
     prompt_len = len(tiny_llama.tokenizer(tiny_llama.format_prompt(query))["input_ids"])
-    per_token = manual_mlp_outputs(tiny_llama, full)
+    per_token = manual_outputs(tiny_llama, full)
     expected = per_token[:, prompt_len:].mean(dim=1)
     assert torch.allclose(pooled[0], expected, atol=1e-4)
 
 
+def test_residual_readout_is_the_decoder_layers_output_pooled(tiny_any):
+    query, answer = "why?", "because it is so"
+    pooled = answer_embeddings(
+        tiny_any, [query, "x"], [answer, "a much longer answer here"], "mean", "residual"
+    )
+    full = tiny_any.format_prompt(query, answer)
+    prompt_len = len(tiny_any.tokenizer(tiny_any.format_prompt(query))["input_ids"])
+    per_token = manual_outputs(tiny_any, full, "residual")
+    expected = per_token[:, prompt_len:].mean(dim=1)
+    assert torch.allclose(pooled[0], expected, atol=1e-4)
+    # ... and it is not the MLP output: the two sites are different readouts.
+    assert not torch.allclose(pooled[0], manual_outputs(tiny_any, full)[:, prompt_len:].mean(1))
+    # The last hidden state HF reports is after the final norm; ours is the block's own output.
+    enc = tiny_any.tokenizer(full, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        states = tiny_any.backbone(**enc, output_hidden_states=True).hidden_states
+    assert torch.allclose(pooled[0][0], states[1][0, prompt_len:].mean(0), atol=1e-4)
+
+
 def test_query_embedding_reads_the_prompt_alone(tiny_llama):
-    emb = query_embeddings(tiny_llama, ["hello there"], "last")
-    expected = manual_mlp_outputs(tiny_llama, tiny_llama.format_prompt("hello there"))[:, -1]
-    assert torch.allclose(emb[0], expected, atol=1e-4)
+    for site in ("mlp", "residual"):
+        emb = query_embeddings(tiny_llama, ["hello there"], "last", site)
+        prompt = tiny_llama.format_prompt("hello there")
+        assert torch.allclose(emb[0], manual_outputs(tiny_llama, prompt, site)[:, -1], atol=1e-4)
     assert tiny_llama.hooks.installed == 0
 
 
@@ -53,10 +78,10 @@ def test_query_embeddings_are_cached_per_prompt_and_pooling(tiny_llama, monkeypa
 
     tiny_llama.query_cache.clear()
     calls = []
-    real = activations.pooled_mlp_outputs
+    real = activations.pooled_outputs
     monkeypatch.setattr(
         activations,
-        "pooled_mlp_outputs",
+        "pooled_outputs",
         lambda lm, texts, *a: calls.append(texts) or real(lm, texts, *a),
     )
     first = query_embeddings(tiny_llama, ["a", "b", "a"], "last")
@@ -65,13 +90,15 @@ def test_query_embeddings_are_cached_per_prompt_and_pooling(tiny_llama, monkeypa
     assert len(calls) == 1 and len(calls[0]) == 2  # "a" and "b" read once, in one batch
     query_embeddings(tiny_llama, ["a"], "mean")
     assert len(calls) == 2  # another pooling is another entry
+    query_embeddings(tiny_llama, ["a"], "last", "mlp")
+    assert len(calls) == 3  # and so is another site
 
 
 def test_reading_activations_skips_the_lm_head(tiny_any):
     calls = []
     handle = tiny_any.model.lm_head.register_forward_hook(lambda *args: calls.append(1))
     try:
-        pooled = pooled_mlp_outputs(tiny_any, ["a prompt", "another one"], [2, 2], "mean")
+        pooled = pooled_outputs(tiny_any, ["a prompt", "another one"], [2, 2], "mean")
     finally:
         handle.remove()
     assert calls == []  # the backbone ran, not the vocabulary projection

@@ -17,7 +17,11 @@ def test_round_trip_keeps_everything(tiny_pack, tmp_path):
     for a, b in zip(loaded.layers, tiny_pack.layers, strict=True):
         assert torch.equal(a.basis, b.basis) and torch.equal(a.mean_difference, b.mean_difference)
     assert loaded.info()["hidden_size"] == 64 and loaded.info()["pairs"] == len(tiny_pack.pairs)
-    assert loaded.timings.keys() == {"self_generation", "activations", "svd"}
+    assert loaded.timings.keys() == {"self_generation", "activations", "svd", "calibration"}
+    assert loaded.site == "residual" and loaded.residual_norms == tiny_pack.residual_norms
+    assert len(loaded.residual_norms) == tiny_pack.num_layers
+    assert loaded.calibration == tiny_pack.calibration is not None
+    assert loaded.info()["calibration"]["positive"] == tiny_pack.calibration.positive
 
 
 def test_truncated_pack_is_refused(tiny_pack, tmp_path):
@@ -98,3 +102,31 @@ def test_newer_format_and_other_hidden_size_are_refused(tiny_pack, tmp_path, tin
     with pytest.raises(PackError, match="hidden size 64.*has hidden size 96"):
         AxisPack.load(saved, wider)
     AxisPack.load(saved, tiny_llama)  # the right model is accepted
+
+
+def test_a_pack_saved_before_readout_sites_loads_as_mlp_and_says_so(tiny_pack, tmp_path):
+    path = tmp_path / "old.safetensors"
+
+    def as_before(meta):  # the metadata a pack had before sites, norms and calibration
+        for key in ("site", "residual_norms", "calibration"):
+            del meta[key]
+
+    _rewrite(tiny_pack, path, edit_meta=as_before)
+    old = AxisPack.load(path)
+    assert old.site == "mlp" and old.residual_norms == [] and old.calibration is None
+    info = old.info()
+    assert info["site"] == "mlp" and "MLP output" in info["site_note"]
+    assert "not calibrated" in info["calibration_note"]
+
+
+def test_bad_site_norms_and_calibration_are_refused(tiny_pack, tmp_path):
+    cases = {
+        "unknown readout site": lambda m: m.update(site="attention"),
+        "residual_norms must be": lambda m: m.update(residual_norms=[1.0]),
+        "calibration strengths": lambda m: m["calibration"].update(positive=float("inf")),
+    }
+    for message, edit in cases.items():
+        path = tmp_path / "bad.safetensors"
+        _rewrite(tiny_pack, path, edit_meta=edit)
+        with pytest.raises(PackError, match=message):
+            AxisPack.load(path)
