@@ -62,7 +62,7 @@ def pooled_outputs(
     on_batch: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> torch.Tensor:
-    """(N, L, d) float32: each text's outputs at `site`, every layer, pooled over its last `span`."""
+    """(N, L, d) float32: every layer's output at `site` per text, pooled over its last `span`."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     if site not in SITES:

@@ -67,7 +67,7 @@ class SliderCalibration:
     def from_dict(cls, data: dict[str, Any]) -> SliderCalibration:
         positive, negative = float(data["positive"]), float(data["negative"])
         if not all(0 < c < 10 for c in (positive, negative)):
-            raise PackError(f"calibration strengths must be in (0, 10), got {positive}, {negative}.")
+            raise PackError(f"calibration strengths must be in (0, 10), got {positive}/{negative}.")
         return cls(
             positive,
             negative,
@@ -313,7 +313,7 @@ class AxisPack:
             )
         if self.calibration is None:
             meta["calibration_note"] = (
-                "not calibrated: slider ±1 uses the rule's default scale, not a measured clean edge."
+                "not calibrated: slider ±1 is the rule's default scale, not a measured clean edge."
             )
         return meta
 
