@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import AlignEZError
-from .parse import parse_floats, parse_layers
+from .parse import parse_band, parse_floats, parse_layers
 
 
 def _log(message: str) -> None:
@@ -35,6 +35,7 @@ def _load(spec: str | None):
 
 def cmd_fit(args: argparse.Namespace) -> None:
     from .axis import Axis, preset
+    from .calibrate import CalibrationConfig
     from .fit import FitConfig, fit_axis
     from .pairs import PairConfig
     from .queries import read_queries
@@ -54,6 +55,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
     config = FitConfig(
         n_queries=args.n_queries,
         pooling=args.pooling,
+        site=args.site,
+        calibration=None if args.no_calibrate else CalibrationConfig(),
         pairs=PairConfig(
             answer_tokens=args.max_new_tokens,
             samples_per_pole=args.samples_per_pole,
@@ -62,7 +65,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     )
     lm = _load(args.model)
     started = time.perf_counter()
-    pack = fit_axis(lm, axis, queries, config, progress=_progress)
+    pack = fit_axis(lm, axis, queries, config, progress=_progress, settings=_settings(args))
     seconds = time.perf_counter() - started
     pack.save(args.out)
     _emit(
@@ -72,9 +75,28 @@ def cmd_fit(args: argparse.Namespace) -> None:
             "pairs_total": len(pack.pairs),
             "pairs_kept_per_layer": pack.pairs_kept(),
             "rank_per_layer": pack.ranks(),
+            "site": pack.site,
+            "slider_calibration": (
+                {"positive": pack.calibration.positive, "negative": pack.calibration.negative}
+                if pack.calibration
+                else None
+            ),
             "seconds": round(seconds, 2),
             "timings": {k: round(v, 2) for k, v in pack.timings.items()},
         }
+    )
+
+
+def _settings(args: argparse.Namespace):
+    from .steering import SteerSettings
+
+    return SteerSettings(
+        rule=args.rule,
+        top_n=args.top_n,
+        layers=parse_layers(args.layers),
+        band=parse_band(args.band),
+        positions=getattr(args, "positions", "last"),
+        scale=args.scale,
     )
 
 
@@ -92,7 +114,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .generation import SamplingConfig
     from .pack import AxisPack
     from .queries import read_queries
-    from .steering import SteerSettings, generate
+    from .steering import generate
 
     if args.prompts:
         query_set = read_queries(args.prompts)
@@ -104,9 +126,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     else:
         raise AlignEZError("generate needs a non-empty --prompt or a --prompts file.")
     wanted = [_parse_axis_arg(value) for value in args.axis]
-    settings = SteerSettings(
-        rule=args.rule, top_n=args.top_n, layers=parse_layers(args.layers), positions=args.positions
-    )
+    settings = _settings(args)
     sampling = SamplingConfig(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
     )
@@ -139,7 +159,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     for note in prompts.notes:
         _log(note)
     config = EvalConfig(strengths=strengths, rules=rules, judges=judges,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+                        max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
+                        band=parse_band(args.band), layers=parse_layers(args.layers),
+                        scale=args.scale, prompted=args.prompted)  # fmt: skip
     lm = _load(args.model)
     pack = AxisPack.load(args.axis, lm)
     report = evaluate(lm, pack, prompts.queries, config, progress=_progress)
@@ -160,7 +182,32 @@ def cmd_info(args: argparse.Namespace) -> None:
     _emit(AxisPack.load(args.pack).info())
 
 
+def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
+    from .steering import DEFAULT_BAND, STEER_RULES
+
+    if rule:
+        parser.add_argument("--rule", choices=STEER_RULES, default="steer")
+    parser.add_argument(
+        "--layers", default="auto", help="'auto' (the band, or its top-n) or pinned: 8,9,10"
+    )
+    parser.add_argument(
+        "--band",
+        default=",".join(map(str, DEFAULT_BAND)),
+        help="layers to edit as fractions of depth, FROM,TO (default %(default)s), or 'all'",
+    )
+    parser.add_argument(
+        "--top-n", type=int, default=None, help="keep the per-query best N layers of the band"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="strength per slider unit (default: the pack's calibrated edge per sign)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .architecture import SITES
     from .axis import preset_names
     from .steering import STEER_RULES
 
@@ -177,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--max-new-tokens", type=int, default=64, help="answer length per pole")
     fit.add_argument("--samples-per-pole", type=int, default=1)
     fit.add_argument("--pooling", choices=("mean", "last"), default="mean")
+    fit.add_argument(
+        "--site", choices=SITES, default="residual", help="readout: residual stream or MLP output"
+    )
+    fit.add_argument(
+        "--no-calibrate", action="store_true", help="skip the per-sign slider calibration"
+    )
+    _add_layer_args(fit)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--model", help="Hub id, local folder or .gguf (default: embedded SmolLM2)")
     fit.add_argument("--out", required=True)
@@ -187,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prompt")
     source.add_argument("--prompts", help="text file, one prompt per line")
     gen.add_argument("--axis", action="append", default=[], metavar="PACK:STRENGTH")
-    gen.add_argument("--rule", choices=STEER_RULES, default="steer")
-    gen.add_argument("--layers", default="auto", help="'auto' (per-query top-n) or e.g. 8,9,10")
-    gen.add_argument("--top-n", type=int, default=5)
+    _add_layer_args(gen)
     gen.add_argument("--positions", choices=("last", "all"), default="last")
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--temperature", type=float, default=0.0)
@@ -203,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strengths", default="-2,-1,0,1,2", help="e.g. --strengths=-2,-1,0,1,2")
     ev.add_argument("--rules", default="steer", help="comma list of " + ",".join(STEER_RULES))
     ev.add_argument("--judge", action="append", help="tone, grade, words, pole, refusal")
+    ev.add_argument(
+        "--prompted", action="store_true", help="add the prompting baseline (poles asked in words)"
+    )
+    _add_layer_args(ev, rule=False)
     ev.add_argument("--max-new-tokens", type=int, default=64)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", help="write the full report (with texts) here")

@@ -38,6 +38,7 @@ class EvalConfig:
     top_n: int | None = None
     band: tuple[float, float] | None = DEFAULT_BAND
     layers: tuple[int, ...] | None = None
+    scale: float | None = None  # None: each pack's calibration
     prompted: bool = False  # add the prompting baseline at ±1
     batch_size: int = 48
     bootstrap: int = 2000
@@ -53,7 +54,9 @@ class EvalConfig:
         self.settings(self.rules[0])  # validate the layer choice before anything runs
 
     def settings(self, rule: str) -> SteerSettings:
-        return SteerSettings(rule=rule, top_n=self.top_n, layers=self.layers, band=self.band)
+        return SteerSettings(
+            rule=rule, top_n=self.top_n, layers=self.layers, band=self.band, scale=self.scale
+        )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from .errors import AlignEZError
 
 
 def parse_layers(value: str) -> tuple[int, ...] | None:
-    """'auto' → None (per-query top-n), else a comma list like '8,9,10'."""
+    """'auto' → None (the band / top-n choose), else a comma list like '8,9,10'."""
     if value.strip().lower() == "auto":
         return None
     try:
@@ -26,3 +26,13 @@ def parse_floats(value: str, what: str) -> tuple[float, ...]:
     if not numbers:
         raise AlignEZError(f"{what} is empty.")
     return numbers
+
+
+def parse_band(value: str) -> tuple[float, float] | None:
+    """'all' → None (every layer), else 'FROM,TO' as fractions of depth, e.g. '0.25,0.7'."""
+    if value.strip().lower() in ("all", "none"):
+        return None
+    numbers = parse_floats(value, "--band")
+    if len(numbers) != 2:
+        raise AlignEZError(f"--band expects 'all' or two fractions like 0.25,0.7, got {value!r}.")
+    return numbers[0], numbers[1]

@@ -31,7 +31,7 @@ class StudioSettings:
 
     prompt: str = ""
     rule: str = "steer"
-    layer_mode: str = "auto"  # auto (per-query top-n) | pinned
+    layer_mode: str = "band"  # band | band top-n | top-n (paper) | pinned
     pinned_layers: str = ""
     top_n: int = 5
     positions: str = "last"
@@ -41,6 +41,8 @@ class StudioSettings:
 
     def __post_init__(self) -> None:  # values arrive from UI widgets and JSON: coerce them
         self.top_n = int(self.top_n)
+        if self.layer_mode == "auto":  # sessions saved before layer bands: per-query top-n
+            self.layer_mode = "top-n (paper)"
         self.max_new_tokens = int(self.max_new_tokens)
         self.temperature = float(self.temperature)
         self.seed = int(self.seed or 0)

@@ -13,6 +13,10 @@ class SubspaceConfig:
     """[choice]s of METHOD §4, with the scripts' values as defaults."""
 
     max_pair_cosine: float = 0.8  # drop a pair whose two embeddings are more similar than this
+    # ... measured after subtracting the layer's mean embedding (over both poles of every pair).
+    # The residual stream carries a large component common to every text (cos ≈ 1 between any
+    # two answers), so a raw cosine filter would drop every pair there.
+    center: bool = True
     explained_variance: float = 0.9  # keep the smallest k explaining this share of Σ²
     max_rank: int = 10  # ... but never more than this
     orient: bool = True  # flip each θ so it points from the negative pole to the positive one
@@ -46,7 +50,9 @@ def fit_layer_subspace(
     """Θ_l from (K, d) positive and negative embeddings of the same K queries."""
     positive, negative = positive.double(), negative.double()
     dim = positive.shape[-1]
-    keep = F.cosine_similarity(positive, negative, dim=-1) <= config.max_pair_cosine
+    offset = torch.cat([positive, negative]).mean(0) if config.center else 0.0
+    similarity = F.cosine_similarity(positive - offset, negative - offset, dim=-1)
+    keep = similarity <= config.max_pair_cosine
     differences = (positive - negative)[keep]
     if differences.shape[0] == 0:
         return LayerSubspace(

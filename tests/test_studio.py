@@ -27,7 +27,7 @@ def session_with(pack) -> StudioSession:
 
 
 def generate(studio, session, prompt, **overrides):
-    args = dict(rule="steer", layer_mode="auto", pinned="", top_n=5, positions="last",
+    args = dict(rule="steer", layer_mode="band", pinned="", top_n=5, positions="last",
                 max_tokens=8, temperature=0.0, seed=0, sweep=False, sweep_axis=None,
                 plot_axis=None, plot_layer=0)  # fmt: skip
     args.update(overrides)

@@ -52,3 +52,15 @@ def test_pairs_too_similar_are_filtered_out():
     assert subspace.pairs_kept == 3 and subspace.pairs_total == 6
     none = fit_layer_subspace(negative + 0.01, negative)
     assert none.rank == 0 and none.pairs_kept == 0
+
+
+def test_a_component_common_to_every_text_does_not_filter_every_pair():
+    """Residual-stream embeddings share a huge offset; the filter judges what is left."""
+    direction = torch.zeros(16)
+    direction[3] = 1.0
+    positive, negative = pairs_along(direction)
+    offset = torch.full((16,), 100.0)  # cos(p + offset, n + offset) ≈ 1 for every pair
+    centered = fit_layer_subspace(positive + offset, negative + offset)
+    assert centered.pairs_kept == 8 and float(centered.basis[0] @ direction) > 0.99
+    raw = fit_layer_subspace(positive + offset, negative + offset, SubspaceConfig(center=False))
+    assert raw.pairs_kept == 0

@@ -31,7 +31,13 @@ from alignez_core.parse import parse_floats, parse_layers
 from alignez_core.queries import parse_queries
 from alignez_core.report import eval_figure, markdown_table
 from alignez_core.session import MAX_AXES, StudioSession, StudioSettings
-from alignez_core.steering import STEER_RULES, SteerSettings, build_rows, sweep_rows
+from alignez_core.steering import (
+    DEFAULT_BAND,
+    STEER_RULES,
+    SteerSettings,
+    build_rows,
+    sweep_rows,
+)
 
 from . import plots
 from .render import CSS, side_by_side
@@ -49,6 +55,11 @@ EXAMPLES = [
     "Tell me about the city where you live.",
 ]
 CUSTOM = "(custom: type the poles)"
+LAYER_MODES = ("band", "band top-n", "top-n (paper)", "pinned")
+LAYER_MODES_INFO = (
+    "band: every middle layer; band top-n: the prompt's best n of them; "
+    "top-n (paper): the best n of all layers; pinned: the layers you type"
+)
 EVAL_MAX_PROMPTS = 24
 EVAL_PROMPTS = [
     "What should I do this weekend?",
@@ -198,8 +209,10 @@ class Studio:
         with gr.Accordion("Advanced steering settings", open=False):
             self.rule = gr.Dropdown(list(STEER_RULES), value="steer", label="Edit rule")
             with gr.Row():
-                self.layer_mode = gr.Radio(["auto", "pinned"], value="auto", label="Layers")
-                self.top_n = gr.Slider(1, 12, value=5, step=1, label="Top-n layers (auto)")
+                self.layer_mode = gr.Radio(
+                    list(LAYER_MODES), value="band", label="Layers", info=LAYER_MODES_INFO
+                )
+                self.top_n = gr.Slider(1, 12, value=5, step=1, label="Top-n layers (top-n modes)")
             self.pinned = gr.Textbox(label="Pinned layers (e.g. 8,9,10)")
             self.positions = gr.Radio(["last", "all"], value="last", label="Edit positions")
             with gr.Row():
@@ -660,7 +673,9 @@ class Studio:
 
     def _steer_settings(self, rule, layer_mode, pinned, top_n, positions) -> SteerSettings:
         layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
-        return SteerSettings(rule=rule, top_n=int(top_n), layers=layers, positions=positions)
+        band = None if layer_mode == "top-n (paper)" else DEFAULT_BAND
+        top = int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None
+        return SteerSettings(rule, top, layers, band, positions)
 
     def on_generate(
         self,
@@ -690,7 +705,7 @@ class Studio:
                     f"{MAX_PROMPT_CHARS}. Shorten it and try again."
                 )
             if layer_mode == "pinned" and not (pinned or "").strip():
-                raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose auto.")
+                raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose band.")
             settings = self._steer_settings(rule, layer_mode, pinned, top_n, positions)
             sampling = SamplingConfig(
                 max_new_tokens=int(max_tokens), temperature=float(temperature), seed=int(seed or 0)
