@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .errors import FitCancelled, FitError
 from .generation import Row, SamplingConfig, generate_rows
-from .judges import distinct_2, perplexities, repetition
+from .judges import DEGENERATE_DISTINCT_2, DEGENERATE_REPETITION, degenerate, perplexities
 from .model import LoadedModel
 from .pack import AxisPack, SliderCalibration
 from .steering import SteerSettings, plan_edits
@@ -33,8 +33,8 @@ class CalibrationConfig:
     grid: tuple[float, ...] = (0.02, 0.04, 0.06, 0.09, 0.13)
     max_new_tokens: int = 40
     max_perplexity_ratio: float = 1.25
-    min_distinct_2: float = 0.6
-    max_repetition: float = 2.2
+    min_distinct_2: float = DEGENERATE_DISTINCT_2
+    max_repetition: float = DEGENERATE_REPETITION
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_queries <= 16:
@@ -45,16 +45,13 @@ class CalibrationConfig:
             raise FitError("calibration grid must be strictly increasing.")
 
 
-def answer_is_degenerate(text: str, config: CalibrationConfig = CalibrationConfig()) -> bool:
-    """A looping or empty answer: few distinct word bigrams, or text that compresses too well."""
-    return distinct_2([text]) < config.min_distinct_2 or repetition(text) > config.max_repetition
-
-
 def _measure(lm: LoadedModel, queries: Sequence[str], texts: Sequence[str], config) -> dict:
     ppl = [p for p in perplexities(lm, queries, texts) if p == p]
     return {
         "perplexity": statistics.mean(ppl) if ppl else float("inf"),
-        "degenerate": sum(answer_is_degenerate(t, config) for t in texts),
+        "degenerate": sum(
+            degenerate(t, config.min_distinct_2, config.max_repetition) for t in texts
+        ),
     }
 
 

@@ -19,7 +19,7 @@ from .activations import query_embeddings
 from .edit import check_strength
 from .errors import AlignEZError
 from .generation import Row, SamplingConfig, generate_rows
-from .judges import distinct_2, make_judge, perplexities, refusal, repetition
+from .judges import degenerate, distinct_2, make_judge, perplexities, refusal, repetition
 from .model import LoadedModel
 from .pack import AxisPack
 from .prompting import prompted
@@ -35,6 +35,7 @@ class EvalConfig:
     judges: tuple[str, ...] = ("tone",)
     max_new_tokens: int = 64
     seed: int = 0
+    repetition_penalty: float = 1.0
     top_n: int | None = None
     band: tuple[float, float] | None = DEFAULT_BAND
     layers: tuple[int, ...] | None = None
@@ -72,6 +73,7 @@ class Fluency:
     distinct_2: float
     repetition: float
     refusal_rate: float
+    degenerate: int = 0  # answers that loop or are empty (`judges.degenerate`)
 
 
 @dataclass
@@ -143,6 +145,7 @@ def _fluency(lm: LoadedModel, prompts: Sequence[str], texts: Sequence[str]) -> F
         distinct_2=distinct_2(texts),
         repetition=statistics.mean(repetition(t) for t in texts) if texts else 0.0,
         refusal_rate=statistics.mean(refusal(texts)) if texts else 0.0,
+        degenerate=sum(map(degenerate, texts)),
     )
 
 
@@ -180,7 +183,11 @@ def evaluate(
             rows.append(_row(pack, prompt, 0.0, queries[i], config.rules[0], config))
         for rule, strength in generated:
             rows.append(_row(pack, prompt, strength, queries[i], rule, config))
-    sampling = SamplingConfig(max_new_tokens=config.max_new_tokens, seed=config.seed)
+    sampling = SamplingConfig(
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        repetition_penalty=config.repetition_penalty,
+    )
     texts: list[str] = []
     for start in range(0, len(rows), config.batch_size):
         chunk = rows[start : start + config.batch_size]

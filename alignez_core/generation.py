@@ -32,6 +32,7 @@ class SamplingConfig:
     top_p: float = 1.0
     seed: int = 0
     min_new_tokens: int = 0
+    repetition_penalty: float = 1.0  # > 1 discourages repeating tokens already in the text
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -40,6 +41,10 @@ class SamplingConfig:
             raise AlignEZError(f"temperature must be in [0, 5], got {self.temperature}.")
         if not 0.0 < self.top_p <= 1.0:
             raise AlignEZError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise AlignEZError(
+                f"repetition_penalty must be in [1, 2], got {self.repetition_penalty}."
+            )
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,7 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
         min_new_tokens=config.min_new_tokens,
         do_sample=False,
         num_beams=1,
+        repetition_penalty=config.repetition_penalty,
         pad_token_id=lm.tokenizer.pad_token_id,
         eos_token_id=eos,
     )

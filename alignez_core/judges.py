@@ -158,6 +158,19 @@ def repetition(text: str) -> float:
     return len(raw) / len(zlib.compress(raw, 9)) if raw else 0.0
 
 
+DEGENERATE_DISTINCT_2 = 0.6  # below: the answer repeats its own word pairs
+DEGENERATE_REPETITION = 2.2  # above: the answer compresses like a loop
+
+
+def degenerate(
+    text: str,
+    min_distinct_2: float = DEGENERATE_DISTINCT_2,
+    max_repetition: float = DEGENERATE_REPETITION,
+) -> bool:
+    """A looping or empty answer: few distinct word bigrams, or text that compresses too well."""
+    return distinct_2([text]) < min_distinct_2 or repetition(text) > max_repetition
+
+
 @torch.inference_mode()
 def perplexities(lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
     """Per answer, perplexity of its tokens under the unedited model given its prompt."""

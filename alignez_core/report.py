@@ -7,7 +7,13 @@ from plotly.subplots import make_subplots
 
 from .evaluate import EvalReport
 
-RULE_COLORS = {"steer": "#6366f1", "paper": "#16a34a", "tanh": "#f59e0b", "caa": "#dc2626"}
+RULE_COLORS = {
+    "steer": "#6366f1",
+    "paper": "#16a34a",
+    "tanh": "#f59e0b",
+    "caa": "#dc2626",
+    "prompted": "#0ea5e9",
+}
 
 
 def _series(report: EvalReport, rule: str, value) -> tuple[list[float], list[float]]:
@@ -80,7 +86,7 @@ def markdown_table(report: EvalReport) -> str:
     """One row per rule × strength: judge shifts with 95 % CI, then fluency."""
     judges = list(report.base_scores)
     head = ["rule", "strength", *[f"Δ {j} [95% CI]" for j in judges], "ppl", "distinct-2",
-            "repetition", "refusal"]  # fmt: skip
+            "repetition", "refusal", "degenerate"]  # fmt: skip
     base = report.base_fluency
     lines = [
         "| " + " | ".join(head) + " |",
@@ -88,13 +94,13 @@ def markdown_table(report: EvalReport) -> str:
         "| base | 0 | "
         + " | ".join(f"{report.base_scores[j]:.3f} (mean)" for j in judges)
         + f" | {base.perplexity:.2f} | {base.distinct_2:.3f} | {base.repetition:.2f} | "
-        f"{base.refusal_rate:.2f} |",
+        f"{base.refusal_rate:.2f} | {base.degenerate}/{len(report.prompts)} |",
     ]
     for c in sorted(report.cells, key=lambda c: (c.rule, c.strength)):
         shifts = " | ".join(_interval(c.differences[j]) for j in judges)
         f = c.fluency
         lines.append(
             f"| {c.rule} | {c.strength:+g} | {shifts} | {f.perplexity:.2f} | {f.distinct_2:.3f} "
-            f"| {f.repetition:.2f} | {f.refusal_rate:.2f} |"
+            f"| {f.repetition:.2f} | {f.refusal_rate:.2f} | {f.degenerate}/{len(c.texts)} |"
         )
     return "\n".join(lines)

@@ -1,9 +1,11 @@
 """Regenerate docs/RESULTS.md: does each rule steer each axis, and at what fluency cost?
 
-Fits cheerful ↔ gloomy, simple ↔ technical and concise ↔ verbose on the default model, then
-evaluates rules steer / paper / tanh / caa at strengths −2 … +2 on the dev prompt set, each axis
-with its natural judge plus the embedding `pole` judge. Writes docs/RESULTS.md (tables; the
-analysis section is kept between the markers) and docs/results.json.
+Fits cheerful ↔ gloomy, simple ↔ technical and concise ↔ verbose on the default model with the
+default settings (residual readout, calibrated slider), then evaluates `steer` (AlignEZ:
+subspace, per query), `caa` (the mean difference of the same pairs) and `paper` at slider
+−2 … +2, beside the prompting baseline (the pole asked for in words), on the dev prompt set
+(never used to fit or calibrate). Writes docs/RESULTS.md (tables; the analysis section is kept
+between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
 
     python bench/results.py [--queries 24] [--prompts 24] [--tokens 64]
 """
@@ -27,10 +29,10 @@ from alignez_core.axis import preset  # noqa: E402
 from alignez_core.evaluate import EvalConfig, evaluate  # noqa: E402
 from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
 from alignez_core.queries import read_queries  # noqa: E402
-from alignez_core.report import markdown_table  # noqa: E402
+from alignez_core.report import eval_figure, markdown_table  # noqa: E402
 
 AXES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
-RULES = ("steer", "paper", "tanh", "caa")
+RULES = ("steer", "caa", "paper")
 STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 DOC = ROOT / "docs" / "RESULTS.md"
 START, END = "<!-- analysis:start -->", "<!-- analysis:end -->"
@@ -54,21 +56,35 @@ def main() -> None:
         pack = fit_axis(lm, preset(name), config=FitConfig(n_queries=args.queries))
         fit_seconds = time.perf_counter() - started
         config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=(judge, "pole"),
-                            max_new_tokens=args.tokens)  # fmt: skip
+                            max_new_tokens=args.tokens, prompted=True)  # fmt: skip
         report = evaluate(lm, pack, prompts, config, progress=_progress)
-        data[name] = report.to_dict(texts=True) | {"fit_seconds": fit_seconds}
+        calibration = pack.calibration
+        data[name] = report.to_dict(texts=True) | {
+            "fit_seconds": fit_seconds,
+            "timings": pack.timings,
+            "calibration": calibration.to_dict() if calibration else None,
+        }
+        figure = DOC.parent / f"results-{name}.html"
+        eval_figure(report).write_html(figure, include_plotlyjs="cdn")
         axis = pack.axis
         example = report.prompts[0]
+        edge = (
+            f"slider +1 = {calibration.positive:g}·‖h‖, −1 = {calibration.negative:g}·‖h‖ "
+            f"per edited layer (calibrated in {calibration.seconds:.0f} s)"
+            if calibration
+            else "not calibrated"
+        )
         sections.append(
             f"### {axis.positive} ↔ {axis.negative} (judge: {judge})\n\n"
-            f"Fit: {len(pack.pairs)} pairs from {args.queries} queries in {fit_seconds:.0f} s. "
-            f"Base mean {judge} = {report.base_scores[judge]:.3f}.\n\n{markdown_table(report)}\n\n"
+            f"Fit: {len(pack.pairs)} pairs from {args.queries} queries in {fit_seconds:.0f} s; "
+            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. "
+            f"Figure: [`{figure.name}`]({figure.name}).\n\n{markdown_table(report)}\n\n"
             f"Example, prompt *{example}*:\n\n"
             f"- base: {report.base_texts[0][:240]!r}\n"
             + "".join(
                 f"- {rule} {s:+g}: {report.cell(rule, s).texts[0][:240]!r}\n"
-                for rule in ("steer", "caa")
-                for s in (-2.0, 2.0)
+                for rule in ("steer", "caa", "prompted")
+                for s in (-1.0, 1.0)
             )
         )
     (ROOT / "docs" / "results.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
@@ -82,11 +98,13 @@ def main() -> None:
         "# Does it steer? Measured results\n\n"
         f"Model: {lm.model_id} (CPU, greedy, {args.tokens} new tokens), {len(prompts)} dev "
         f"prompts (`assets/dev_prompts.txt`), strengths {', '.join(f'{s:+g}' for s in STRENGTHS)},"
-        f" rules {', '.join(RULES)}. Regenerate with `make results` (writes this file and "
+        f" rules {', '.join(RULES)} and the prompting baseline at ±1. Regenerate with "
+        "`make results` (writes this file and "
         "`docs/results.json` with every text). Δ is the paired mean difference vs the base "
         "model on the same prompts, with a 95 % bootstrap interval; fluency is perplexity under "
         "the unedited model (base answers score the same way), distinct-2 over all answers, "
-        "repetition = raw/zlib size, refusal = share of answers with a refusal phrase.\n\n"
+        "repetition = raw/zlib size, refusal = share of answers with a refusal phrase, degenerate "
+        "= answers that loop (distinct-2 < 0.6 or raw/zlib > 2.2) or are empty.\n\n"
         f"{analysis}\n\n## Tables\n\n" + "\n\n".join(sections)
     )
     print(f"wrote {DOC}")

@@ -2,8 +2,9 @@ from dataclasses import replace
 
 import pytest
 
-from alignez_core.calibrate import CalibrationConfig, _last_clean, answer_is_degenerate, calibrate
+from alignez_core.calibrate import CalibrationConfig, _last_clean, calibrate
 from alignez_core.errors import FitError
+from alignez_core.judges import degenerate
 from alignez_core.pack import SliderCalibration
 from alignez_core.steering import SteerSettings, plan_edits
 
@@ -27,9 +28,9 @@ def test_the_edge_is_the_last_clean_strength_of_the_run_from_the_bottom():
 
 
 def test_degenerate_answers_are_loops_and_empties():
-    assert answer_is_degenerate("the cat the cat the cat the cat the cat the cat the cat")
-    assert answer_is_degenerate("")
-    assert not answer_is_degenerate("A walk in the park, then coffee with a friend nearby.")
+    assert degenerate("the cat the cat the cat the cat the cat the cat the cat")
+    assert degenerate("")
+    assert not degenerate("A walk in the park, then coffee with a friend nearby.")
 
 
 def test_fit_stores_one_strength_per_sign_from_the_grid(tiny_pack):
