@@ -128,7 +128,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     wanted = [_parse_axis_arg(value) for value in args.axis]
     settings = _settings(args)
     sampling = SamplingConfig(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        repetition_penalty=args.repetition_penalty,
     )
     lm = _load(args.model)
     steer = {AxisPack.load(path, lm): strength for path, strength in wanted}
@@ -161,7 +164,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     config = EvalConfig(strengths=strengths, rules=rules, judges=judges,
                         max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
                         band=parse_band(args.band), layers=parse_layers(args.layers),
-                        scale=args.scale, prompted=args.prompted)  # fmt: skip
+                        scale=args.scale, prompted=args.prompted,
+                        repetition_penalty=args.repetition_penalty)  # fmt: skip
     lm = _load(args.model)
     pack = AxisPack.load(args.axis, lm)
     report = evaluate(lm, pack, prompts.queries, config, progress=_progress)
@@ -245,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--positions", choices=("last", "all"), default="last")
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off; try 1.2")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--model")
     gen.set_defaults(run=cmd_generate)
@@ -261,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layer_args(ev, rule=False)
     ev.add_argument("--max-new-tokens", type=int, default=64)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off; try 1.2")
     ev.add_argument("--json", help="write the full report (with texts) here")
     ev.add_argument("--plot", help="write an HTML plot here")
     ev.add_argument("--model")

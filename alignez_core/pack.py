@@ -302,6 +302,16 @@ class AxisPack:
             created=str(meta.get("created", "")),
         )
 
+    def slider_note(self) -> str:
+        """One line for a slider: what ±1 means for this pack."""
+        if self.calibration is None:
+            return "±1 = the rule's default scale (this axis is not calibrated)"
+        c = self.calibration
+        return (
+            f"±1 = the calibrated clean edge: +1 pushes {c.positive:g}, −1 pushes {c.negative:g} "
+            "× each edited layer's residual norm"
+        )
+
     def info(self) -> dict[str, Any]:
         """The metadata, without the pairs' full texts (those can be long)."""
         meta = self._metadata()

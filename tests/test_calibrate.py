@@ -78,3 +78,9 @@ def test_the_slider_maps_onto_the_calibrated_strength_per_sign(tiny_llama, tiny_
     assert all(
         i.strength == pytest.approx(0.04 * norms[i.layer]) for i in edits[0].edit.layer_edits
     )
+
+
+def test_the_slider_note_says_what_one_means_per_sign(tiny_pack):
+    pack = replace(tiny_pack, calibration=SliderCalibration(positive=0.04, negative=0.015))
+    assert "+1 pushes 0.04, −1 pushes 0.015" in pack.slider_note()
+    assert "not calibrated" in replace(tiny_pack, calibration=None).slider_note()

@@ -1,9 +1,11 @@
 """AlignEZ fitting on the embedded SmolLM2-135M-Instruct."""
 
 import json
+import statistics
 
 import pytest
 
+from alignez_core.axis import ASSETS
 from alignez_core.generation import SamplingConfig
 from alignez_core.steering import SteerSettings, generate
 from tests.test_cli import run_cli
@@ -32,3 +34,18 @@ def test_pack_round_trip_in_a_new_process_gives_identical_generations(
     there = json.loads(result.stdout)
     assert (there["base"], there["edited"]) == (here.base, here.edited)
     assert tuple(there["layers"]["cheerful"]) == here.layers["cheerful"]
+
+
+def test_cheerful_at_minus_one_lowers_the_tone_of_prompts_it_never_saw(real_lm, real_cheerful):
+    """The slider steers held-out text: dev prompts, never fit or calibration queries."""
+    from alignez_core.axis import seed_queries
+    from alignez_core.judges import tone
+    from alignez_core.queries import read_queries
+
+    prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
+    assert not set(prompts) & set(seed_queries())
+    assert real_cheerful.site == "residual" and real_cheerful.calibration is not None
+    answers = generate(real_lm, prompts, {real_cheerful: -1.0}, sampling=SamplingConfig(48))
+    base = statistics.mean(tone([a.base for a in answers]))
+    edited = statistics.mean(tone([a.edited for a in answers]))
+    assert edited <= base - 0.3, (base, edited, [a.edited for a in answers])

@@ -426,11 +426,13 @@ class Studio:
             view[self.fit_status] = fit_status
         for i, slider in enumerate(self.sliders):
             if i < len(names):
-                axis = session.axes[names[i]].axis
+                pack = session.axes[names[i]]
+                axis = pack.axis
                 view[slider] = gr.update(
                     visible=True,
                     value=session.strengths.get(names[i], 0.0),
                     label=f"{axis.name}: {axis.negative} ← → {axis.positive}",
+                    info=pack.slider_note(),
                 )
             else:
                 view[slider] = gr.update(visible=False, value=0.0)
