@@ -122,13 +122,17 @@ def _layer_edit(
     pack: AxisPack, layer: int, directions: torch.Tensor, strength: float, rule: str
 ) -> LayerEdit:
     """The edit at one layer. Additive rules on a residual pack push a fixed step in the layer's
-    residual units (`add`); otherwise the rule runs as named, relative to the token's state."""
+    residual units (`add`); otherwise the rule runs as named, relative to the token's state.
+
+    `paper` and `tanh` amplify what the state already holds along Θ, so they always edit the MLP
+    output (the paper's site): on the residual stream, x + ⟨x,θ⟩θ at α = 1 turned every answer
+    on every axis into a loop (docs/RESULTS.md)."""
     if rule in ADDITIVE_RULES:
         if pack.site == "residual" and pack.residual_norms:
             step = strength * pack.residual_norms[layer]
             return LayerEdit(layer, directions, step, "add", "residual")
         return LayerEdit(layer, directions, strength, "steer", pack.site)  # type: ignore[arg-type]
-    return LayerEdit(layer, directions, strength, rule, pack.site)  # type: ignore[arg-type]
+    return LayerEdit(layer, directions, strength, rule, "mlp")
 
 
 def axis_edit(
