@@ -18,6 +18,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.generation.stopping_criteria import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .architecture import Site
 from .edit import Edit, compile_plan
 from .errors import AlignEZError
 from .model import LoadedModel
@@ -197,11 +198,13 @@ def stream_rows(
     rows: Sequence[Row],
     config: SamplingConfig = SamplingConfig(),
     traces: dict[int, list[torch.Tensor]] | None = None,
+    trace_site: Site = "residual",
 ) -> Iterator[list[str]]:
     """Yield the growing text of every row as tokens arrive (one batched pass).
 
     Closing the iterator early stops generation; an exception in generation is re-raised here.
-    `traces` ({layer: []}) collects each step's last-position MLP state (see `EditHooks`).
+    `traces` ({layer: []}) collects each step's last-position state at `trace_site` (the site an
+    axis was read at, so its directions project it; see `EditHooks`).
     """
     prepared = _prepare(lm, rows, config)
     streamer = _QueueStreamer()
@@ -212,7 +215,7 @@ def stream_rows(
 
     def run() -> None:
         try:
-            with torch.inference_mode(), lm.hooks.applying(prepared["plan"], traces):
+            with torch.inference_mode(), lm.hooks.applying(prepared["plan"], traces, trace_site):
                 lm.model.generate(**prepared["inputs"], streamer=streamer, **kwargs)
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)

@@ -33,7 +33,7 @@ class _CallState:
     pool_weights: torch.Tensor | None = None  # (B, T): read pooled outputs into `captured`
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
     traces: dict[int, list[torch.Tensor]] | None = None  # layer → last-position state per forward
-    trace_site: str = "mlp"
+    trace_site: str = "residual"
     capture_site: str = "residual"
 
 
@@ -64,7 +64,7 @@ class EditHooks:
         self,
         plan: BatchPlan | None,
         traces: dict[int, list[torch.Tensor]] | None = None,
-        trace_site: Site = "mlp",
+        trace_site: Site = "residual",
     ) -> Iterator[None]:
         """Apply `plan` to every forward run by this context while the block runs.
 

@@ -105,3 +105,21 @@ def test_an_edited_layer_costs_at_most_three_tensor_ops_per_forward(tiny_llama):
 
     extra = ops_per_forward(run(Row("hello", both))) - ops_per_forward(run(Row("hello")))
     assert 0 < extra <= 3 * len(layers)
+
+
+def test_traces_follow_the_site_an_axis_was_read_at(tiny_llama):
+    """The projection plot projects traced states on an axis's directions: same site, same space."""
+    from alignez_core.generation import stream_rows
+    from tests.test_activations import manual_outputs
+
+    config = SamplingConfig(max_new_tokens=3)
+    prompt = "hello"
+    seen = {}
+    for site in ("residual", "mlp"):
+        traces = {1: []}
+        for _ in stream_rows(tiny_llama, [Row(prompt)], config, traces, site):
+            pass
+        seen[site] = traces[1][0][0]  # the prompt's forward, row 0, last position
+        expected = manual_outputs(tiny_llama, tiny_llama.format_prompt(prompt), site)[1, -1]
+        assert torch.allclose(seen[site], expected, atol=1e-4)
+    assert not torch.allclose(seen["residual"], seen["mlp"])

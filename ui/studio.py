@@ -738,7 +738,8 @@ class Studio:
                 rows, _ = build_rows(lm, [prompt], active, settings)
             else:
                 rows = [Row(prompt)]
-            for texts in stream_rows(lm, rows, sampling, traces):
+            site = plot_pack.site if plot_pack is not None else "residual"
+            for texts in stream_rows(lm, rows, sampling, traces, site):
                 first_token = first_token or time.perf_counter() - started
                 base, edited = texts[0], (texts[1] if active else "")
                 base_html, edited_html = side_by_side(base, edited, label)
