@@ -34,28 +34,28 @@ def test_last_token_is_right_under_left_padding(tiny_any):
     assert batched.shape == (2, tiny_any.num_layers, tiny_any.hidden_size)
 
 
-def test_mean_pools_over_the_answer_tokens_only(tiny_llama):
-    query, answer = "why?", "because it is so"
+QUERY, ANSWER = "why?", "because it is so"
+
+
+def pooled_answer_and_manual(lm, site: str):
+    """Our mean-pooled answer embedding at `site`, the manual per-token reads, the prompt length."""
     pooled = answer_embeddings(
-        tiny_llama, [query, "x"], [answer, "a much longer answer here"], "mean", "mlp"
+        lm, [QUERY, "x"], [ANSWER, "a much longer answer here"], "mean", site
     )
-    full = tiny_llama.format_prompt(query, answer)
-    prompt_len = len(tiny_llama.tokenizer(tiny_llama.format_prompt(query))["input_ids"])
-    per_token = manual_outputs(tiny_llama, full)
-    expected = per_token[:, prompt_len:].mean(dim=1)
-    assert torch.allclose(pooled[0], expected, atol=1e-4)
+    full = lm.format_prompt(QUERY, ANSWER)
+    prompt_len = len(lm.tokenizer(lm.format_prompt(QUERY))["input_ids"])
+    return pooled, manual_outputs(lm, full, site), prompt_len
+
+
+def test_mean_pools_over_the_answer_tokens_only(tiny_llama):
+    pooled, per_token, prompt_len = pooled_answer_and_manual(tiny_llama, "mlp")
+    assert torch.allclose(pooled[0], per_token[:, prompt_len:].mean(dim=1), atol=1e-4)
 
 
 def test_residual_readout_is_the_decoder_layers_output_pooled(tiny_any):
-    query, answer = "why?", "because it is so"
-    pooled = answer_embeddings(
-        tiny_any, [query, "x"], [answer, "a much longer answer here"], "mean", "residual"
-    )
-    full = tiny_any.format_prompt(query, answer)
-    prompt_len = len(tiny_any.tokenizer(tiny_any.format_prompt(query))["input_ids"])
-    per_token = manual_outputs(tiny_any, full, "residual")
-    expected = per_token[:, prompt_len:].mean(dim=1)
-    assert torch.allclose(pooled[0], expected, atol=1e-4)
+    pooled, per_token, prompt_len = pooled_answer_and_manual(tiny_any, "residual")
+    assert torch.allclose(pooled[0], per_token[:, prompt_len:].mean(dim=1), atol=1e-4)
+    full = tiny_any.format_prompt(QUERY, ANSWER)
     # ... and it is not the MLP output: the two sites are different readouts.
     assert not torch.allclose(pooled[0], manual_outputs(tiny_any, full)[:, prompt_len:].mean(1))
     # The last hidden state HF reports is after the final norm; ours is the block's own output.
