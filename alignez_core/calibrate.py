@@ -11,7 +11,6 @@ degenerate (distinct-2 below `min_distinct_2`, or looping: raw/zlib size above `
 from __future__ import annotations
 
 import json
-import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -19,7 +18,13 @@ from dataclasses import asdict, dataclass, replace
 
 from .errors import FitCancelled, FitError
 from .generation import Row, SamplingConfig, generate_rows
-from .judges import DEGENERATE_DISTINCT_2, DEGENERATE_REPETITION, degenerate, perplexities
+from .judges import (
+    DEGENERATE_DISTINCT_2,
+    DEGENERATE_REPETITION,
+    degenerate,
+    finite_mean,
+    perplexities,
+)
 from .model import LoadedModel
 from .pack import AxisPack, SliderCalibration
 from .steering import SteerSettings, plan_edits
@@ -32,8 +37,8 @@ class CalibrationConfig:
     n_queries: int = 3
     # Measured on SmolLM2 (docs/RESULTS.md): clean edges fall between 0.01 and 0.04, loops past
     # 0.06 on every axis tried; the grid is fine where edges fall.
-    grid: tuple[float, ...] = (0.01, 0.015, 0.02, 0.03, 0.04, 0.06)
-    max_new_tokens: int = 32
+    grid: tuple[float, ...] = (0.01, 0.015, 0.02, 0.03, 0.04)
+    max_new_tokens: int = 24
     max_perplexity_ratio: float = 1.25
     min_distinct_2: float = DEGENERATE_DISTINCT_2
     max_repetition: float = DEGENERATE_REPETITION
@@ -47,10 +52,9 @@ class CalibrationConfig:
             raise FitError("calibration grid must be strictly increasing.")
 
 
-def _measure(lm: LoadedModel, queries: Sequence[str], texts: Sequence[str], config) -> dict:
-    ppl = [p for p in perplexities(lm, queries, texts) if p == p]
+def _measure(texts: Sequence[str], ppl: Sequence[float], config: CalibrationConfig) -> dict:
     return {
-        "perplexity": statistics.mean(ppl) if ppl else float("inf"),
+        "perplexity": finite_mean(ppl),
         "degenerate": sum(
             degenerate(t, config.min_distinct_2, config.max_repetition) for t in texts
         ),
@@ -92,10 +96,13 @@ def calibrate(
     if cancel is not None and cancel.is_set():
         raise FitCancelled("Fit cancelled.")
     n = len(queries)
-    base = _measure(lm, queries, texts[:n], config)
+    # one call: each query's prompt is run once and shared by all its rows
+    ppl = perplexities(lm, [r.prompt for r in rows], texts)
+    base = _measure(texts[:n], ppl[:n], config)
     points = []
     for k, (sign, c) in enumerate(combos):
-        measured = _measure(lm, queries, texts[n * (k + 1) : n * (k + 2)], config)
+        cell = slice(n * (k + 1), n * (k + 2))
+        measured = _measure(texts[cell], ppl[cell], config)
         clean = (
             measured["perplexity"] <= config.max_perplexity_ratio * base["perplexity"]
             and measured["degenerate"] <= base["degenerate"]

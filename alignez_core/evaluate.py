@@ -8,7 +8,6 @@ its fluency is scored against the plain prompt like every other cell.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,15 @@ from .activations import query_embeddings
 from .edit import check_strength
 from .errors import AlignEZError
 from .generation import Row, SamplingConfig, generate_rows
-from .judges import degenerate, distinct_2, make_judge, perplexities, refusal, repetition
+from .judges import (
+    degenerate,
+    distinct_2,
+    finite_mean,
+    make_judge,
+    perplexities,
+    refusal,
+    repetition,
+)
 from .model import LoadedModel
 from .pack import AxisPack
 from .prompting import prompted
@@ -138,10 +145,9 @@ def bootstrap_interval(differences: Sequence[float], rounds: int, seed: int) -> 
     return Interval(mean, float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
 
 
-def _fluency(lm: LoadedModel, prompts: Sequence[str], texts: Sequence[str]) -> Fluency:
-    ppl = [p for p in perplexities(lm, prompts, texts) if math.isfinite(p)]
+def _fluency(texts: Sequence[str], ppl: Sequence[float]) -> Fluency:
     return Fluency(
-        perplexity=statistics.mean(ppl) if ppl else math.nan,
+        perplexity=finite_mean(ppl),
         distinct_2=distinct_2(texts),
         repetition=statistics.mean(repetition(t) for t in texts) if texts else 0.0,
         refusal_rate=statistics.mean(refusal(texts)) if texts else 0.0,
@@ -195,6 +201,8 @@ def evaluate(
         if progress is not None:
             progress("generate", len(texts), len(rows))
     width = 1 + zero + len(generated)
+    # under the unedited model and the plain prompt, every prompt's rows in one call
+    ppl = perplexities(lm, [p for p in prompts for _ in range(width)], texts)
     base_texts = texts[0::width]
     column = {("zero", 0.0): 1} if zero else {}
     column.update({combo: 1 + zero + k for k, combo in enumerate(generated)})
@@ -211,7 +219,7 @@ def evaluate(
             paired = [v - b for v, b in zip(values, base_scores[judge.name], strict=True)]
             differences[judge.name] = bootstrap_interval(paired, config.bootstrap, config.seed)
         if index not in fluency:
-            fluency[index] = _fluency(lm, prompts, cell_texts)
+            fluency[index] = _fluency(cell_texts, ppl[index::width])
         cells.append(Cell(rule, strength, scores, differences, fluency[index], cell_texts))
         if progress is not None:
             progress("judge", k + 1, len(combos))
@@ -221,7 +229,7 @@ def evaluate(
         prompts=list(prompts),
         config=config,
         base_scores={name: statistics.mean(v) for name, v in base_scores.items()},
-        base_fluency=_fluency(lm, prompts, base_texts),
+        base_fluency=_fluency(base_texts, ppl[0::width]),
         base_texts=base_texts,
         cells=cells,
     )

@@ -55,3 +55,27 @@ def test_perplexity_is_lower_for_the_models_own_answer(tiny_llama):
     own = generate_rows(tiny_llama, [Row("hello")], SamplingConfig(16, min_new_tokens=16))[0].text
     (ppl_own, ppl_other) = perplexities(tiny_llama, ["hello", "hello"], [own, "zq xv kw pj"])
     assert ppl_own < ppl_other
+
+
+def test_batched_perplexity_with_a_shared_prompt_cache_equals_a_full_forward(tiny_any):
+    import math
+
+    import torch
+
+    prompts = ["hello", "a much longer prompt about the weather", "hello", "x", "hello"]
+    answers = ["sunny and warm", "rain", "", "a b c d e f g h", "hi there, friend"]
+    lm = tiny_any
+
+    def full_forward(prompt: str, answer: str) -> float:
+        prefix = lm.tokenizer(lm.format_prompt(prompt), add_special_tokens=not lm.is_chat)
+        ids = lm.tokenizer(lm.format_prompt(prompt) + answer, add_special_tokens=not lm.is_chat)
+        start, ids = len(prefix["input_ids"]), torch.tensor([ids["input_ids"]])
+        with torch.inference_mode():
+            logits = lm.model(input_ids=ids).logits[0, start - 1 : -1]
+        return math.exp(torch.nn.functional.cross_entropy(logits, ids[0, start:]))
+
+    batched = perplexities(lm, prompts, answers, batch_size=2)
+    assert math.isnan(batched[2])  # no answer tokens: NaN, not a number made up
+    for got, prompt, answer in zip(batched, prompts, answers, strict=True):
+        if answer:
+            assert got == pytest.approx(full_forward(prompt, answer), rel=1e-4)
