@@ -65,14 +65,39 @@ def browser():
         browser.close()
 
 
-def set_number(page, elem_id: str, value: str) -> None:
+def set_number(page, elem_id: str, value: str, enter: bool = True) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(value)
-    box.press("Enter")
+    if enter:
+        box.press("Enter")
 
 
-def test_fit_slide_generate_plot_and_a_second_session_stays_separate(app_url, browser):
-    first = browser.new_context(viewport={"width": 1400, "height": 1900})
+def answer(page, column: str) -> str:
+    return page.inner_text(f"#{column}-answer .answer-text").strip()
+
+
+def generate(page, prompt: str) -> dict[str, str]:
+    """Generate and wait for *this* run's 'Done' (the last run's line is still there at first)."""
+    status = "#gen-status [data-testid=markdown]"  # the line itself, not the progress overlay
+    before = page.inner_text(status)
+    page.fill("#prompt textarea", prompt)
+    page.click("#generate")
+    page.wait_for_function(
+        "([sel, before]) => { const t = document.querySelector(sel).innerText;"
+        " return t.includes('Done in') && t !== before; }",
+        arg=[status, before],
+        timeout=240_000,
+    )
+    return {c: answer(page, c) for c in ("base", "edited", "prompted")}
+
+
+def test_fit_steer_down_compare_with_prompting_and_a_second_session_stays_separate(
+    app_url, browser
+):
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    vader = SentimentIntensityAnalyzer()
+    first = browser.new_context(viewport={"width": 1500, "height": 1900})
     page = first.new_page()
     page.goto(app_url)
     page.wait_for_selector("#fit")
@@ -87,10 +112,12 @@ def test_fit_slide_generate_plot_and_a_second_session_stays_separate(app_url, br
     page.wait_for_selector("#fit-status:has-text('positive must be a non-empty')")
 
     page.fill("#positive textarea, #positive input", "cheerful")
-    set_number(page, "n-queries", "3")
+    page.fill("#axis-name textarea, #axis-name input", "cheerful")
+    set_number(page, "n-queries", "8")
     page.click("#fit")
-    page.wait_for_selector("#fit-status:has-text('Fitted cheerful')", timeout=240_000)
+    page.wait_for_selector("#fit-status:has-text('Fitted cheerful')", timeout=300_000)
     assert page.locator("#slider-0").is_visible()
+    assert "calibrated clean edge" in page.inner_text("#slider-0")
 
     # A second browser session at the same time sees none of the first one's axes.
     second = browser.new_context()
@@ -102,20 +129,29 @@ def test_fit_slide_generate_plot_and_a_second_session_stays_separate(app_url, br
     other.click("#generate")
     other.wait_for_selector("#gen-status:has-text('base only')", timeout=120_000)
 
-    set_number(page, "slider-0", "1.5")
-    page.fill("#prompt textarea", "What should I do this weekend?")
-    page.click("#generate")
-    page.wait_for_selector("#gen-status:has-text('Done in')", timeout=240_000)
-    base = page.inner_text("#base-answer .answer-text").strip()
-    edited = page.inner_text("#edited-answer .answer-text").strip()
-    assert base and edited and base != "(no output yet)" and edited != "(no output yet)"
-    assert base != edited
-    assert "cheerful +1.5" in page.inner_text("#edited-answer .answer-label")
+    # Regression: a value typed into the slider's box and Generate clicked at once is used.
+    set_number(page, "slider-0", "1", enter=False)
+    up = generate(page, "Describe your morning commute.")
+    assert "cheerful +1.0" in page.inner_text("#edited-answer .answer-label")
+    assert up["prompted"] and "Prompted: cheerful" in page.inner_text("#prompted-answer")
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/studio-plus-1.png", full_page=True)
+
+    # The direction: at −1 the edited answers read gloomier than the base answers (VADER).
+    set_number(page, "slider-0", "-1", enter=False)
+    answers = [generate(page, p) for p in ("What should I do this weekend?",
+                                           "Describe your morning commute.")]  # fmt: skip
+    assert "cheerful -1.0" in page.inner_text("#edited-answer .answer-label").replace("−", "-")
+    tone = {c: sum(vader.polarity_scores(a[c])["compound"] for a in answers) / 2
+            for c in ("base", "edited", "prompted")}  # fmt: skip
+    assert tone["edited"] < tone["base"] - 0.2, (tone, answers)
+    assert all(a["prompted"] for a in answers)
+    assert "Prompted: gloomy" in page.inner_text("#prompted-answer")
     page.wait_for_selector("#projection .js-plotly-plot .scatterlayer .trace")
-    assert page.locator("#projection .scatterlayer .trace").count() >= 4  # 2 poles + 2 answers
+    assert page.locator("#projection .scatterlayer .trace").count() >= 7  # 2 clouds, 2 poles, 3
     assert page.locator("#spectrum .js-plotly-plot").count() == 1
     if SHOTS:
-        page.screenshot(path=f"{SHOTS}/studio-after.png", full_page=True)
+        page.screenshot(path=f"{SHOTS}/studio-minus-1.png", full_page=True)
 
     # The other session still has no axis after the first one generated.
     other.reload()

@@ -4,8 +4,10 @@ import pytest
 
 from alignez_core.session import StudioSession
 from tests.tiny import make_model
+from ui.axes_panel import CUSTOM, AxesPanel
+from ui.compare_panel import MAX_PROMPT_CHARS
 from ui.shared import ModelHolder
-from ui.studio import MAX_PROMPT_CHARS, Studio
+from ui.studio import Studio
 
 
 class FakeRequest:
@@ -26,12 +28,15 @@ def session_with(pack) -> StudioSession:
     return session
 
 
-def generate(studio, session, prompt, **overrides):
+def generate(studio, session, prompt, sliders=None, **overrides):
+    """The generate event as the page sends it; `sliders` default to the session's values."""
     args = dict(rule="steer", layer_mode="band", pinned="", top_n=5, positions="last",
                 max_tokens=8, temperature=0.0, seed=0, sweep=False, sweep_axis=None,
-                plot_axis=None, plot_layer=0)  # fmt: skip
+                show_prompted=True, plot_axis=None, plot_layer=0, trajectory=False)  # fmt: skip
     args.update(overrides)
-    return list(studio.on_generate(prompt, *args.values(), session))
+    if sliders is None:
+        sliders = [session.strengths.get(name, 0.0) for name in session.names()]
+    return list(studio.compare.on_generate(prompt, *args.values(), session, *sliders))
 
 
 @pytest.mark.parametrize(
@@ -42,35 +47,66 @@ def generate(studio, session, prompt, **overrides):
 def test_empty_and_huge_prompts_get_a_message(studio, tiny_pack, prompt, message):
     session = session_with(tiny_pack)
     (update,) = generate(studio, session, prompt)
-    assert message in update[studio.gen_status]
+    assert message in update[studio.compare.status]
     assert session.names() == ["cheerful"]  # nothing lost
 
 
 def test_generate_with_no_axis_gives_base_only_with_a_note(studio):
     *_, last = generate(studio, StudioSession(), "hello")
-    assert "base only" in last[studio.gen_status]
+    assert "base only" in last[studio.compare.status]
 
 
-def test_generate_streams_base_and_edited_and_plots(studio, tiny_pack):
+def test_generate_streams_base_edited_and_prompted_and_plots(studio, tiny_pack):
     session = session_with(tiny_pack)
     session.strengths["cheerful"] = -2.0
     updates = generate(studio, session, "hello", plot_axis="cheerful", plot_layer=1)
-    streamed = [u for u in updates if studio.base_out in u]
+    streamed = [u for u in updates if studio.compare.base_out in u]
     assert len(streamed) == 8  # one update per token
-    assert studio.projection_plot in updates[-1] and "edited" in session.last_traces
+    assert "Prompted: gloomy" in streamed[-1][studio.compare.prompted_out]["value"]
+    assert "past the clean edge" in streamed[-1][studio.compare.edited_out]
+    assert studio.plots.projection in updates[-1]
+    assert {"base", "edited", "prompted"} <= set(session.last_traces)
+    hidden = generate(studio, session, "hello", show_prompted=False)
+    assert hidden[0][studio.compare.prompted_out]["visible"] is False
+
+
+def test_generate_uses_the_slider_values_sent_with_the_click(studio, tiny_pack):
+    """Regression: a value typed into a slider and Generate clicked at once must not be stale."""
+    session = session_with(tiny_pack)
+    session.strengths["cheerful"] = -1.0  # what an earlier slider event stored
+    updates = generate(studio, session, "hello", sliders=[2.0])
+    assert "cheerful +2.0" in updates[0][studio.compare.edited_out]
+    assert session.strengths["cheerful"] == 2.0
+    (refused,) = generate(studio, session, "hello", sliders=[float("nan")])
+    assert "slider for cheerful is nan" in refused[studio.compare.status]
+
+
+def test_the_axis_name_follows_typed_poles_until_the_user_types_a_name():
+    preset, name = AxesPanel.on_pole_typed("talks like a pirate", "talks plainly", False)
+    assert preset == CUSTOM and name == "talks like a pirate-talks plainly"
+    preset, name = AxesPanel.on_pole_typed("talks like a pirate", "talks plainly", True)
+    assert preset == CUSTOM and name == {"__type__": "update"}
+
+
+def test_the_sweep_offers_the_prompting_baseline(studio, tiny_pack):
+    session = session_with(tiny_pack)
+    *_, table, _done = generate(studio, session, "hi", sweep=True, sweep_axis="cheerful")
+    labels = [row[0] for row in table[studio.compare.sweep_table]["value"]]
+    assert labels == ["-2.0", "-1.0", "+0.0", "+1.0", "+2.0", "prompted: gloomy",
+                      "prompted: cheerful"]  # fmt: skip
 
 
 def test_pinned_layers_must_parse(studio, tiny_pack):
     (update,) = generate(studio, session_with(tiny_pack), "hi", layer_mode="pinned", pinned="x,y")
-    assert "expects 'auto' or a list like 8,9,10" in update[studio.gen_status]
+    assert "expects 'auto' or a list like 8,9,10" in update[studio.compare.status]
 
 
 def test_uploading_bad_files_keeps_the_other_axes(studio, tiny_pack, tmp_path):
     session = session_with(tiny_pack)
     text = tmp_path / "notes.safetensors"
     text.write_text("not a pack")
-    view = studio.on_upload_pack(str(text), session)
-    assert "not a valid safetensors file" in view[studio.axes_status]
+    view = studio.manage.on_upload_pack(str(text), session)
+    assert "not a valid safetensors file" in view[studio.manage.status]
     other = make_model(hidden=96)
     from alignez_core.axis import preset
     from alignez_core.fit import FitConfig, fit_axis
@@ -78,8 +114,8 @@ def test_uploading_bad_files_keeps_the_other_axes(studio, tiny_pack, tmp_path):
     foreign = fit_axis(other, preset("humor"), ["a?", "b?", "c?"], FitConfig(n_queries=3,
                        pooling="last"))  # fmt: skip
     path = foreign.save(tmp_path / "foreign.safetensors")
-    view = studio.on_upload_pack(str(path), session)
-    assert "hidden size 96" in view[studio.axes_status]
+    view = studio.manage.on_upload_pack(str(path), session)
+    assert "hidden size 96" in view[studio.manage.status]
     assert view[studio.session].names() == ["cheerful"]
 
 
@@ -87,33 +123,34 @@ def test_corrupt_session_file_is_refused_and_session_kept(studio, tiny_pack, tmp
     session = session_with(tiny_pack)
     bad = tmp_path / "session.zip"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip")
-    outputs = studio.on_import(str(bad), session)
-    status = outputs[studio._axes_outputs().index(studio.axes_status)]
+    outputs = studio.manage.on_import(str(bad), session)
+    status = outputs[studio.axes_outputs().index(studio.manage.status)]
     assert "not an AlignEZ session file" in status
     assert outputs[0].names() == ["cheerful"]
 
 
 def test_session_export_import_round_trip(studio, tiny_pack, tmp_path):
     session = session_with(tiny_pack)
-    file_update, _ = studio.on_export("my prompt", "caa", "pinned", "1,2", 3, "all", 32, 0.5, 7,
-                                      session)  # fmt: skip
-    outputs = studio.on_import(file_update["value"], StudioSession())
+    file_update, _ = studio.manage.on_export("my prompt", "caa", "pinned", "1,2", 3, "all", 32,
+                                             0.5, 7, session, -1.5)  # fmt: skip
+    outputs = studio.manage.on_import(file_update["value"], StudioSession())
     loaded = outputs[0]
-    assert loaded.names() == ["cheerful"] and loaded.strengths["cheerful"] == 1.0
+    assert loaded.names() == ["cheerful"] and loaded.strengths["cheerful"] == -1.5
     assert outputs[-9:] == ["my prompt", "caa", "pinned", "1,2", 3, "all", 32, 0.5, 7]
 
 
 def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
     session = StudioSession()
-    updates = list(studio.on_fit("cheerful", "", "  ", "gloomy", "", "", "", 2, 1, session,
+    updates = list(studio.axes.on_fit("cheerful", "", "  ", "gloomy", "", "", "", 2, 1, session,
                                  FakeRequest()))  # fmt: skip
-    assert "positive must be a non-empty" in updates[-1][studio.fit_status]
+    assert "positive must be a non-empty" in updates[-1][studio.axes.fit_status]
     running = studio.jobs.start(FakeRequest.session_hash)
     try:
         with pytest.warns(UserWarning, match="already running"):  # shown as a toast
-            updates = list(studio.on_fit("cheerful", "", "cheerful", "gloomy", "", "", "", 2, 1,
-                                         session, FakeRequest()))  # fmt: skip
-        assert "already running" in updates[-1][studio.axes_status]
+            fit = studio.axes.on_fit("cheerful", "", "cheerful", "gloomy", "", "", "", 2, 1,
+                                     session, FakeRequest())  # fmt: skip
+            updates = list(fit)
+        assert "already running" in updates[-1][studio.manage.status]
     finally:
         studio.jobs.finish(FakeRequest.session_hash)
     assert running is not None and session.names() == []
@@ -121,40 +158,43 @@ def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
 
 def test_fit_and_cancel_in_the_studio(studio):
     session = StudioSession()
-    updates = list(studio.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?",
-                                 3, 1, session, FakeRequest()))  # fmt: skip
-    assert "Fitted mood" in updates[-1][studio.fit_status]
-    assert updates[-1][studio.sliders[0]]["visible"] is True
+    fit = studio.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 1,
+                             session, FakeRequest())  # fmt: skip
+    updates = list(fit)
+    assert "Fitted mood" in updates[-1][studio.axes.fit_status]
+    assert updates[-1][studio.axes.sliders[0]]["visible"] is True
     assert session.names() == ["mood"]
 
 
 def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):
     session = session_with(tiny_pack)
-    status, figure, table = studio.on_evaluate(
+    status, figure, table = studio.evaluate.on_evaluate(
         "cheerful",
         ["words"],
         ["caa"],
         "0,4",
         8,
         "hello\nwhy?",
+        True,
         session,
         progress=lambda *a, **k: None,
     )
     assert "Evaluated cheerful on 2 prompts" in status
-    assert len(figure.data) == 3 and "| caa | +4 |" in table
-    status, *_ = studio.on_evaluate("cheerful", ["words"], ["caa"], "1,x", 8, "hi", session,
-                                    progress=lambda *a, **k: None)  # fmt: skip
+    assert len(figure.data) == 6  # caa and the prompting baseline, per judge panel
+    assert "| caa | +4 |" in table and "| prompted |" in table
+    status, *_ = studio.evaluate.on_evaluate("cheerful", ["words"], ["caa"], "1,x", 8, "hi", False,
+                                             session, progress=lambda *a, **k: None)  # fmt: skip
     assert "Strengths expects numbers" in status
-    status, *_ = studio.on_evaluate(None, ["words"], ["caa"], "1", 8, "hi", session,
-                                    progress=lambda *a, **k: None)  # fmt: skip
+    status, *_ = studio.evaluate.on_evaluate(None, ["words"], ["caa"], "1", 8, "hi", False,
+                                             session, progress=lambda *a, **k: None)  # fmt: skip
     assert "Pick a fitted axis" in status
 
 
 def test_handlers_only_update_components_wired_as_their_outputs(studio, tiny_pack):
     """Gradio rejects a returned component that is not an output of the event."""
     session = session_with(tiny_pack)
-    assert set(studio._axes_view(session)) <= set(studio._axes_outputs())
+    assert set(studio.axes_view(session)) <= set(studio.axes_outputs())
     for update in generate(studio, session, "hi", plot_axis="cheerful", plot_layer=1):
-        assert set(update) <= set(studio._generate_outputs())
+        assert set(update) <= set(studio.compare.outputs())
     for update in generate(studio, session, "hi", sweep=True, sweep_axis="cheerful"):
-        assert set(update) <= set(studio._generate_outputs())
+        assert set(update) <= set(studio.compare.outputs())

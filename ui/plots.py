@@ -12,7 +12,7 @@ from alignez_core.explain import LayerReport, explained_per_layer, project
 from alignez_core.overlap import subspace_overlap
 from alignez_core.pack import AxisPack
 
-POSITIVE, NEGATIVE, BASE, EDITED = "#16a34a", "#dc2626", "#6b7280", "#6366f1"
+POSITIVE, NEGATIVE, BASE, EDITED, PROMPTED = "#16a34a", "#dc2626", "#6b7280", "#6366f1", "#d97706"
 
 
 def _empty(message: str) -> go.Figure:
@@ -22,12 +22,18 @@ def _empty(message: str) -> go.Figure:
     return fig
 
 
+ANSWER_COLORS = {"base": BASE, "edited": EDITED, "prompted": PROMPTED}
+
+
 def projection_figure(
     pack: AxisPack | None,
     layer: int,
     traces: dict[str, torch.Tensor] | None = None,
+    trajectory: bool = False,
 ) -> go.Figure:
-    """Pairs on the layer's top-2 directions (poles coloured), plus base/edited trajectories."""
+    """The pairs on the layer's top-2 directions (a cloud per pole, its centre marked) and where
+    each answer's tokens sit: their mean with one standard deviation each way, or (`trajectory`)
+    every token in order."""
     if pack is None:
         return _empty("Fit an axis to see its pairs here.")
     if not pack.pair_coords or pack.layers[layer].rank == 0:
@@ -42,39 +48,44 @@ def projection_figure(
     ):
         fig.add_trace(
             go.Scatter(
-                x=points[:, 0].tolist(),
-                y=points[:, 1].tolist(),
-                mode="markers",
-                name=f"pairs: {label}",
-                marker=dict(color=color, size=9, opacity=0.75),
-                text=hover,
-                hovertemplate="%{text}<extra>" + label + "</extra>",
+                x=points[:, 0].tolist(), y=points[:, 1].tolist(), mode="markers",
+                name=f"pairs: {label}", marker=dict(color=color, size=7, opacity=0.35),
+                text=hover, hovertemplate="%{text}<extra>" + label + "</extra>",
             )
-        )
-    for name, color in (("base", BASE), ("edited", EDITED)):
-        states = (traces or {}).get(name)
-        if states is None or states.numel() == 0:
+        )  # fmt: skip
+        centre = points.mean(0)
+        fig.add_trace(
+            go.Scatter(
+                x=[float(centre[0])], y=[float(centre[1])], mode="markers+text",
+                name=f"pole: {label}", text=[label], textposition="top center",
+                marker=dict(color=color, size=16, symbol="x"),
+            )
+        )  # fmt: skip
+    for name, states in (traces or {}).items():
+        if not isinstance(states, torch.Tensor) or states.numel() == 0:
             continue
+        color = ANSWER_COLORS.get(name, BASE)
         xy = project(pack, layer, states)
+        if trajectory:
+            fig.add_trace(
+                go.Scatter(
+                    x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="lines+markers",
+                    name=f"{name} answer (tokens in order)", line=dict(color=color, width=1),
+                    marker=dict(color=color, size=4),
+                )
+            )  # fmt: skip
+            continue
+        mean = xy.mean(0)
+        spread = xy.std(0) if xy.shape[0] > 1 else torch.zeros(2)
         fig.add_trace(
             go.Scatter(
-                x=xy[:, 0].tolist(),
-                y=xy[:, 1].tolist(),
-                mode="lines+markers",
-                name=f"{name} answer (tokens)",
-                line=dict(color=color, width=1),
-                marker=dict(color=color, size=4),
+                x=[float(mean[0])], y=[float(mean[1])], mode="markers",
+                name=f"{name} answer (mean ± sd over {xy.shape[0]} tokens)",
+                marker=dict(color=color, size=15, symbol="diamond", line=dict(width=1)),
+                error_x=dict(array=[float(spread[0])], color=color, thickness=2),
+                error_y=dict(array=[float(spread[1])], color=color, thickness=2),
             )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[float(xy[0, 0])],
-                y=[float(xy[0, 1])],
-                mode="markers",
-                name=f"{name}: prompt's last token",
-                marker=dict(color=color, size=14, symbol="star"),
-            )
-        )
+        )  # fmt: skip
     fig.update_layout(
         title=f"{pack.name}: layer {layer} on its top-2 directions",
         xaxis_title="θ₁ (toward " + pack.axis.positive + ")",

@@ -1,4 +1,4 @@
-"""HTML for the side-by-side answers, with the first point of divergence highlighted."""
+"""HTML for the answer columns (first point of divergence highlighted) and the status lines."""
 
 from __future__ import annotations
 
@@ -32,19 +32,42 @@ def answer_html(text: str, split: int | None, label: str, elem_class: str) -> st
     )
 
 
-def side_by_side(base: str, edited: str, edited_label: str) -> tuple[str, str]:
-    split = divergence_index(base, edited) if base and edited else None
+def answer_columns(
+    base: str, edited: str, edited_label: str, prompted: str = "", prompted_label: str = "Prompted"
+) -> tuple[str, str, str]:
+    """Base, edited and prompted panels; each other answer is marked where it leaves the base."""
+
+    def split(other: str) -> int | None:
+        return divergence_index(base, other) if base and other else None
+
     return (
-        answer_html(base, split, "Base model", "base"),
-        answer_html(edited, split, edited_label, "edited"),
+        answer_html(base, split(edited) if edited else split(prompted), "Base model", "base"),
+        answer_html(edited, split(edited), edited_label, "edited"),
+        answer_html(prompted, split(prompted), prompted_label, "prompted"),
     )
+
+
+def status(text: str, kind: str = "info") -> str:
+    """A status line: info, ok, error or busy."""
+    prefix = {"info": "", "ok": "**Done.** ", "error": "**Error:** ", "busy": "**Working…** "}[kind]
+    return prefix + text
 
 
 CSS = """
 .answer { border-radius: 8px; padding: 10px 12px; min-height: 120px; white-space: pre-wrap; }
 .answer.base { background: var(--block-background-fill); border: 1px solid #9ca3af; }
 .answer.edited { background: var(--block-background-fill); border: 1px solid #6366f1; }
+.answer.prompted { background: var(--block-background-fill); border: 1px dashed #d97706; }
 .answer-label { font-size: 12px; font-weight: 600; opacity: .7; margin-bottom: 6px; }
 .answer-text .empty { opacity: .5; }
 mark.diverged { background: rgba(250, 204, 21, .35); color: inherit; padding: 0 1px; }
+/* a calibrated slider: ±1 is the measured clean edge; the outer quarters (past ±1) are shaded */
+.calibrated input[type=range]::-webkit-slider-runnable-track {
+  background: linear-gradient(to right, rgba(220, 38, 38, .45) 0 25%, #d1d5db 25% 75%,
+                              rgba(220, 38, 38, .45) 75% 100%) !important;
+}
+.calibrated input[type=range]::-moz-range-track {
+  background: linear-gradient(to right, rgba(220, 38, 38, .45) 0 25%, #d1d5db 25% 75%,
+                              rgba(220, 38, 38, .45) 75% 100%) !important;
+}
 """

@@ -1,0 +1,248 @@
+"""The Axes panel: define an axis by its poles, fit it live with progress, one slider per axis."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import gradio as gr
+
+from alignez_core import AlignEZError
+from alignez_core.axis import Axis, preset, preset_names
+from alignez_core.errors import FitCancelled
+from alignez_core.fit import FitConfig, fit_axis
+from alignez_core.pack import AxisPack
+from alignez_core.pairs import PairConfig
+from alignez_core.queries import parse_queries
+from alignez_core.session import MAX_AXES, StudioSession
+
+from .render import status
+from .shared import FitJobs, ModelHolder
+
+SLIDER_RANGE = 2.0
+DEFAULT_FIT_QUERIES = 16
+CUSTOM = "(custom: type the poles)"
+AxesView = Callable[..., dict]  # (session, fit_status=, axes_status=, focus=) → every axes output
+
+
+def default_name(positive: str, negative: str) -> str:
+    """The name an axis gets when the user typed none: its poles."""
+    return f"{(positive or '').strip()}-{(negative or '').strip()}"
+
+
+def session_key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+class AxesPanel:
+    def __init__(self, holder: ModelHolder, jobs: FitJobs) -> None:
+        self.holder = holder
+        self.jobs = jobs
+        self.view: AxesView = lambda session, **_: {}  # the studio's full view, set at wiring
+
+    def build(self) -> None:
+        gr.Markdown("## Axes")
+        self.preset = gr.Dropdown(
+            [*preset_names(), CUSTOM], value="cheerful", label="Preset", elem_id="preset"
+        )
+        start = preset("cheerful")
+        with gr.Group():
+            with gr.Row():
+                self.positive = gr.Textbox(
+                    start.positive, label="Positive pole", elem_id="positive"
+                )
+                self.negative = gr.Textbox(
+                    start.negative, label="Negative pole", elem_id="negative"
+                )
+            self.name = gr.Textbox(start.name, label="Axis name (optional)", elem_id="axis-name")
+        self.name_typed = gr.State(False)  # the user typed a name: pole edits no longer rename
+        with gr.Accordion("Descriptions and seed queries (optional)", open=False):
+            self.positive_desc = gr.Textbox(
+                start.positive_description, label="Positive pole description", lines=2
+            )
+            self.negative_desc = gr.Textbox(
+                start.negative_description, label="Negative pole description", lines=2
+            )
+            self.queries = gr.Textbox(
+                label="Seed queries, one per line (empty: the built-in set)", lines=4
+            )
+        with gr.Row():
+            self.n_queries = gr.Slider(
+                2, 48, value=DEFAULT_FIT_QUERIES, step=1, label="Queries", elem_id="n-queries"
+            )
+            self.samples = gr.Slider(1, 4, value=1, step=1, label="Samples per pole")
+        with gr.Row():
+            self.fit_button = gr.Button("Fit axis", variant="primary", elem_id="fit")
+            self.cancel_button = gr.Button("Cancel fit", elem_id="cancel-fit")
+        self.fit_status = gr.Markdown(elem_id="fit-status")
+
+        gr.Markdown(f"### Sliders (up to {MAX_AXES} axes)")
+        self.no_axes_note = gr.Markdown("No axes yet: fit one above or upload a pack.")
+        self.sliders = [
+            gr.Slider(
+                -SLIDER_RANGE,
+                SLIDER_RANGE,
+                value=0.0,
+                step=0.1,
+                visible=False,
+                elem_id=f"slider-{i}",
+            )
+            for i in range(MAX_AXES)
+        ]
+
+    def fit_inputs(self) -> list:
+        return [self.preset, self.name, self.positive, self.negative, self.positive_desc,
+                self.negative_desc, self.queries, self.n_queries, self.samples]  # fmt: skip
+
+    def axes_outputs(self) -> list:
+        return [self.no_axes_note, *self.sliders]
+
+    def axes_view(self, session: StudioSession, focus: AxisPack | None) -> dict:
+        names = session.names()
+        view: dict = {self.no_axes_note: gr.update(visible=not names)}
+        for i, slider in enumerate(self.sliders):
+            if i >= len(names):
+                view[slider] = gr.update(visible=False, value=0.0)
+                continue
+            pack = session.axes[names[i]]
+            axis = pack.axis
+            calibrated = pack.calibration is not None
+            view[slider] = gr.update(
+                visible=True,
+                value=session.strengths.get(names[i], 0.0),
+                label=f"{axis.name}: {axis.negative} ← → {axis.positive}",
+                info=pack.slider_note() + (" · shaded: past the clean edge" if calibrated else ""),
+                elem_classes=["calibrated"] if calibrated else [],
+            )
+        return view
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def on_preset(self, name: str):
+        """A preset fills the poles; choosing 'custom' keeps what is typed."""
+        if name == CUSTOM or not name:
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), False
+        axis = preset(name)
+        return (axis.positive, axis.negative, axis.name, axis.positive_description,
+                axis.negative_description, False)  # fmt: skip
+
+    @staticmethod
+    def on_pole_typed(positive: str, negative: str, name_typed: bool):
+        """Typed poles make a custom axis; its name follows them unless the user typed one."""
+        return CUSTOM, (gr.update() if name_typed else default_name(positive, negative))
+
+    def on_fit(
+        self, preset_name, name, positive, negative, positive_desc, negative_desc, queries_text,
+        n_queries, samples, session: StudioSession, request: gr.Request, progress=gr.Progress(),
+    ) -> Iterator[dict]:  # fmt: skip
+        try:
+            axis = Axis(
+                name=(name or "").strip() or default_name(positive, negative),
+                positive=positive or "",
+                negative=negative or "",
+                positive_description=positive_desc or "",
+                negative_description=negative_desc or "",
+            )
+            queries = (
+                parse_queries(queries_text, "seed queries").queries
+                if queries_text and queries_text.strip()
+                else None
+            )
+            config = FitConfig(
+                n_queries=int(n_queries), pairs=PairConfig(samples_per_pole=int(samples))
+            )
+            if axis.name not in session.axes and len(session.axes) >= MAX_AXES:
+                raise AlignEZError(f"A session holds at most {MAX_AXES} axes; remove one first.")
+        except AlignEZError as exc:
+            yield {self.fit_status: status(str(exc), "error")}
+            return
+        yield from self.run_fit(axis, queries, config, session, request, progress)
+
+    def on_refit(self, name, session: StudioSession, request: gr.Request, progress=gr.Progress()):
+        pack = session.axes.get(name) if name else None
+        if pack is None:
+            yield {self.fit_status: status("Pick an axis to re-fit.", "error")}
+            return
+        config = FitConfig(
+            n_queries=int(pack.fit_config.get("n_queries", DEFAULT_FIT_QUERIES)),
+            pooling=pack.pooling,
+        )
+        yield from self.run_fit(pack.axis, None, config, session, request, progress)
+
+    def run_fit(
+        self, axis: Axis, queries: Sequence[str] | None, config: FitConfig,
+        session: StudioSession, request: gr.Request | None, progress,
+    ) -> Iterator[dict]:  # fmt: skip
+        """Fit in a worker thread, streaming its progress; a closed page cancels the worker."""
+        key = session_key(request)
+        cancel = self.jobs.start(key)
+        if cancel is None:  # the running fit keeps the status line; this one says so in a toast
+            message = "A fit is already running in this session: wait for it or cancel it."
+            gr.Warning(message)
+            yield self.view(session, axes_status=status(message, "error"))
+            return
+        lm = self.holder.lm
+        events: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                outcome["pack"] = fit_axis(
+                    lm, axis, queries, config, lambda *a: events.put(a), cancel
+                )
+            except BaseException as exc:  # reported below
+                outcome["error"] = exc
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=work, daemon=True)
+        try:
+            worker.start()
+            yield {self.fit_status: status(f"Fitting {axis.name}: starting…", "busy")}
+            while worker.is_alive() or not events.empty():
+                try:
+                    stage, done, total = events.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                progress((done, total), desc=f"{stage}")
+                yield {
+                    self.fit_status: status(f"Fitting {axis.name}: {stage} {done}/{total}", "busy")
+                }
+            worker.join()
+        finally:
+            if worker.is_alive():  # the page went away mid-fit: stop the worker too
+                cancel.set()
+            self.jobs.finish(key)
+        error = outcome.get("error")
+        if isinstance(error, FitCancelled):
+            yield {self.fit_status: status("Fit cancelled; your other axes are unchanged.")}
+            return
+        if error is not None:
+            text = str(error) if isinstance(error, AlignEZError) else f"Fit failed: {error!r}"
+            yield {self.fit_status: status(text, "error")}
+            return
+        pack: AxisPack = outcome["pack"]
+        session.add(pack)
+        fitted = sum(r > 0 for r in pack.ranks())
+        done = status(
+            f"Fitted {axis.name} in {time.perf_counter() - started:.1f}s: {len(pack.pairs)} "
+            f"pairs, {fitted}/{pack.num_layers} layers with directions.",
+            "ok",
+        )
+        yield self.view(session, fit_status=done, focus=pack.name)
+
+    def on_cancel(self, request: gr.Request):
+        if self.jobs.cancel(session_key(request)):
+            return status("Cancelling…", "busy")
+        return status("No fit is running.")
+
+    @staticmethod
+    def slider_handler(index: int):
+        def on_slider(value: float, session: StudioSession) -> StudioSession:
+            names = session.names()
+            if index < len(names) and value is not None:
+                session.strengths[names[index]] = float(value)
+            return session
+
+        return on_slider

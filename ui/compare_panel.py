@@ -1,0 +1,224 @@
+"""The Compare panel: one prompt answered by the base model, the edited model and the prompting
+baseline (the poles asked for in words), streamed from one batch; or one axis swept."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import torch
+
+from alignez_core import AlignEZError, SamplingConfig
+from alignez_core.explain import layer_report
+from alignez_core.generation import Row, stream_rows
+from alignez_core.pack import AxisPack
+from alignez_core.parse import parse_layers
+from alignez_core.prompting import prompted
+from alignez_core.session import MAX_AXES, StudioSession
+from alignez_core.steering import DEFAULT_BAND, STEER_RULES, SteerSettings, build_rows, sweep_rows
+
+from . import plots
+from .manage_panel import apply_sliders
+from .plots_panel import PlotsPanel
+from .render import answer_columns, status
+
+MAX_PROMPT_CHARS = 4000
+MAX_NEW_TOKENS = 256
+SWEEP_STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+EXAMPLES = [
+    "What should I do this weekend?",
+    "Describe your morning commute.",
+    "How do I make a good cup of coffee?",
+    "Tell me about the city where you live.",
+]
+LAYER_MODES = ("band", "band top-n", "top-n (paper)", "pinned")
+LAYER_MODES_INFO = (
+    "band: every middle layer; band top-n: the prompt's best n of them; "
+    "top-n (paper): the best n of all layers; pinned: the layers you type"
+)
+
+
+def steer_settings(rule, layer_mode, pinned, top_n, positions) -> SteerSettings:
+    layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
+    band = None if layer_mode == "top-n (paper)" else DEFAULT_BAND
+    top = int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None
+    return SteerSettings(rule, top, layers, band, positions)
+
+
+def edited_label(active: dict[AxisPack, float]) -> str:
+    if not active:
+        return "Edited (no axis active)"
+    parts = [
+        f"{p.name} {s:+.1f}" + (" (past the clean edge)" if abs(s) > 1 and p.calibration else "")
+        for p, s in active.items()
+    ]
+    return "Edited: " + ", ".join(parts)
+
+
+class ComparePanel:
+    def __init__(self, holder, plots_panel: PlotsPanel) -> None:
+        self.holder = holder
+        self.plots = plots_panel
+
+    def build(self) -> None:
+        gr.Markdown("## Compare")
+        self.prompt = gr.Textbox(
+            label="Prompt", lines=3, elem_id="prompt", placeholder="Ask the model something…"
+        )
+        gr.Examples(EXAMPLES, inputs=self.prompt)
+        gr.Markdown(
+            f"<small>Caps: prompt ≤ {MAX_PROMPT_CHARS} characters · ≤ {MAX_NEW_TOKENS} new "
+            f"tokens · ≤ {MAX_AXES} axes.</small>"
+        )
+        with gr.Row():
+            self.max_tokens = gr.Slider(8, MAX_NEW_TOKENS, value=64, step=8, label="Max new tokens")
+            self.temperature = gr.Slider(0, 1.5, value=0.0, step=0.05, label="Temperature")
+            self.seed = gr.Number(value=0, precision=0, label="Seed")
+        with gr.Accordion("Advanced steering settings", open=False):
+            self.rule = gr.Dropdown(list(STEER_RULES), value="steer", label="Edit rule")
+            with gr.Row():
+                self.layer_mode = gr.Radio(
+                    list(LAYER_MODES), value="band", label="Layers", info=LAYER_MODES_INFO
+                )
+                self.top_n = gr.Slider(1, 12, value=5, step=1, label="Top-n layers (top-n modes)")
+            self.pinned = gr.Textbox(label="Pinned layers (e.g. 8,9,10)")
+            self.positions = gr.Radio(["last", "all"], value="last", label="Edit positions")
+            with gr.Row():
+                self.sweep = gr.Checkbox(label="Sweep one axis at several strengths")
+                self.sweep_axis = gr.Dropdown([], label="Sweep axis")
+        with gr.Row():
+            self.generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+            self.show_prompted = gr.Checkbox(
+                value=True, label="Prompted column", elem_id="show-prompted",
+                info="the same poles asked for in words, no edit",
+            )  # fmt: skip
+        self.status = gr.Markdown(elem_id="gen-status")
+        columns = answer_columns("", "", "Edited")
+        with gr.Row(equal_height=True):
+            self.base_out = gr.HTML(columns[0], elem_id="base-answer")
+            self.edited_out = gr.HTML(columns[1], elem_id="edited-answer")
+            self.prompted_out = gr.HTML(columns[2], elem_id="prompted-answer")
+        self.sweep_table = gr.Dataframe(
+            headers=["strength", "answer"], visible=False, wrap=True, elem_id="sweep-table"
+        )
+
+    def settings(self) -> list:
+        """The widgets saved with a session, in `StudioSettings` order."""
+        return [self.prompt, self.rule, self.layer_mode, self.pinned, self.top_n, self.positions,
+                self.max_tokens, self.temperature, self.seed]  # fmt: skip
+
+    def axes_outputs(self) -> list:
+        return [self.sweep_axis]
+
+    def axes_view(self, session: StudioSession, focus: AxisPack | None) -> dict:
+        names = session.names()
+        return {self.sweep_axis: gr.update(choices=names, value=focus.name if focus else None)}
+
+    def outputs(self) -> list:
+        return [self.base_out, self.edited_out, self.prompted_out, self.status, self.sweep_table,
+                self.plots.projection, self.plots.spectrum]  # fmt: skip
+
+    def on_generate(
+        self, prompt, rule, layer_mode, pinned, top_n, positions, max_tokens, temperature, seed,
+        sweep, sweep_axis, show_prompted, plot_axis, plot_layer, trajectory,
+        session: StudioSession, *strengths,
+    ):  # fmt: skip
+        """Generate with the sliders' values as the page shows them (`strengths`, axis order)."""
+        lm = self.holder.lm
+        prompt = prompt or ""
+        try:
+            if not prompt.strip():
+                raise AlignEZError("Type a prompt first.")
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise AlignEZError(
+                    f"The prompt is {len(prompt)} characters; the cap is "
+                    f"{MAX_PROMPT_CHARS}. Shorten it and try again."
+                )
+            if layer_mode == "pinned" and not (pinned or "").strip():
+                raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose band.")
+            apply_sliders(session, strengths)
+            settings = steer_settings(rule, layer_mode, pinned, top_n, positions)
+            sampling = SamplingConfig(
+                max_new_tokens=int(max_tokens), temperature=float(temperature), seed=int(seed or 0)
+            )
+            for pack in session.axes.values():
+                pack.check_compatible(lm)
+        except AlignEZError as exc:
+            yield {self.status: status(str(exc), "error")}
+            return
+        if sweep:
+            pack = session.axes.get(sweep_axis) if sweep_axis else None
+            yield from self._sweep(lm, prompt, pack, settings, sampling, bool(show_prompted))
+            return
+        steer = session.steer()
+        active = {p: s for p, s in steer.items() if s != 0}
+        with_prompted = bool(show_prompted) and bool(active)
+        note = "" if active else " No axis is active (fit one and move its slider): base only."
+        label = edited_label(active)
+        instruction_label = "Prompted: " + ", ".join(
+            f"{p.axis.positive if s > 0 else p.axis.negative}" for p, s in active.items()
+        )
+        plot_pack = session.axes.get(plot_axis) if plot_axis else None
+        layer = int(plot_layer or 0)
+        traces = {layer: []} if plot_pack is not None else None
+        started = time.perf_counter()
+        first_token = None
+        try:
+            rows = build_rows(lm, [prompt], active, settings)[0] if active else [Row(prompt)]
+            if with_prompted:
+                rows.append(Row(prompted(prompt, [(p.axis, s) for p, s in active.items()])))
+            site = plot_pack.site if plot_pack is not None else "residual"
+            for texts in stream_rows(lm, rows, sampling, traces, site):
+                first_token = first_token or time.perf_counter() - started
+                edited = texts[1] if active else ""
+                shown = texts[2] if with_prompted else ""
+                columns = answer_columns(texts[0], edited, label, shown, instruction_label)
+                yield {
+                    self.base_out: columns[0],
+                    self.edited_out: columns[1],
+                    self.prompted_out: gr.update(value=columns[2], visible=bool(show_prompted)),
+                    self.status: status("Generating…", "busy"),
+                    self.sweep_table: gr.update(visible=False),
+                }
+        except AlignEZError as exc:
+            yield {self.status: status(str(exc), "error")}
+            return
+        total = time.perf_counter() - started
+        view = {
+            self.status: status(
+                f"Done in {total:.1f}s (first token after {first_token or 0:.2f}s).{note}", "ok"
+            )
+        }
+        if plot_pack is not None and traces and traces[layer]:
+            steps = torch.stack(traces[layer])  # (T, B, d)
+            names = ["base", "edited", "prompted"][: steps.shape[1]] if active else ["base"]
+            session.last_traces = {n: steps[:, i] for i, n in enumerate(names)}
+            session.last_traces |= {"axis": plot_pack.name, "layer": layer}
+            report = layer_report(lm, prompt, plot_pack, steer.get(plot_pack, 0.0), settings)
+            view[self.plots.projection] = plots.projection_figure(
+                plot_pack, layer, session.last_traces, bool(trajectory)
+            )
+            view[self.plots.spectrum] = plots.spectrum_figure(plot_pack, report)
+        yield view
+
+    def _sweep(self, lm, prompt, pack, settings, sampling, with_prompted: bool):
+        if pack is None:
+            yield {self.status: status("Pick a fitted axis to sweep.", "error")}
+            return
+        labels = [f"{s:+.1f}" for s in SWEEP_STRENGTHS]
+        rows = sweep_rows(lm, prompt, pack, SWEEP_STRENGTHS, settings)
+        if with_prompted:
+            for sign, pole in ((-1.0, pack.axis.negative), (1.0, pack.axis.positive)):
+                rows.append(Row(prompted(prompt, [(pack.axis, sign)])))
+                labels.append(f"prompted: {pole}")
+        try:
+            for texts in stream_rows(lm, rows, sampling):
+                table = [[label, t] for label, t in zip(labels, texts, strict=True)]
+                yield {
+                    self.sweep_table: gr.update(value=table, visible=True),
+                    self.status: status(f"Sweeping {pack.name}…", "busy"),
+                }
+        except AlignEZError as exc:
+            yield {self.status: status(str(exc), "error")}
+            return
+        yield {self.status: status(f"Swept {pack.name}: {len(rows)} rows in one batch.", "ok")}
