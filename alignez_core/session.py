@@ -38,6 +38,7 @@ class StudioSettings:
     max_new_tokens: int = 64
     temperature: float = 0.0
     seed: int = 0
+    budget: bool = True  # several axes at one layer share one clean budget (`budget.py`)
 
     def __post_init__(self) -> None:  # values arrive from UI widgets and JSON: coerce them
         self.top_n = int(self.top_n)
@@ -46,6 +47,7 @@ class StudioSettings:
         self.max_new_tokens = int(self.max_new_tokens)
         self.temperature = float(self.temperature)
         self.seed = int(self.seed or 0)
+        self.budget = bool(self.budget)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .activations import query_embeddings
+from .budget import LayerBudget, apply_budget
 from .edit import Edit, LayerEdit, Positions, check_strength
 from .errors import EditError
 from .generation import Row, SamplingConfig, generate_rows, stream_rows
@@ -43,6 +44,7 @@ ADDITIVE_RULES = ("steer", "caa")
 DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.04, "caa": 0.04}
 MLP_SITE_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
 DEFAULT_BAND = (0.25, 0.7)
+DEFAULT_BUDGET = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class SteerSettings:
     band: tuple[float, float] | None = DEFAULT_BAND  # [from, to) as fractions of depth
     positions: Positions = "last"
     scale: float | None = None  # None: the pack's calibration, else the rule's default
+    # Several axes at one layer: their combined push stays within budget × the strongest single
+    # push (`budget.py`); None adds them raw.
+    budget: float | None = DEFAULT_BUDGET
 
     def __post_init__(self) -> None:
         if self.rule not in STEER_RULES:
@@ -69,6 +74,8 @@ class SteerSettings:
                 raise EditError(f"band must be two fractions 0 ≤ from < to ≤ 1, got {self.band}.")
         if self.scale is not None:
             check_strength(self.scale, "scale")
+        if self.budget is not None and not 0 < check_strength(self.budget, "budget") <= 10:
+            raise EditError(f"budget must be in (0, 10] or None, got {self.budget}.")
 
     def band_layers(self, num_layers: int) -> tuple[int, ...] | None:
         """The layers of the band on a model of `num_layers` (never empty), or None for all."""
@@ -187,8 +194,16 @@ def plan_edits(
     ]
 
 
-def combine(edits: Sequence[AxisEdit], positions: Positions) -> Edit:
-    return Edit(tuple(item for e in edits for item in e.edit.layer_edits), positions)
+def layer_budgets(edits: Sequence[AxisEdit], settings: SteerSettings) -> tuple[LayerBudget, ...]:
+    """Where one row's axes share layers, and how the budget scaled them there."""
+    return apply_budget([item for e in edits for item in e.edit.layer_edits], settings.budget)[1]
+
+
+def combine(edits: Sequence[AxisEdit], settings: SteerSettings = SteerSettings()) -> Edit:
+    """One row's edit from every axis's, their shared layers kept within the budget."""
+    parts = [item for e in edits for item in e.edit.layer_edits]
+    budgeted, _ = apply_budget(parts, settings.budget)
+    return Edit(budgeted, settings.positions)
 
 
 @dataclass(frozen=True)
@@ -212,7 +227,7 @@ def build_rows(
     rows = []
     for prompt, edits in zip(prompts, planned, strict=True):
         rows.append(Row(prompt))
-        rows.append(Row(prompt, combine(edits, settings.positions)))
+        rows.append(Row(prompt, combine(edits, settings)))
     return rows, planned
 
 

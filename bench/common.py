@@ -11,6 +11,7 @@ import torch
 from alignez_core import Edit, LoadedModel, Row, SamplingConfig, generate_rows, profiling
 from alignez_core.edit import compile_plan
 from alignez_core.pack import AxisPack
+from alignez_core.prompting import prompted
 from alignez_core.steering import SteerSettings, combine, plan_edits
 
 PROMPT = "Tell me about a walk in the park on a spring morning."
@@ -31,7 +32,7 @@ def axis_edit(lm: LoadedModel, pack: AxisPack, prompt: str = PROMPT) -> Edit:
     """The edit a user gets for `prompt` with the axis at +1 and default settings."""
     settings = SteerSettings()
     (edits,) = plan_edits(lm, [prompt], {pack: 1.0}, settings)
-    return combine(edits, settings.positions)
+    return combine(edits, settings)
 
 
 def paired_time_ratios(
@@ -64,6 +65,8 @@ def generation_ratios(
     edit_overhead_ratio: tokens/s with the axis applied ÷ plain, batch 1, same prompt again (its
     per-query selection cached, as when a user moves a slider); `_cold_` clears that cache first;
     side_by_side_ratio: time(base + edited as one 2-row batch) ÷ time(plain base);
+    three_column_ratio: the studio's default compare, base + edited + prompted (the pole asked
+    for in words) as one 3-row batch, ÷ time(plain base);
     sequential_ratio: time(base, then edited, as two runs) ÷ time(plain base);
     plain_batch2_ratio: plain `model.generate` on the prompt twice as one batch ÷ once — the
     floor under side_by_side on this hardware (on a CPU a second row costs compute; on a GPU
@@ -95,6 +98,11 @@ def generation_ratios(
     def side_by_side() -> None:
         generate_rows(lm, [Row(prompt), Row(prompt, axis_edit(lm, pack, prompt))], config)
 
+    def three_column() -> None:
+        prompted_row = Row(prompted(prompt, [(pack.axis, 1.0)]))
+        rows = [Row(prompt), Row(prompt, axis_edit(lm, pack, prompt)), prompted_row]
+        generate_rows(lm, rows, config)
+
     def sequential() -> None:
         ours_base()
         edited()
@@ -103,7 +111,7 @@ def generation_ratios(
     plain_batch2()
     side_by_side()
     cases = {"edit": edited, "edit_cold": edited_cold, "base": ours_base, "side": side_by_side,
-             "seq": sequential, "plain2": plain_batch2}  # fmt: skip
+             "three": three_column, "seq": sequential, "plain2": plain_batch2}  # fmt: skip
     median, plain_times = paired_time_ratios(plain, cases, runs, lm.device.type == "cuda")
     return {
         "plain_tokens_per_s": round(tokens / statistics.median(plain_times), 1),
@@ -111,6 +119,7 @@ def generation_ratios(
         "edit_overhead_cold_ratio": round(1 / median["edit_cold"], 3),
         "no_edit_ratio": round(1 / median["base"], 3),
         "side_by_side_ratio": round(median["side"], 3),
+        "three_column_ratio": round(median["three"], 3),
         "sequential_ratio": round(median["seq"], 3),
         "plain_batch2_ratio": round(median["plain2"], 3),
         "runs": runs,

@@ -31,7 +31,7 @@ def session_with(pack) -> StudioSession:
 def generate(studio, session, prompt, sliders=None, **overrides):
     """The generate event as the page sends it; `sliders` default to the session's values."""
     args = dict(rule="steer", layer_mode="band", pinned="", top_n=5, positions="last",
-                max_tokens=8, temperature=0.0, seed=0, sweep=False, sweep_axis=None,
+                max_tokens=8, temperature=0.0, seed=0, budget=True, sweep=False, sweep_axis=None,
                 show_prompted=True, plot_axis=None, plot_layer=0, trajectory=False)  # fmt: skip
     args.update(overrides)
     if sliders is None:
@@ -132,11 +132,11 @@ def test_corrupt_session_file_is_refused_and_session_kept(studio, tiny_pack, tmp
 def test_session_export_import_round_trip(studio, tiny_pack, tmp_path):
     session = session_with(tiny_pack)
     file_update, _ = studio.manage.on_export("my prompt", "caa", "pinned", "1,2", 3, "all", 32,
-                                             0.5, 7, session, -1.5)  # fmt: skip
+                                             0.5, 7, False, session, -1.5)  # fmt: skip
     outputs = studio.manage.on_import(file_update["value"], StudioSession())
     loaded = outputs[0]
     assert loaded.names() == ["cheerful"] and loaded.strengths["cheerful"] == -1.5
-    assert outputs[-9:] == ["my prompt", "caa", "pinned", "1,2", 3, "all", 32, 0.5, 7]
+    assert outputs[-10:] == ["my prompt", "caa", "pinned", "1,2", 3, "all", 32, 0.5, 7, False]
 
 
 def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):

@@ -9,13 +9,22 @@ import gradio as gr
 import torch
 
 from alignez_core import AlignEZError, SamplingConfig
+from alignez_core.budget import budget_summary
 from alignez_core.explain import layer_report
 from alignez_core.generation import Row, stream_rows
 from alignez_core.pack import AxisPack
 from alignez_core.parse import parse_layers
 from alignez_core.prompting import prompted
 from alignez_core.session import MAX_AXES, StudioSession
-from alignez_core.steering import DEFAULT_BAND, STEER_RULES, SteerSettings, build_rows, sweep_rows
+from alignez_core.steering import (
+    DEFAULT_BAND,
+    DEFAULT_BUDGET,
+    STEER_RULES,
+    SteerSettings,
+    build_rows,
+    layer_budgets,
+    sweep_rows,
+)
 
 from . import plots
 from .manage_panel import apply_sliders
@@ -38,11 +47,12 @@ LAYER_MODES_INFO = (
 )
 
 
-def steer_settings(rule, layer_mode, pinned, top_n, positions) -> SteerSettings:
+def steer_settings(rule, layer_mode, pinned, top_n, positions, budget) -> SteerSettings:
     layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
     band = None if layer_mode == "top-n (paper)" else DEFAULT_BAND
     top = int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None
-    return SteerSettings(rule, top, layers, band, positions)
+    return SteerSettings(rule, top, layers, band, positions,
+                         budget=DEFAULT_BUDGET if budget else None)  # fmt: skip
 
 
 def edited_label(active: dict[AxisPack, float]) -> str:
@@ -82,7 +92,13 @@ class ComparePanel:
                 )
                 self.top_n = gr.Slider(1, 12, value=5, step=1, label="Top-n layers (top-n modes)")
             self.pinned = gr.Textbox(label="Pinned layers (e.g. 8,9,10)")
-            self.positions = gr.Radio(["last", "all"], value="last", label="Edit positions")
+            with gr.Row():
+                self.positions = gr.Radio(["last", "all"], value="last", label="Edit positions")
+                self.budget = gr.Checkbox(
+                    value=True, label="Shared budget", elem_id="budget",
+                    info="several axes at one layer push no harder together than the strongest "
+                    "alone; off: raw sums",
+                )  # fmt: skip
             with gr.Row():
                 self.sweep = gr.Checkbox(label="Sweep one axis at several strengths")
                 self.sweep_axis = gr.Dropdown([], label="Sweep axis")
@@ -105,7 +121,7 @@ class ComparePanel:
     def settings(self) -> list:
         """The widgets saved with a session, in `StudioSettings` order."""
         return [self.prompt, self.rule, self.layer_mode, self.pinned, self.top_n, self.positions,
-                self.max_tokens, self.temperature, self.seed]  # fmt: skip
+                self.max_tokens, self.temperature, self.seed, self.budget]  # fmt: skip
 
     def axes_outputs(self) -> list:
         return [self.sweep_axis]
@@ -116,11 +132,11 @@ class ComparePanel:
 
     def outputs(self) -> list:
         return [self.base_out, self.edited_out, self.prompted_out, self.status, self.sweep_table,
-                self.plots.projection, self.plots.spectrum]  # fmt: skip
+                self.plots.projection, self.plots.spectrum, self.plots.budget_note]  # fmt: skip
 
     def on_generate(
         self, prompt, rule, layer_mode, pinned, top_n, positions, max_tokens, temperature, seed,
-        sweep, sweep_axis, show_prompted, plot_axis, plot_layer, trajectory,
+        budget, sweep, sweep_axis, show_prompted, plot_axis, plot_layer, trajectory,
         session: StudioSession, *strengths,
     ):  # fmt: skip
         """Generate with the sliders' values as the page shows them (`strengths`, axis order)."""
@@ -137,7 +153,7 @@ class ComparePanel:
             if layer_mode == "pinned" and not (pinned or "").strip():
                 raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose band.")
             apply_sliders(session, strengths)
-            settings = steer_settings(rule, layer_mode, pinned, top_n, positions)
+            settings = steer_settings(rule, layer_mode, pinned, top_n, positions, budget)
             sampling = SamplingConfig(
                 max_new_tokens=int(max_tokens), temperature=float(temperature), seed=int(seed or 0)
             )
@@ -164,7 +180,10 @@ class ComparePanel:
         started = time.perf_counter()
         first_token = None
         try:
-            rows = build_rows(lm, [prompt], active, settings)[0] if active else [Row(prompt)]
+            rows, plans = (
+                build_rows(lm, [prompt], active, settings) if active else ([Row(prompt)], [[]])
+            )
+            shared = budget_summary(layer_budgets(plans[0], settings))
             if with_prompted:
                 rows.append(Row(prompted(prompt, [(p.axis, s) for p, s in active.items()])))
             site = plot_pack.site if plot_pack is not None else "residual"
@@ -187,7 +206,8 @@ class ComparePanel:
         view = {
             self.status: status(
                 f"Done in {total:.1f}s (first token after {first_token or 0:.2f}s).{note}", "ok"
-            )
+            ),
+            self.plots.budget_note: shared,
         }
         if plot_pack is not None and traces and traces[layer]:
             steps = torch.stack(traces[layer])  # (T, B, d)

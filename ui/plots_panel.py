@@ -29,6 +29,7 @@ class PlotsPanel:
             self.projection = gr.Plot(plots.projection_figure(None, 0), elem_id="projection")
             self.spectrum = gr.Plot(plots.spectrum_figure(None), elem_id="spectrum")
         self.overlap = gr.Plot(plots.overlap_figure([]), elem_id="overlap")
+        self.budget_note = gr.Markdown(elem_id="budget-note")  # the last answer's shared budget
 
     def axes_outputs(self) -> list:
         return [self.axis, self.layer, self.projection, self.spectrum, self.overlap]
