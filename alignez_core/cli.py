@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import AlignEZError
-from .parse import parse_band, parse_floats, parse_layers
+from .parse import parse_band, parse_budget, parse_floats, parse_layers
 
 
 def _log(message: str) -> None:
@@ -97,6 +97,7 @@ def _settings(args: argparse.Namespace):
         band=parse_band(args.band),
         positions=getattr(args, "positions", "last"),
         scale=args.scale,
+        budget=parse_budget(getattr(args, "budget", "off")),
     )
 
 
@@ -187,7 +188,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
-    from .steering import DEFAULT_BAND, STEER_RULES
+    from .steering import DEFAULT_BAND, DEFAULT_BUDGET, STEER_RULES
 
     if rule:
         parser.add_argument("--rule", choices=STEER_RULES, default="steer")
@@ -207,6 +208,12 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
         type=float,
         default=None,
         help="strength per slider unit (default: the pack's calibrated edge per sign)",
+    )
+    parser.add_argument(
+        "--budget",
+        default=str(DEFAULT_BUDGET),
+        help="several axes at one layer push at most BUDGET × the strongest alone "
+        "(default %(default)s), or 'off' for raw sums",
     )
 
 

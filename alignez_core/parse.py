@@ -36,3 +36,14 @@ def parse_band(value: str) -> tuple[float, float] | None:
     if len(numbers) != 2:
         raise AlignEZError(f"--band expects 'all' or two fractions like 0.25,0.7, got {value!r}.")
     return numbers[0], numbers[1]
+
+
+def parse_budget(value: str) -> float | None:
+    """'off' → None (raw sums), else a positive multiple of the strongest single push."""
+    if value.strip().lower() in ("off", "none"):
+        return None
+    numbers = parse_floats(value, "--budget")
+    number = numbers[0] if len(numbers) == 1 else None
+    if number is None or not 0 < number <= 10:
+        raise AlignEZError(f"--budget expects 'off' or a number in (0, 10], got {value!r}.")
+    return number

@@ -4,10 +4,11 @@ Fits cheerful ↔ gloomy, simple ↔ technical and concise ↔ verbose on the de
 default settings (residual readout, calibrated slider), then evaluates `steer` (AlignEZ:
 subspace, per query), `caa` (the mean difference of the same pairs) and `paper` at slider
 −2 … +2, beside the prompting baseline (the pole asked for in words), on the dev prompt set
-(never used to fit or calibrate). Writes docs/RESULTS.md (tables; the analysis section is kept
+(never used to fit or calibrate); then every pair of the three at ±1, with the shared budget
+and without (`alignez_core.composition`). Writes docs/RESULTS.md (tables; the analysis section is kept
 between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
 
-    python bench/results.py [--queries 24] [--prompts 24] [--tokens 64]
+    python bench/results.py [--queries 24] [--prompts 24] [--tokens 64] [--no-compose]
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from alignez_core import load_model  # noqa: E402
 from alignez_core.axis import preset  # noqa: E402
+from alignez_core.composition import compose, composition_table  # noqa: E402
 from alignez_core.evaluate import EvalConfig, evaluate  # noqa: E402
 from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
+from alignez_core.generation import SamplingConfig  # noqa: E402
+from alignez_core.judges import make_judge  # noqa: E402
 from alignez_core.queries import read_queries  # noqa: E402
 from alignez_core.report import eval_figure, markdown_table  # noqa: E402
 
@@ -47,13 +51,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=24, help="fit queries per axis")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--no-compose", action="store_true", help="skip the pairs of axes")
     args = parser.parse_args()
     lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None)
     prompts = read_queries(ROOT / "assets" / "dev_prompts.txt").queries[: args.prompts]
-    sections, data = [], {}
+    sections, data, packs = [], {}, {}
     for name, judge in AXES.items():
         started = time.perf_counter()
-        pack = fit_axis(lm, preset(name), config=FitConfig(n_queries=args.queries))
+        pack = packs[name] = fit_axis(lm, preset(name), config=FitConfig(n_queries=args.queries))
         fit_seconds = time.perf_counter() - started
         config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=(judge, "pole"),
                             max_new_tokens=args.tokens, prompted=True)  # fmt: skip
@@ -86,6 +91,20 @@ def main() -> None:
                 for rule in ("steer", "caa", "prompted")
                 for s in (-1.0, 1.0)
             )
+        )
+    if not args.no_compose:
+        axes = {
+            name: (packs[name], make_judge(judge, packs[name].axis)) for name, judge in AXES.items()
+        }
+        cells = compose(lm, axes, prompts, sampling=SamplingConfig(max_new_tokens=args.tokens),
+                        progress=_progress)  # fmt: skip
+        data["composition"] = [c.to_dict() for c in cells]
+        sections.append(
+            "### Several axes at once\n\nEvery pair of the three axes at ±1, with the shared "
+            "budget (1 = the combined push at a shared layer is at most the strongest single "
+            "push) and without (raw sums). Retained = the axis's judge shift in the pair ÷ its "
+            "shift alone at the same sign (same prompts, same batches).\n\n"
+            + composition_table(cells, len(prompts))
         )
     (ROOT / "docs" / "results.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
     previous = DOC.read_text() if DOC.exists() else ""

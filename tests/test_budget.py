@@ -83,3 +83,28 @@ def test_two_axes_at_shared_layers_are_budgeted_in_the_batch(tiny_llama, tiny_pa
     assert reports  # the two axes share band layers
     for r in reports:
         assert float(combined(budgeted, r.site, r.layer).norm()) <= r.strongest * (1 + 1e-5)
+
+
+def test_composition_reports_each_axis_shift_as_a_share_of_alone(
+    tiny_llama, tiny_pack, second_pack
+):
+    from alignez_core.composition import compose, composition_table
+    from alignez_core.judges import make_judge
+
+    axes = {"cheerful": (tiny_pack, make_judge("words", tiny_pack.axis)),
+            "concise": (second_pack, make_judge("words", second_pack.axis))}  # fmt: skip
+    cells = compose(tiny_llama, axes, ["hi", "why?"], SteerSettings(scale=0.1), strengths=(4.0,),
+                    sampling=SamplingConfig(max_new_tokens=8))  # fmt: skip
+    assert [(c.sliders, c.budget) for c in cells] == [
+        ({}, None), ({"cheerful": 4.0}, None), ({"concise": 4.0}, None),
+        ({"cheerful": 4.0, "concise": 4.0}, 1.0), ({"cheerful": 4.0, "concise": 4.0}, None),
+    ]  # fmt: skip
+    assert cells[0].shifts == {"cheerful": 0.0, "concise": 0.0}
+    alone = cells[1].shifts["cheerful"]
+    pair = cells[3]
+    if alone:
+        assert pair.retained["cheerful"] == pytest.approx(pair.shifts["cheerful"] / alone)
+    table = composition_table(cells, 2)
+    assert (
+        "| cheerful +4, concise +4 | 1 |" in table and "| cheerful +4, concise +4 | off |" in table
+    )

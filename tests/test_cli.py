@@ -69,6 +69,7 @@ def test_errors_exit_non_zero_with_one_clear_line(model_dir, tmp_path):
         (["generate", "--prompt", "hi", "--axis", "p.safetensors:nan", "--model", str(model_dir)],
          "Cannot read axis pack"),
         (["generate", "--prompt", "hi", "--layers", "a,b"], "--layers expects"),
+        (["generate", "--prompt", "hi", "--budget", "0"], "--budget expects 'off' or a number"),
     ]  # fmt: skip
     for args, message in cases:
         result = run_cli(*args)

@@ -101,8 +101,6 @@ def test_fit_steer_down_compare_with_prompting_and_a_second_session_stays_separa
     page = first.new_page()
     page.goto(app_url)
     page.wait_for_selector("#fit")
-    if SHOTS:
-        page.screenshot(path=f"{SHOTS}/studio-before.png", full_page=True)
 
     # Bad input first: nothing is lost and the page keeps working.
     page.click("#generate")
