@@ -61,7 +61,8 @@ def test_generate_streams_base_edited_and_prompted_and_plots(studio, tiny_pack):
     session.strengths["cheerful"] = -2.0
     updates = generate(studio, session, "hello", plot_axis="cheerful", plot_layer=1)
     streamed = [u for u in updates if studio.compare.base_out in u]
-    assert len(streamed) == 8  # one update per token
+    assert len(streamed) == 8 + 1  # one update per token, then the final one repeats the answers
+    assert streamed[-1][studio.compare.base_out] == streamed[-2][studio.compare.base_out]
     assert "Prompted: gloomy" in streamed[-1][studio.compare.prompted_out]["value"]
     assert "past the clean edge" in streamed[-1][studio.compare.edited_out]
     assert studio.plots.projection in updates[-1]
@@ -77,8 +78,13 @@ def test_generate_uses_the_slider_values_sent_with_the_click(studio, tiny_pack):
     updates = generate(studio, session, "hello", sliders=[2.0])
     assert "cheerful +2.0" in updates[0][studio.compare.edited_out]
     assert session.strengths["cheerful"] == 2.0
-    (refused,) = generate(studio, session, "hello", sliders=[float("nan")])
-    assert "slider for cheerful is nan" in refused[studio.compare.status]
+    for bad in (float("nan"), float("inf"), 1e9):
+        (refused,) = generate(studio, session, "hello", sliders=[bad])
+        assert (
+            f"slider for cheerful is {bad}: use a number from −2 to 2"
+            in refused[studio.compare.status]
+        )
+    assert session.strengths["cheerful"] == 2.0  # nothing lost
 
 
 def test_the_axis_name_follows_typed_poles_until_the_user_types_a_name():

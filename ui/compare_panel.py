@@ -179,6 +179,7 @@ class ComparePanel:
         traces = {layer: []} if plot_pack is not None else None
         started = time.perf_counter()
         first_token = None
+        columns = answer_columns("", "", label)
         try:
             rows, plans = (
                 build_rows(lm, [prompt], active, settings) if active else ([Row(prompt)], [[]])
@@ -208,6 +209,10 @@ class ComparePanel:
                 f"Done in {total:.1f}s (first token after {first_token or 0:.2f}s).{note}", "ok"
             ),
             self.plots.budget_note: shared,
+            # the final answers again: an API client reads them from the last update
+            self.base_out: columns[0],
+            self.edited_out: columns[1],
+            self.prompted_out: gr.update(value=columns[2], visible=bool(show_prompted)),
         }
         if plot_pack is not None and traces and traces[layer]:
             steps = torch.stack(traces[layer])  # (T, B, d)

@@ -15,7 +15,7 @@ from alignez_core import AlignEZError
 from alignez_core.pack import AxisPack
 from alignez_core.session import StudioSession, StudioSettings
 
-from .axes_panel import AxesView
+from .axes_panel import SLIDER_RANGE, AxesView
 from .render import status
 from .shared import ModelHolder
 
@@ -137,8 +137,11 @@ def apply_sliders(session: StudioSession, strengths: Sequence[float | None]) -> 
     for name, value in zip(session.names(), strengths, strict=False):
         if value is None:
             continue
-        if not math.isfinite(float(value)):
-            raise AlignEZError(f"The slider for {name} is {value}: use a number from −2 to 2.")
+        if not math.isfinite(float(value)) or abs(float(value)) > SLIDER_RANGE:
+            raise AlignEZError(
+                f"The slider for {name} is {value}: use a number from −{SLIDER_RANGE:g} to "
+                f"{SLIDER_RANGE:g}."
+            )
         session.strengths[name] = float(value)
 
 

@@ -105,17 +105,21 @@ class Studio:
             [self.model_bar.spec, state],
             [self.model_bar.info, plots.layer],
         )
-        axes.fit_button.click(axes.on_fit, [*axes.fit_inputs(), state], outputs,
+        axes.fit_button.click(axes.on_fit, [*axes.fit_inputs(), state], outputs, api_name="fit",
                               concurrency_limit=2, concurrency_id="fit")  # fmt: skip
         manage.refit_button.click(
-            axes.on_refit, [manage.axis, state], outputs, concurrency_id="fit"
+            axes.on_refit, [manage.axis, state], outputs, concurrency_id="fit", api_name="refit"
         )
-        axes.cancel_button.click(axes.on_cancel, None, axes.fit_status)
+        axes.cancel_button.click(axes.on_cancel, None, axes.fit_status, api_name="cancel_fit")
         for i, slider in enumerate(axes.sliders):
             slider.change(axes.slider_handler(i), [slider, state], state)
-        manage.remove_button.click(manage.on_remove, [manage.axis, state], outputs)
+        manage.remove_button.click(
+            manage.on_remove, [manage.axis, state], outputs, api_name="remove"
+        )
         manage.rename_button.click(manage.on_rename, [manage.axis, manage.new_name, state], outputs)
-        manage.upload_pack.upload(manage.on_upload_pack, [manage.upload_pack, state], outputs)
+        manage.upload_pack.upload(
+            manage.on_upload_pack, [manage.upload_pack, state], outputs, api_name="upload_pack"
+        )
         manage.download_button.click(
             manage.on_download_pack, [manage.axis, state], [manage.pack_file, manage.status]
         )
@@ -124,18 +128,25 @@ class Studio:
             manage.on_export,
             [*settings, state, *axes.sliders],
             [manage.session_file, manage.status],
+            api_name="export_session",
         )
         manage.import_session.upload(
-            manage.on_import, [manage.import_session, state], [*outputs, *settings]
+            manage.on_import,
+            [manage.import_session, state],
+            [*outputs, *settings],
+            api_name="import_session",
         )
         # The sliders are inputs: an answer always uses the values the page shows at the click.
         generate_inputs = [
             *settings, compare.sweep, compare.sweep_axis, compare.show_prompted,
             plots.axis, plots.layer, plots.trajectory, state, *axes.sliders,
         ]  # fmt: skip
-        for trigger in (compare.generate_button.click, compare.prompt.submit):
-            trigger(compare.on_generate, generate_inputs, compare.outputs(),
-                    concurrency_limit=4, concurrency_id="generate")  # fmt: skip
+        compare.generate_button.click(compare.on_generate, generate_inputs, compare.outputs(),
+                                      api_name="generate", concurrency_limit=4,
+                                      concurrency_id="generate")  # fmt: skip
+        compare.prompt.submit(compare.on_generate, generate_inputs, compare.outputs(),
+                              api_visibility="private", concurrency_limit=4,
+                              concurrency_id="generate")  # fmt: skip
         evaluate.button.click(
             evaluate.on_evaluate,
             [*evaluate.inputs(), state],
