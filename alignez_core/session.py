@@ -128,6 +128,12 @@ class StudioSession:
         infos = {info.filename: info for info in archive.infolist()}
         if "session.json" not in infos or len(infos) > MAX_AXES + 1:
             raise PackError(f"{name} is not an AlignEZ session file.")
+        unsafe = [m for m in infos if m.startswith("/") or "\\" in m or ".." in m.split("/")]
+        if unsafe:  # members are only ever read into memory, but such a file was crafted
+            raise PackError(
+                f"{name}: refused, member name {unsafe[0]!r} points outside the file "
+                "(a session holds session.json and axes/N.safetensors)."
+            )
         if any(info.file_size > MAX_PACK_BYTES for info in infos.values()):
             raise PackError(f"{name}: a member is larger than {MAX_PACK_BYTES} bytes.")
         try:

@@ -5,8 +5,8 @@ default settings (residual readout, calibrated slider), then evaluates `steer` (
 subspace, per query), `caa` (the mean difference of the same pairs) and `paper` at slider
 −2 … +2, beside the prompting baseline (the pole asked for in words), on the dev prompt set
 (never used to fit or calibrate); then every pair of the three at ±1, with the shared budget
-and without (`alignez_core.composition`). Writes docs/RESULTS.md (tables; the analysis section is kept
-between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
+and without (`alignez_core.composition`). Writes docs/RESULTS.md (tables; the analysis section
+is kept between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
 
     python bench/results.py [--queries 24] [--prompts 24] [--tokens 64] [--no-compose]
 """

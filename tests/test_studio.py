@@ -204,3 +204,23 @@ def test_handlers_only_update_components_wired_as_their_outputs(studio, tiny_pac
         assert set(update) <= set(studio.compare.outputs())
     for update in generate(studio, session, "hi", sweep=True, sweep_axis="cheerful"):
         assert set(update) <= set(studio.compare.outputs())
+
+
+def test_a_session_file_with_path_traversal_names_is_refused(studio, tiny_pack, tmp_path):
+    import json
+    import zipfile
+
+    crafted = tmp_path / "evil.zip"
+    axes = [{"name": "x", "file": "../../x"}]
+    manifest = {"format": "alignez-session", "format_version": 1, "axes": axes}
+    with zipfile.ZipFile(crafted, "w") as archive:
+        archive.writestr("session.json", json.dumps(manifest))
+        archive.writestr(
+            "../../x", tiny_pack.to_bytes() if hasattr(tiny_pack, "to_bytes") else b"x"
+        )
+    session = session_with(tiny_pack)
+    outputs = studio.manage.on_import(str(crafted), session)
+    status = outputs[studio.axes_outputs().index(studio.manage.status)]
+    assert "member name '../../x' points outside the file" in status
+    assert outputs[0].names() == ["cheerful"]
+    assert not (tmp_path.parent.parent / "x").exists()
