@@ -24,11 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadtest_bad import bad_inputs, make_packs  # noqa: E402
-from studio_client import App, answers, axes_in_session, generate_args, status_of, upload  # noqa: E402
+from loadtest_bad import bad_inputs, make_packs
+from studio_client import App, answers, axes_in_session, generate_args, status_of, upload
 
-PROMPTS = ["What should I do this weekend?", "Describe your morning commute.",
-           "How do I make a good cup of coffee?", "Tell me about autumn."]  # fmt: skip
+PROMPTS = [
+    "What should I do this weekend?",
+    "Describe your morning commute.",
+    "How do I make a good cup of coffee?",
+    "Tell me about autumn.",
+]
 STRENGTHS = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -1.5, 1.5]
 
 
@@ -38,8 +42,10 @@ def first_token_seconds(client, args: list, timeout: float = 300) -> tuple[float
     job = client.submit(*args, api_name="/generate")
     first = None
     while not job.done():
-        if first is None and any("answer-text\">" in str(o[0]) and "(no output yet)" not in
-                                 str(o[0]) for o in job.outputs()):  # fmt: skip
+        if first is None and any(
+            'answer-text">' in str(o[0]) and "(no output yet)" not in str(o[0])
+            for o in job.outputs()
+        ):
             first = time.perf_counter() - started
         if time.perf_counter() - started > timeout:
             job.cancel()
@@ -55,12 +61,20 @@ def isolation(app: App, packs: list[Path], n: int, tokens: int) -> dict:
     for i, client in enumerate(clients):
         upload(client, packs[i % len(packs)])
     requests = [generate_args(PROMPTS[i % len(PROMPTS)], [STRENGTHS[i]], tokens) for i in range(n)]
-    alone = [answers(c.predict(*r, api_name="/generate")) for c, r in zip(clients, requests, strict=True)]
+    alone = [
+        answers(c.predict(*r, api_name="/generate")) for c, r in zip(clients, requests, strict=True)
+    ]
     with ThreadPoolExecutor(n) as pool:
-        together = list(pool.map(lambda cr: answers(cr[0].predict(*cr[1], api_name="/generate")),
-                                 zip(clients, requests, strict=True)))  # fmt: skip
-    return {"isolation_sessions": n,
-            "isolation_mismatches": sum(a != b for a, b in zip(alone, together, strict=True))}  # fmt: skip
+        together = list(
+            pool.map(
+                lambda cr: answers(cr[0].predict(*cr[1], api_name="/generate")),
+                zip(clients, requests, strict=True),
+            )
+        )
+    return {
+        "isolation_sessions": n,
+        "isolation_mismatches": sum(a != b for a, b in zip(alone, together, strict=True)),
+    }
 
 
 def burst(app: App, n: int, tokens: int) -> dict:
@@ -85,9 +99,15 @@ def burst(app: App, n: int, tokens: int) -> dict:
     def pct(values, q):
         return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
-    return {"burst_requests": n, "burst_served": len(served), "burst_errors": n - len(served),
-            "ttft_p50_s": pct(ttft, 0.5), "ttft_p95_s": pct(ttft, 0.95),
-            "last_token_p50_s": pct(last, 0.5), "last_token_p95_s": pct(last, 0.95)}  # fmt: skip
+    return {
+        "burst_requests": n,
+        "burst_served": len(served),
+        "burst_errors": n - len(served),
+        "ttft_p50_s": pct(ttft, 0.5),
+        "ttft_p95_s": pct(ttft, 0.95),
+        "last_token_p50_s": pct(last, 0.5),
+        "last_token_p95_s": pct(last, 0.95),
+    }
 
 
 def soak(app: App, n: int, tokens: int) -> dict:
@@ -95,19 +115,30 @@ def soak(app: App, n: int, tokens: int) -> dict:
     rss_warm = None
     for i in range(n):
         if i == n // 5 or i == 3 * n // 5:  # fit an axis along the way …
-            fit = client.predict("cheerful", f"soak{i}", "cheerful", "gloomy", "", "", "", 2, 1,
-                                 api_name="/fit")  # fmt: skip
-            assert "Fitted" in str(fit[1]), fit[1]
+            fit = client.predict(
+                "cheerful", f"soak{i}", "cheerful", "gloomy", "", "", "", 2, 1, api_name="/fit"
+            )
+            assert "Fitted" in str(fit[0]), fit[0]
         if i == 2 * n // 5 or i == 4 * n // 5:  # … and remove it
             client.predict(f"soak{i - n // 5}", api_name="/remove")
-        slider = [((i % 9) - 4) / 2] if (n // 5 <= i < 2 * n // 5 or 3 * n // 5 <= i < 4 * n // 5) else []
-        result = client.predict(*generate_args(PROMPTS[i % 4], slider, tokens), api_name="/generate")
+        slider = (
+            [((i % 9) - 4) / 2]
+            if (n // 5 <= i < 2 * n // 5 or 3 * n // 5 <= i < 4 * n // 5)
+            else []
+        )
+        result = client.predict(
+            *generate_args(PROMPTS[i % 4], slider, tokens), api_name="/generate"
+        )
         assert "Done in" in status_of(result), status_of(result)
         if i == min(9, n - 1):
             rss_warm = app.rss_mb()
     rss_end = app.rss_mb()
-    return {"soak_generations": n, "rss_warm_mb": round(rss_warm, 1), "rss_end_mb": round(rss_end, 1),
-            "rss_growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2)}  # fmt: skip
+    return {
+        "soak_generations": n,
+        "rss_warm_mb": round(rss_warm, 1),
+        "rss_end_mb": round(rss_end, 1),
+        "rss_growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2),
+    }
 
 
 VANISH = """
@@ -115,7 +146,8 @@ import sys, time
 from gradio_client import Client
 sys.path.insert(0, sys.argv[2])
 from studio_client import generate_args
-job = Client(sys.argv[1], verbose=False).submit(*generate_args("Tell me a long story.", (), 256), api_name="/generate")
+args = generate_args("Tell me a long story.", (), 256)
+job = Client(sys.argv[1], verbose=False).submit(*args, api_name="/generate")
 while not job.outputs(): time.sleep(0.02)
 print("streaming", flush=True)
 time.sleep(60)
@@ -125,11 +157,15 @@ time.sleep(60)
 def cancel_and_disconnect(app: App, slots: int) -> dict:
     """Fill every generate slot with long answers, drop them, time the next first token."""
     probe = app.client()
-    idle = statistics.median(first_token_seconds(probe, generate_args(PROMPTS[0], (), 8))[0]
-                             for _ in range(3))  # fmt: skip
+    idle = statistics.median(
+        first_token_seconds(probe, generate_args(PROMPTS[0], (), 8))[0] for _ in range(3)
+    )
     out = {"idle_ttft_s": round(idle, 3)}
     clients = [app.client() for _ in range(slots)]
-    jobs = [c.submit(*generate_args("Tell me a long story.", (), 256), api_name="/generate") for c in clients]
+    jobs = [
+        c.submit(*generate_args("Tell me a long story.", (), 256), api_name="/generate")
+        for c in clients
+    ]
     for job in jobs:
         while not job.outputs() and not job.done():
             time.sleep(0.02)
@@ -138,8 +174,12 @@ def cancel_and_disconnect(app: App, slots: int) -> dict:
     after = first_token_seconds(probe, generate_args(PROMPTS[1], (), 8))[0]
     out |= {"ttft_after_cancel_s": round(after, 3), "cancel_frees_slot": after <= 2 * idle}
     here = str(Path(__file__).resolve().parent)
-    procs = [subprocess.Popen([sys.executable, "-c", VANISH, app.url, here], stdout=subprocess.PIPE, text=True)
-             for _ in range(slots)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", VANISH, app.url, here], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(slots)
+    ]
     for proc in procs:
         proc.stdout.readline()  # "streaming": the answer is mid-stream
     for proc in procs:
@@ -149,7 +189,9 @@ def cancel_and_disconnect(app: App, slots: int) -> dict:
     after = first_token_seconds(probe, generate_args(PROMPTS[2], (), 8))[0]
     out |= {"ttft_after_disconnect_s": round(after, 3), "disconnect_frees_slot": after <= 2 * idle}
     fitter = app.client()
-    job = fitter.submit("cheerful", "halfway", "cheerful", "gloomy", "", "", "", 8, 1, api_name="/fit")
+    job = fitter.submit(
+        "cheerful", "halfway", "cheerful", "gloomy", "", "", "", 8, 1, api_name="/fit"
+    )
     time.sleep(3.0)
     fitter.predict(api_name="/cancel_fit")
     job.result(timeout=300)
@@ -161,35 +203,49 @@ def crash_and_restart(app: App, packs: list[Path], workdir: Path) -> dict:
     client = app.client()
     for pack in packs:
         upload(client, pack)
-    file_update, _ = client.predict(*generate_args("")[:10], 1.0, -1.0, 0.0, 0.0, api_name="/export_session")
+    file_update, _ = client.predict(
+        *generate_args("")[:10], 1.0, -1.0, 0.0, 0.0, api_name="/export_session"
+    )
     saved = workdir / "before-kill.zip"
-    saved.write_bytes(Path(file_update["value"] if isinstance(file_update, dict) else file_update).read_bytes())
+    saved.write_bytes(
+        Path(file_update["value"] if isinstance(file_update, dict) else file_update).read_bytes()
+    )
     checks = {}
     for moment in ("fit", "generation"):
         victim = app.client()
         if moment == "fit":
-            victim.submit("cheerful", "killed", "cheerful", "gloomy", "", "", "", 8, 1, api_name="/fit")
+            victim.submit(
+                "cheerful", "killed", "cheerful", "gloomy", "", "", "", 8, 1, api_name="/fit"
+            )
             time.sleep(4.0)
         else:
-            job = victim.submit(*generate_args("Tell me a long story.", (), 256), api_name="/generate")
+            job = victim.submit(
+                *generate_args("Tell me a long story.", (), 256), api_name="/generate"
+            )
             while not job.outputs():
                 time.sleep(0.02)
         app.kill()
         app.start()
         fresh = app.client()
-        served = "Done in" in status_of(fresh.predict(*generate_args(PROMPTS[0], (), 8), api_name="/generate"))
+        served = "Done in" in status_of(
+            fresh.predict(*generate_args(PROMPTS[0], (), 8), api_name="/generate")
+        )
         imported = fresh.predict(str(saved), api_name="/import_session")
         names = axes_in_session(fresh)
         checks[moment] = served and len(names) == len(packs) and app.load_seconds < 60
         checks[f"{moment}_restart_load_s"] = round(app.load_seconds, 1)
         del imported
-    return {"restart_ok": bool(checks["fit"] and checks["generation"]),
-            "restart_load_s": [checks["fit_restart_load_s"], checks["generation_restart_load_s"]]}
+    return {
+        "restart_ok": bool(checks["fit"] and checks["generation"]),
+        "restart_load_s": [checks["fit_restart_load_s"], checks["generation_restart_load_s"]],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 sessions, 10 generations, one cancel")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 sessions, 10 generations, one cancel"
+    )
     args = parser.parse_args()
     sessions, burst_n, soak_n, tokens = (3, 6, 10, 16) if args.quick else (8, 24, 100, 32)
     results: dict = {"mode": "quick" if args.quick else "full"}

@@ -3,6 +3,7 @@ its public API with `gradio_client`, as any user or script would."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -38,13 +39,20 @@ class App:
         self.load_seconds = math.nan
 
     def start(self, timeout: float = 240) -> App:
-        env = dict(os.environ, GRADIO_SERVER_PORT=str(self.port), GRADIO_SERVER_NAME="127.0.0.1",
-                   GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TMPDIR=str(self.tmp),
-                   GRADIO_TEMP_DIR=str(self.tmp))  # fmt: skip
+        env = dict(
+            os.environ,
+            GRADIO_SERVER_PORT=str(self.port),
+            GRADIO_SERVER_NAME="127.0.0.1",
+            GRADIO_ANALYTICS_ENABLED="False",
+            HF_HUB_OFFLINE="1",
+            TMPDIR=str(self.tmp),
+            GRADIO_TEMP_DIR=str(self.tmp),
+        )
         log = (self.workdir / "app.log").open("a")
         started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -77,11 +85,41 @@ class App:
         return Client(self.url, verbose=False)
 
 
+def raw_call(client: Client, url: str, api_name: str, data: list) -> str:
+    """Call an endpoint in `client`'s session with a hand-written JSON body: Python writes NaN
+    and Infinity literals that a JSON client refuses to send, but a hostile one can. Returns the
+    result stream's text (its `event: complete` or `event: error` and data lines)."""
+    body = json.dumps({"data": data, "session_hash": client.session_hash}).encode()
+    request = urllib.request.Request(f"{url}gradio_api/call/{api_name}", data=body,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=300) as r:
+        return r.read().decode()
+
+
 def generate_args(prompt: str, sliders=(), tokens: int = 32, prompted: bool = True) -> list:
     """The generate endpoint's inputs in order (see `ui/studio.py`), greedy, band layers."""
     values = [*sliders, *[0.0] * SLIDERS][:SLIDERS]
-    return [prompt, "steer", "band", "", 5, "last", tokens, 0.0, 0, True,  # settings, budget
-            False, None, prompted, None, 0, False, *values]  # fmt: skip
+    return [
+        prompt,
+        "steer",
+        "band",
+        "",
+        5,
+        "last",
+        tokens,
+        0.0,
+        0,
+        True,  # settings, budget
+        False,
+        None,
+        prompted,
+        None,
+        0,
+        False,
+        *values,
+    ]
 
 
 def answers(result) -> tuple[str, str, str]:
@@ -94,17 +132,18 @@ def status_of(result) -> str:
 
 
 def upload(client: Client, path: Path) -> str:
-    """Upload an axis pack; returns the axes status line."""
-    return str(client.predict(handle_file(str(path)), api_name="/upload_pack")[2])
+    """Upload an axis pack; returns the axes status line (outputs: fit status, axes status, …;
+    the client leaves the session state out)."""
+    return str(client.predict(handle_file(str(path)), api_name="/upload_pack")[1])
 
 
 def axes_in_session(client: Client) -> list[str]:
     """The session's axis names, read back from an exported session file."""
-    import json
     import zipfile
 
-    file_update, _ = client.predict(*generate_args("")[:10], *[0.0] * SLIDERS,
-                                    api_name="/export_session")  # fmt: skip
+    file_update, _ = client.predict(
+        *generate_args("")[:10], *[0.0] * SLIDERS, api_name="/export_session"
+    )
     path = file_update["value"] if isinstance(file_update, dict) else file_update
     with zipfile.ZipFile(path) as archive:
         return [a["name"] for a in json.loads(archive.read("session.json"))["axes"]]

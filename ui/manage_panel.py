@@ -134,15 +134,18 @@ class ManagePanel:
 
 def apply_sliders(session: StudioSession, strengths: Sequence[float | None]) -> None:
     """Slider values as the page shows them now, in axis order, into the session."""
-    for name, value in zip(session.names(), strengths, strict=False):
-        if value is None:
-            continue
-        if not math.isfinite(float(value)) or abs(float(value)) > SLIDER_RANGE:
+    names = session.names()
+    values = [None if v is None else float(v) for v in strengths]
+    for i, value in enumerate(values):  # every slider, shown or not: nothing odd gets in
+        if value is not None and not (math.isfinite(value) and abs(value) <= SLIDER_RANGE):
+            which = names[i] if i < len(names) else f"#{i + 1}"
             raise AlignEZError(
-                f"The slider for {name} is {value}: use a number from −{SLIDER_RANGE:g} to "
+                f"The slider for {which} is {value}: use a number from −{SLIDER_RANGE:g} to "
                 f"{SLIDER_RANGE:g}."
             )
-        session.strengths[name] = float(value)
+    for name, value in zip(names, values, strict=False):
+        if value is not None:
+            session.strengths[name] = value
 
 
 def file_path(file) -> str:
