@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint bench results browser clean
+.PHONY: setup run test lint bench results loadtest browser clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,9 @@ bench: setup
 
 results: setup
 	$(PY) bench/results.py
+
+loadtest: setup
+	$(PY) bench/loadtest.py
 
 clean:
 	rm -rf $(VENV)

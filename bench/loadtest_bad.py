@@ -80,7 +80,7 @@ def bad_inputs(app: App, workdir: Path, pack: Path) -> dict:
     truncated.write_bytes(pack.read_bytes()[:200])
     cases = {  # name: (endpoint, args, a phrase of the message the user must see)
         "nan strength": ("raw", generate_args("hi", [math.nan], 8), "use a number from"),
-        "inf strength": ("raw", generate_args("hi", [math.inf], 8), "use a number from"),
+        "inf strength": ("raw", generate_args("hi", [math.inf], 8), "greater than maximum"),
         "huge strength": ("/generate", generate_args("hi", [1e9], 8), "greater than maximum"),
         "1 MB prompt": ("/generate", generate_args("x" * 1_000_000, [1.0], 8), "the cap is"),
         "pickle as a pack": ("/upload_pack", [pickled], "pickle"),

@@ -1,0 +1,26 @@
+"""The short load test over the real server: isolation, bad input, one cancel, a small soak."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.load, pytest.mark.real_model]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_three_sessions_stay_isolated_token_for_token_and_bad_input_is_refused():
+    run = subprocess.run([sys.executable, "bench/loadtest.py", "--quick"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["isolation_sessions"] == 3 and result["isolation_mismatches"] == 0
+    assert result["bad_inputs_rejected"] == result["bad_inputs_tried"], result["bad_input_failures"]
+    assert result["written_outside_temp"] == []
+    assert result["cancel_frees_slot"] and result["disconnect_frees_slot"]
+    assert result["cancelled_fit_left_no_axis"]
+    assert result["soak_generations"] == 10 and result["rss_growth_pct"] < 25
