@@ -187,6 +187,31 @@ def cmd_info(args: argparse.Namespace) -> None:
     _emit(AxisPack.load(args.pack).info())
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .interop import export_control_vector
+    from .pack import AxisPack
+
+    pack = AxisPack.load(args.pack)
+    path = export_control_vector(pack, args.out, args.strength, _settings(args))
+    _emit({"axis": pack.name, "out": str(path), "strength": args.strength,
+           "layers": sorted(_gguf_layers(path))})  # fmt: skip
+
+
+def _gguf_layers(path) -> list[int]:
+    import gguf
+
+    return [int(t.name.split(".")[1]) for t in gguf.GGUFReader(str(path)).tensors]
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .interop import import_control_vector
+
+    pack = import_control_vector(args.file, _load(args.model), args.name)
+    pack.save(args.out)
+    edited = [i for i, rank in enumerate(pack.ranks()) if rank]
+    _emit({"axis": pack.name, "out": str(args.out), "model_hint": pack.model_id, "layers": edited})
+
+
 def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
     from .steering import DEFAULT_BAND, DEFAULT_BUDGET, STEER_RULES
 
@@ -282,6 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print an axis pack's metadata")
     info.add_argument("pack")
     info.set_defaults(run=cmd_info)
+
+    export = sub.add_parser("export", help="write a pack as a llama.cpp control vector (GGUF)")
+    export.add_argument("pack")
+    export.add_argument("--format", choices=("gguf",), default="gguf")
+    export.add_argument("--out", required=True)
+    export.add_argument("--strength", type=float, default=1.0, help="the slider value to bake in")
+    _add_layer_args(export, rule=False)
+    export.set_defaults(run=cmd_export, rule="steer")
+
+    imp = sub.add_parser("import", help="read a control-vector GGUF (llama.cpp, repeng) as a pack")
+    imp.add_argument("file")
+    imp.add_argument("--out", required=True)
+    imp.add_argument("--name", help="axis name (default: the file's, or its stem)")
+    imp.add_argument("--model", help="check the vectors against this model (default: embedded)")
+    imp.set_defaults(run=cmd_import)
     return parser
 
 

@@ -47,3 +47,13 @@ def real_cheerful(real_lm):
     from alignez_core.fit import FitConfig, fit_axis
 
     return fit_axis(real_lm, preset("cheerful"), config=FitConfig(n_queries=8))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The tiny Llama saved to a folder, for CLI runs in a subprocess."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    lm = make_model()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return folder

@@ -5,10 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-from tests.tiny import make_model
-
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
@@ -19,15 +15,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         env=env,
         timeout=300,
     )
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    lm = make_model()
-    lm.model.save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_fit_info_generate_round_trip(model_dir, tmp_path):

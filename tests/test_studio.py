@@ -224,3 +224,12 @@ def test_a_session_file_with_path_traversal_names_is_refused(studio, tiny_pack, 
     assert "member name '../../x' points outside the file" in status
     assert outputs[0].names() == ["cheerful"]
     assert not (tmp_path.parent.parent / "x").exists()
+
+
+def test_a_control_vector_gguf_uploads_as_an_axis(studio, tiny_pack, tmp_path):
+    from alignez_core.interop import export_control_vector
+
+    path = export_control_vector(tiny_pack, tmp_path / "mood.gguf", -1.0)
+    view = studio.manage.on_upload_pack(str(path), StudioSession())
+    assert "Loaded axis cheerful" in view[studio.manage.status]
+    assert view[studio.session].axes["cheerful"].fit_config["imported_from"].endswith("mood.gguf")

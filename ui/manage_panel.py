@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from alignez_core import AlignEZError
+from alignez_core.interop import import_control_vector
 from alignez_core.pack import AxisPack
 from alignez_core.session import StudioSession, StudioSettings
 
@@ -38,7 +39,9 @@ class ManagePanel:
                 self.download_button = gr.Button("Download pack")
             self.pack_file = gr.File(label="Axis pack (.safetensors)", visible=False)
             self.upload_pack = gr.UploadButton(
-                "Upload axis pack", file_types=[".safetensors"], elem_id="upload-pack"
+                "Upload axis pack or control vector (.gguf)",
+                file_types=[".safetensors", ".gguf"],
+                elem_id="upload-pack",
             )
             with gr.Row():
                 self.export_button = gr.Button("Export session")
@@ -90,7 +93,11 @@ class ManagePanel:
 
     def on_upload_pack(self, file, session: StudioSession):
         try:
-            pack = AxisPack.load(file_path(file), self.holder.lm)
+            path = file_path(file)
+            if path.lower().endswith(".gguf"):  # a llama.cpp / repeng control vector
+                pack = import_control_vector(path, self.holder.lm)
+            else:
+                pack = AxisPack.load(path, self.holder.lm)
             session.add(pack)
         except AlignEZError as exc:
             return self.view(session, axes_status=status(str(exc), "error"))

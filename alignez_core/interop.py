@@ -1,0 +1,154 @@
+"""Axes that travel: llama.cpp / repeng control-vector GGUF files, out and in.
+
+A control vector is one float32 `direction.N` tensor per layer, added to the output of decoder
+block N (0-based; the residual stream, our `residual` site — the convention of repeng's
+`ControlModel`, which writes these files, and of llama.cpp's `--control-vector`). Export takes
+the axis's *fixed* direction, the unit mean difference (CAA style; the per-query subspace
+selection cannot travel in a file), times the calibrated strength for the sign asked times the
+layer's residual norm, on the layers the settings edit. Import builds a rank-1 pack whose slider
++1 adds exactly the file's vectors (−1 subtracts them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .axis import Axis
+from .errors import PackError
+from .pack import AxisPack, SliderCalibration
+from .steering import SteerSettings
+from .subspace import LayerSubspace
+
+ARCH = "controlvector"
+MAX_GGUF_BYTES = 64 * 1024 * 1024
+
+
+def control_vectors(
+    pack: AxisPack, strength: float = 1.0, settings: SteerSettings = SteerSettings()
+) -> dict[int, torch.Tensor]:
+    """Per edited layer, the vector slider `strength` adds (fixed direction, calibrated units)."""
+    if pack.site != "residual" or not pack.residual_norms:
+        raise PackError(
+            f"{pack.name!r} is read at the MLP output; control vectors are added to the residual "
+            "stream. Refit it with the residual readout (the default) to export it."
+        )
+    if not math.isfinite(strength) or strength == 0:
+        raise PackError(f"export strength must be a non-zero number, got {strength}.")
+    scale = strength * settings.scale_for(pack, strength)
+    layers = settings.layers or settings.band_layers(pack.num_layers) or range(pack.num_layers)
+    vectors = {}
+    for layer in (i for i in layers if 0 <= i < pack.num_layers):
+        mean = pack.layers[layer].mean_difference.float()
+        if pack.layers[layer].rank > 0 and mean.norm() > 1e-8:
+            vectors[layer] = scale * pack.residual_norms[layer] * mean / mean.norm()
+    if not vectors:
+        raise PackError(f"{pack.name!r} has no direction on the layers chosen for export.")
+    return vectors
+
+
+def export_control_vector(
+    pack: AxisPack,
+    path: str | Path,
+    strength: float = 1.0,
+    settings: SteerSettings = SteerSettings(),
+) -> Path:
+    """Write a llama.cpp control-vector GGUF (`--control-vector FILE`) for slider `strength`."""
+    import gguf
+
+    vectors = control_vectors(pack, strength, settings)
+    path = Path(path)
+    writer = gguf.GGUFWriter(str(path), ARCH)
+    writer.add_string(f"{ARCH}.model_hint", pack.model_id)
+    writer.add_uint32(f"{ARCH}.layer_count", len(vectors))
+    writer.add_string("alignez.axis", json.dumps(pack.axis.to_dict()))
+    writer.add_uint32("alignez.num_layers", pack.num_layers)
+    writer.add_float32("alignez.strength", float(strength))
+    for layer, vector in sorted(vectors.items()):
+        writer.add_tensor(f"direction.{layer}", vector.numpy().astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def _field(reader, key: str):
+    field = reader.get_field(key)
+    if field is None or not field.parts:
+        return None
+    value = field.parts[-1]
+    return bytes(value).decode("utf-8", "replace") if field.types[-1].name == "STRING" else value[0]
+
+
+def import_control_vector(path: str | Path, lm=None, name: str | None = None) -> AxisPack:
+    """A control-vector GGUF (ours, repeng's, llama.cpp's) as a rank-1 axis pack.
+
+    With `lm`, the vectors must match its hidden size and fit its depth; without it, the depth
+    is the file's `alignez.num_layers` or the highest layer + 1.
+    """
+    import gguf
+
+    path = Path(path)
+    if path.stat().st_size > MAX_GGUF_BYTES:
+        raise PackError(f"{path.name} is larger than a control vector can be.")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # gguf raises bare ValueErrors/struct errors on foreign files
+        raise PackError(f"{path.name} is not a readable GGUF file ({exc}).") from None
+    if _field(reader, "general.architecture") != ARCH:
+        raise PackError(f"{path.name} is a GGUF file but not a control vector (architecture).")
+    vectors: dict[int, torch.Tensor] = {}
+    for tensor in reader.tensors:
+        if tensor.name.startswith("direction."):
+            try:
+                layer = int(tensor.name.split(".", 1)[1])
+            except ValueError:
+                raise PackError(f"{path.name}: bad tensor name {tensor.name!r}.") from None
+            vectors[layer] = torch.tensor(np.asarray(tensor.data, dtype=np.float32)).flatten()
+    if not vectors or any(not torch.isfinite(v).all() for v in vectors.values()):
+        raise PackError(f"{path.name} holds no finite direction.N tensors.")
+    sizes = {v.numel() for v in vectors.values()}
+    if len(sizes) != 1:
+        raise PackError(f"{path.name}: directions of different sizes {sorted(sizes)}.")
+    hidden = sizes.pop()
+    hint = _field(reader, f"{ARCH}.model_hint") or "unknown model"
+    stored = _field(reader, "alignez.num_layers")
+    depth = lm.num_layers if lm is not None else int(stored or max(vectors) + 1)
+    if lm is not None and (hidden != lm.hidden_size or max(vectors) >= lm.num_layers):
+        raise PackError(
+            f"{path.name} was made for {hint} (hidden size {hidden}, layers up to "
+            f"{max(vectors)}); the loaded model {lm.model_id} has hidden size {lm.hidden_size} "
+            f"and {lm.num_layers} layers."
+        )
+    axis_json = _field(reader, "alignez.axis")
+    axis = Axis(**json.loads(axis_json)) if axis_json else Axis(
+        name or path.stem, f"{path.stem} +", f"{path.stem} −"
+    )  # fmt: skip
+    layers, norms = [], []
+    for layer in range(depth):
+        vector = vectors.get(layer)
+        if vector is None or vector.norm() < 1e-8:
+            layers.append(
+                LayerSubspace(torch.zeros(0, hidden), torch.zeros(0), torch.zeros(hidden), 0, 0)
+            )
+            norms.append(1.0)
+            continue
+        norm = float(vector.norm())
+        layers.append(LayerSubspace((vector / norm)[None], torch.tensor([norm]), vector, 0, 0))
+        norms.append(norm)
+    return AxisPack(
+        axis=axis if name is None else Axis(name, axis.positive, axis.negative),
+        model_id=hint,
+        hidden_size=hidden,
+        layers=layers,
+        site="residual",
+        residual_norms=norms,
+        # ±1 adds exactly the file's vectors: c = 1 × each layer's vector norm along its unit
+        calibration=SliderCalibration(1.0, 1.0, (), {}, 0, {"imported": path.name}, 0.0),
+        fit_config={"imported_from": f"control-vector GGUF {path.name}"},
+    )

@@ -1,0 +1,73 @@
+"""Control-vector GGUF out and in: the file holds the vectors and reads back the same edit."""
+
+import pytest
+import torch
+
+from alignez_core.errors import PackError
+from alignez_core.generation import SamplingConfig
+from alignez_core.interop import control_vectors, export_control_vector, import_control_vector
+from alignez_core.steering import SteerSettings, generate
+from tests.test_cli import run_cli
+from tests.tiny import make_model
+
+GREEDY = SamplingConfig(max_new_tokens=12, min_new_tokens=12)
+
+
+@pytest.mark.parametrize("strength", [1.0, -1.5])
+def test_export_writes_the_packs_vectors_at_the_calibrated_strength(tiny_pack, tmp_path, strength):
+    import gguf
+
+    path = export_control_vector(tiny_pack, tmp_path / "axis.gguf", strength)
+    reader = gguf.GGUFReader(str(path))
+    read = {t.name: torch.tensor(t.data).flatten() for t in reader.tensors}
+    expected = control_vectors(tiny_pack, strength)
+    assert set(read) == {f"direction.{layer}" for layer in expected}
+    c = tiny_pack.calibration.for_sign(strength)
+    for layer, vector in expected.items():
+        assert torch.allclose(read[f"direction.{layer}"], vector)
+        norm = strength * c * tiny_pack.residual_norms[layer]
+        assert float(vector.norm()) == pytest.approx(abs(norm), rel=1e-5)
+    field = reader.get_field("general.architecture")
+    assert bytes(field.parts[-1]).decode() == "controlvector"
+
+
+@pytest.mark.parametrize("rule", ["caa", "steer"])
+def test_import_gives_the_same_edit_as_the_original_token_for_token(
+    tiny_llama, tiny_pack, tmp_path, rule
+):
+    path = export_control_vector(tiny_pack, tmp_path / "axis.gguf", 1.0)
+    imported = import_control_vector(path, tiny_llama)
+    assert imported.axis == tiny_pack.axis and imported.hidden_size == tiny_pack.hidden_size
+    settings = SteerSettings(rule="caa")
+    (original,) = generate(tiny_llama, ["hi"], {tiny_pack: 1.0}, settings, sampling=GREEDY)
+    (again,) = generate(tiny_llama, ["hi"], {imported: 1.0}, SteerSettings(rule=rule),
+                        sampling=GREEDY)  # fmt: skip
+    assert (
+        again.edited == original.edited and again.layers["cheerful"] == original.layers["cheerful"]
+    )
+    saved = imported.save(tmp_path / "imported.safetensors")  # an ordinary pack from here on
+    assert type(imported).load(saved, tiny_llama).residual_norms == imported.residual_norms
+
+
+def test_import_refuses_another_models_vectors_and_non_control_vector_files(tiny_pack, tmp_path):
+    path = export_control_vector(tiny_pack, tmp_path / "axis.gguf", 1.0)
+    with pytest.raises(PackError, match=r"hidden size 64, .* has hidden size 96"):
+        import_control_vector(path, make_model(hidden=96))
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF but not really")
+    with pytest.raises(PackError, match="not a readable GGUF"):
+        import_control_vector(junk)
+
+
+def test_cli_export_then_import(tiny_pack, tmp_path, model_dir):
+    import json
+
+    pack = tiny_pack.save(tmp_path / "p.safetensors")
+    exported = run_cli("export", str(pack), "--out", str(tmp_path / "p.gguf"), "--strength", "-1")
+    assert exported.returncode == 0, exported.stderr
+    layers = json.loads(exported.stdout)["layers"]
+    back = tmp_path / "back.safetensors"
+    imported = run_cli("import", str(tmp_path / "p.gguf"), "--out", str(back), "--model",
+                       str(model_dir))  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["layers"] == layers
