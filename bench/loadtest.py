@@ -112,33 +112,42 @@ def burst(app: App, n: int, tokens: int) -> dict:
 
 
 def soak(app: App, n: int, tokens: int) -> dict:
+    """n generations with sliders moving and two axes fitted and removed along the way; RSS
+    after a warm-up that has taken every path once (generate, fit, remove) vs at the end."""
     client = app.client()
-    rss_warm = None
-    for i in range(n):
-        if i == n // 5 or i == 3 * n // 5:  # fit an axis along the way …
-            fit = client.predict(
-                "cheerful", f"soak{i}", "cheerful", "gloomy", "", "", "", 2, 1, api_name="/fit"
-            )
-            assert "Fitted" in str(fit[0]), fit[0]
-        if i == 2 * n // 5 or i == 4 * n // 5:  # … and remove it
-            client.predict(f"soak{i - n // 5}", api_name="/remove")
-        slider = (
-            [((i % 9) - 4) / 2]
-            if (n // 5 <= i < 2 * n // 5 or 3 * n // 5 <= i < 4 * n // 5)
-            else []
-        )
-        result = client.predict(
-            *generate_args(PROMPTS[i % 4], slider, tokens), api_name="/generate"
-        )
+
+    def fit(name: str) -> None:
+        result = client.predict("cheerful", name, "cheerful", "gloomy", "", "", "", 2, 1,
+                                api_name="/fit")  # fmt: skip
+        assert "Fitted" in str(result[0]), result[0]
+
+    def generate(i: int, slider: list[float]) -> None:
+        args = generate_args(PROMPTS[i % 4], slider, tokens)
+        result = client.predict(*args, api_name="/generate")
         assert "Done in" in status_of(result), status_of(result)
-        if i == min(9, n - 1):
-            rss_warm = app.rss_mb()
+
+    for i in range(3):
+        generate(i, [])
+    fit("warm-up")
+    generate(3, [1.0])
+    client.predict("warm-up", api_name="/remove")
+    rss_warm = app.rss_mb()
+    active = False
+    for i in range(n):
+        if i in (n // 5, 3 * n // 5):  # fit an axis along the way …
+            fit(f"soak{i}")
+            active = True
+        if i in (2 * n // 5, 4 * n // 5):  # … and remove it
+            client.predict(f"soak{i - n // 5}", api_name="/remove")
+            active = False
+        generate(i, [((i % 9) - 4) / 2] if active else [])
     rss_end = app.rss_mb()
+    growth = round(100 * (rss_end - rss_warm) / rss_warm, 2)
     return {
         "soak_generations": n,
         "rss_warm_mb": round(rss_warm, 1),
         "rss_end_mb": round(rss_end, 1),
-        "rss_growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2),
+        "rss_growth_pct": growth,
     }
 
 

@@ -13,6 +13,7 @@ from alignez_core import AlignEZError
 from alignez_core.axis import Axis, preset, preset_names
 from alignez_core.errors import FitCancelled
 from alignez_core.fit import FitConfig, fit_axis
+from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
 from alignez_core.pairs import PairConfig
 from alignez_core.queries import parse_queries
@@ -214,6 +215,7 @@ class AxesPanel:
             if worker.is_alive():  # the page went away mid-fit: stop the worker too
                 cancel.set()
             self.jobs.finish(key)
+            release_freed_memory()  # the fit's batches, kept by glibc otherwise
         error = outcome.get("error")
         if isinstance(error, FitCancelled):
             yield {self.fit_status: status("Fit cancelled; your other axes are unchanged.")}

@@ -13,6 +13,7 @@ import gradio as gr
 
 from alignez_core import AlignEZError
 from alignez_core.interop import import_control_vector
+from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
 from alignez_core.session import StudioSession, StudioSettings
 
@@ -78,6 +79,7 @@ class ManagePanel:
         if name not in session.axes:
             return self.view(session, axes_status=status("Pick an axis to remove.", "error"))
         session.remove(name)
+        release_freed_memory()
         return self.view(session, axes_status=status(f"Removed {name}.", "ok"))
 
     def on_rename(self, name, new_name, session: StudioSession):
