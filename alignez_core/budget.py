@@ -58,7 +58,7 @@ def apply_budget(
     return tuple(out), tuple(reports)
 
 
-def budget_summary(reports: Sequence[LayerBudget]) -> str:
+def budget_summary(reports: Sequence[LayerBudget], budget: float | None = 1.0) -> str:
     """One sentence for a person: did several axes share layers, and were they scaled back?"""
     if not reports:
         return ""
@@ -68,6 +68,8 @@ def budget_summary(reports: Sequence[LayerBudget]) -> str:
         f"The active axes push together at {len(reports)} layers; combined, "
         f"{ratio:.2f}× the strongest alone"
     )
+    if budget is None:
+        return text + " (budget off: raw sums, which loop more often)."
     if not scaled:
         return text + ", within the budget."
     kept = sum(r.factor for r in scaled) / len(scaled)

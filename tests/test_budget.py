@@ -51,6 +51,9 @@ def test_the_summary_says_when_axes_were_scaled_back():
     _, reports = apply_budget([LayerEdit(1, a, 1.0, "add", "residual"),
                                LayerEdit(1, b, 1.0, "add", "residual")], 1.0)  # fmt: skip
     assert "scaled back to" in budget_summary(reports)
+    _, raw = apply_budget([LayerEdit(1, a, 1.0, "add", "residual"),
+                           LayerEdit(1, b, 1.0, "add", "residual")], None)  # fmt: skip
+    assert "budget off" in budget_summary(raw, None)
     assert budget_summary(()) == ""
     with pytest.raises(EditError, match="budget must be in"):
         SteerSettings(budget=0.0)

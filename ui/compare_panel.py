@@ -184,7 +184,7 @@ class ComparePanel:
             rows, plans = (
                 build_rows(lm, [prompt], active, settings) if active else ([Row(prompt)], [[]])
             )
-            shared = budget_summary(layer_budgets(plans[0], settings))
+            shared = budget_summary(layer_budgets(plans[0], settings), settings.budget)
             if with_prompted:
                 rows.append(Row(prompted(prompt, [(p.axis, s) for p, s in active.items()])))
             site = plot_pack.site if plot_pack is not None else "residual"
