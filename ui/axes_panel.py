@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -248,3 +249,19 @@ class AxesPanel:
             return session
 
         return on_slider
+
+
+def apply_sliders(session: StudioSession, strengths: Sequence[float | None]) -> None:
+    """Slider values as the page shows them now, in axis order, into the session."""
+    names = session.names()
+    values = [None if v is None else float(v) for v in strengths]
+    for i, value in enumerate(values):  # every slider, shown or not: nothing odd gets in
+        if value is not None and not (math.isfinite(value) and abs(value) <= SLIDER_RANGE):
+            which = names[i] if i < len(names) else f"#{i + 1}"
+            raise AlignEZError(
+                f"The slider for {which} is {value}: use a number from −{SLIDER_RANGE:g} to "
+                f"{SLIDER_RANGE:g}."
+            )
+    for name, value in zip(names, values, strict=False):
+        if value is not None:
+            session.strengths[name] = value

@@ -27,7 +27,7 @@ from alignez_core.steering import (
 )
 
 from . import plots
-from .manage_panel import apply_sliders
+from .axes_panel import apply_sliders
 from .plots_panel import PlotsPanel
 from .render import answer_columns, status
 

@@ -3,9 +3,7 @@ the focused axis's pairs and per-layer stats."""
 
 from __future__ import annotations
 
-import math
 import tempfile
-from collections.abc import Sequence
 from dataclasses import astuple, fields
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
 from alignez_core.session import StudioSession, StudioSettings
 
-from .axes_panel import SLIDER_RANGE, AxesView
+from .axes_panel import AxesView, apply_sliders
 from .render import status
 from .shared import ModelHolder
 
@@ -139,22 +137,6 @@ class ManagePanel:
         done = status(f"Imported a session with {len(loaded.axes)} axes.", "ok")
         view = self.view(loaded, axes_status=done)
         return [view.get(c, gr.update()) for c in self.outputs] + list(astuple(loaded.settings))
-
-
-def apply_sliders(session: StudioSession, strengths: Sequence[float | None]) -> None:
-    """Slider values as the page shows them now, in axis order, into the session."""
-    names = session.names()
-    values = [None if v is None else float(v) for v in strengths]
-    for i, value in enumerate(values):  # every slider, shown or not: nothing odd gets in
-        if value is not None and not (math.isfinite(value) and abs(value) <= SLIDER_RANGE):
-            which = names[i] if i < len(names) else f"#{i + 1}"
-            raise AlignEZError(
-                f"The slider for {which} is {value}: use a number from −{SLIDER_RANGE:g} to "
-                f"{SLIDER_RANGE:g}."
-            )
-    for name, value in zip(names, values, strict=False):
-        if value is not None:
-            session.strengths[name] = value
 
 
 def file_path(file) -> str:
