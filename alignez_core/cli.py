@@ -204,9 +204,9 @@ def _gguf_layers(path) -> list[int]:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from .interop import import_control_vector
+    from .interop import load_axis_file
 
-    pack = import_control_vector(args.file, _load(args.model), args.name)
+    pack = load_axis_file(args.file, _load(args.model), args.name)
     pack.save(args.out)
     edited = [i for i, rank in enumerate(pack.ranks()) if rank]
     _emit({"axis": pack.name, "out": str(args.out), "model_hint": pack.model_id, "layers": edited})
@@ -316,7 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layer_args(export, rule=False)
     export.set_defaults(run=cmd_export, rule="steer")
 
-    imp = sub.add_parser("import", help="read a control-vector GGUF (llama.cpp, repeng) as a pack")
+    imp = sub.add_parser(
+        "import",
+        help="read a control-vector GGUF (llama.cpp, repeng) or a steering-vectors "
+        "safetensors file as a pack",
+    )
     imp.add_argument("file")
     imp.add_argument("--out", required=True)
     imp.add_argument("--name", help="axis name (default: the file's, or its stem)")

@@ -1,13 +1,22 @@
-"""Control-vector GGUF out and in: the file holds the vectors and reads back the same edit."""
+"""Control-vector GGUF out and in, steering-vectors files in: the file holds the vectors and
+reads back the same edit."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
+from alignez_core.edit import Edit, LayerEdit
 from alignez_core.errors import PackError
-from alignez_core.generation import SamplingConfig
-from alignez_core.interop import control_vectors, export_control_vector, import_control_vector
+from alignez_core.generation import Row, SamplingConfig, generate_rows
+from alignez_core.interop import (
+    control_vectors,
+    export_control_vector,
+    import_control_vector,
+    import_steering_vector,
+    load_axis_file,
+    save_steering_vector,
+)
 from alignez_core.steering import SteerSettings, generate
 from tests.test_cli import run_cli
 from tests.tiny import make_model
@@ -96,3 +105,68 @@ def test_a_repeng_written_control_vector_steers_our_engine_with_repengs_sign(rea
     assert shift[2.0] == pytest.approx(0.265, abs=0.02) and shift[-2.0] == pytest.approx(
         -0.124, abs=0.02
     )
+
+
+def test_a_steering_vector_file_adds_exactly_its_vectors_at_every_position(tiny_llama, tmp_path):
+    torch.manual_seed(3)
+    vectors = {0: torch.randn(64), 2: 0.5 * torch.randn(64)}
+    path = save_steering_vector(vectors, tmp_path / "sv.safetensors", model_hint="tiny")
+    pack = import_steering_vector(path, tiny_llama, name="mine")
+    assert pack.name == "mine" and pack.ranks() == [1, 0, 1]
+    settings = SteerSettings(rule="caa", band=None, positions="all")
+    for strength in (1.0, -2.0):
+        (ours,) = generate(tiny_llama, ["hi"], {pack: strength}, settings, sampling=GREEDY)
+        by_hand = Edit(
+            tuple(
+                LayerEdit(i, strength * v[None], 1.0, "add", "residual") for i, v in vectors.items()
+            ),
+            positions="all",
+        )
+        (expected,) = generate_rows(tiny_llama, [Row("hi", by_hand)], GREEDY)
+        assert ours.edited == expected.text and ours.edited != ours.base
+    assert load_axis_file(path, tiny_llama).layers[2].mean_difference.allclose(vectors[2])
+
+
+def test_load_axis_file_tells_packs_steering_vectors_and_foreign_files_apart(
+    tiny_llama, tiny_pack, tmp_path
+):
+    from safetensors.torch import save_file
+
+    saved = tiny_pack.save(tmp_path / "pack.safetensors")
+    assert load_axis_file(saved, tiny_llama).axis == tiny_pack.axis
+    save_file({"model.embed.weight": torch.zeros(2, 64)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(PackError, match="not named by a layer index"):
+        load_axis_file(tmp_path / "weights.safetensors", tiny_llama)
+    save_file({"3": torch.zeros(64)}, str(tmp_path / "attn.safetensors"), {"layer_type": "attn"})
+    with pytest.raises(PackError, match="only 'decoder_block'"):
+        load_axis_file(tmp_path / "attn.safetensors")
+    path = save_steering_vector({5: torch.ones(64)}, tmp_path / "deep.safetensors")
+    with pytest.raises(PackError, match="layers up to 5"):
+        load_axis_file(path, tiny_llama)
+    with pytest.raises(PackError, match="Cannot read"):
+        import_steering_vector(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.real_model
+def test_a_steering_vectors_file_steers_our_engine_as_steering_vectors_does(real_lm):
+    """tests/data/steering-vectors-cheerful.safetensors: trained by steering-vectors 0.12.2 on the
+    embedded SmolLM2 (cheerful vs gloomy persona prompts, 24 seed queries, last prompt token,
+    layers 8–20) and saved with `save_steering_vector`. steering-vectors' own `apply` moved
+    VADER by +0.467 / −0.765 at multiplier ±0.5 on these prompts (48 tokens); ours the same."""
+    import statistics
+
+    from alignez_core.axis import ASSETS
+    from alignez_core.judges import tone
+    from alignez_core.queries import read_queries
+
+    path = Path(__file__).parent / "data" / "steering-vectors-cheerful.safetensors"
+    pack = load_axis_file(path, real_lm)
+    prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
+    settings = SteerSettings(rule="caa", band=None, positions="all")
+    shift = {}
+    for strength in (0.5, -0.5):
+        answers = generate(real_lm, prompts, {pack: strength}, settings, SamplingConfig(48))
+        base = statistics.mean(tone([a.base for a in answers]))
+        shift[strength] = statistics.mean(tone([a.edited for a in answers])) - base
+    assert shift[0.5] == pytest.approx(0.467, abs=0.02)
+    assert shift[-0.5] == pytest.approx(-0.765, abs=0.02)

@@ -1,6 +1,7 @@
 """Studio handlers on a tiny model: bad input gets a visible message and nothing is lost."""
 
 import pytest
+import torch
 
 from alignez_core.session import StudioSession
 from tests.tiny import make_model
@@ -233,3 +234,20 @@ def test_a_control_vector_gguf_uploads_as_an_axis(studio, tiny_pack, tmp_path):
     view = studio.manage.on_upload_pack(str(path), StudioSession())
     assert "Loaded axis cheerful" in view[studio.manage.status]
     assert view[studio.session].axes["cheerful"].fit_config["imported_from"].endswith("mood.gguf")
+
+
+def test_a_steering_vectors_file_uploads_as_an_axis_and_a_foreign_one_loses_nothing(
+    studio, tiny_pack, tmp_path
+):
+    from safetensors.torch import save_file
+
+    from alignez_core.interop import save_steering_vector
+
+    session = session_with(tiny_pack)
+    path = save_steering_vector({1: torch.ones(64)}, tmp_path / "calm.safetensors")
+    view = studio.manage.on_upload_pack(str(path), session)
+    assert "Loaded axis calm" in view[studio.manage.status]
+    save_file({"lm_head.weight": torch.zeros(2, 64)}, str(tmp_path / "weights.safetensors"))
+    view = studio.manage.on_upload_pack(str(tmp_path / "weights.safetensors"), session)
+    assert "not named by a layer index" in view[studio.manage.status]
+    assert view[studio.session].names() == ["cheerful", "calm"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from alignez_core import AlignEZError
-from alignez_core.interop import import_control_vector
+from alignez_core.interop import load_axis_file
 from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
 from alignez_core.session import StudioSession, StudioSettings
@@ -38,7 +38,7 @@ class ManagePanel:
                 self.download_button = gr.Button("Download pack")
             self.pack_file = gr.File(label="Axis pack (.safetensors)", visible=False)
             self.upload_pack = gr.UploadButton(
-                "Upload axis pack or control vector (.gguf)",
+                "Upload axis pack, control vector (.gguf) or steering vector",
                 file_types=[".safetensors", ".gguf"],
                 elem_id="upload-pack",
             )
@@ -94,10 +94,8 @@ class ManagePanel:
     def on_upload_pack(self, file, session: StudioSession):
         try:
             path = file_path(file)
-            if path.lower().endswith(".gguf"):  # a llama.cpp / repeng control vector
-                pack = import_control_vector(path, self.holder.lm)
-            else:
-                pack = AxisPack.load(path, self.holder.lm)
+            # an axis pack, a llama.cpp / repeng control vector or a steering-vectors file
+            pack = load_axis_file(path, self.holder.lm)
             session.add(pack)
         except AlignEZError as exc:
             return self.view(session, axes_status=status(str(exc), "error"))
