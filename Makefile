@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint bench results loadtest browser clean
+.PHONY: setup run test lint peers bench results loadtest browser clean
 
 setup: $(STAMP)
 
@@ -39,12 +39,14 @@ lint: setup
 test: setup browser lint
 	$(PY) -m pytest
 
-bench: setup
+peers: setup
 	test -d .bench-peers || $(PIP) --no-deps --target .bench-peers repeng==0.4.0 \
 		steering-vectors==0.12.2 scikit-learn scipy threadpoolctl joblib cloudpickle 2>&1 | $(QUIET)
+
+bench: peers
 	$(PY) bench/engine.py
 
-results: setup
+results: peers
 	$(PY) bench/results.py
 
 loadtest: setup

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .activations import query_embeddings
-from .edit import check_strength
+from .edit import Positions, check_strength
 from .errors import AlignEZError
 from .generation import Row, SamplingConfig, generate_rows
 from .judges import (
@@ -47,6 +47,7 @@ class EvalConfig:
     band: tuple[float, float] | None = DEFAULT_BAND
     layers: tuple[int, ...] | None = None
     scale: float | None = None  # None: each pack's calibration
+    positions: Positions = "last"  # "all": also edit the prompt's tokens (how the peers steer)
     prompted: bool = False  # add the prompting baseline at ±1
     batch_size: int = 48
     bootstrap: int = 2000
@@ -63,7 +64,12 @@ class EvalConfig:
 
     def settings(self, rule: str) -> SteerSettings:
         return SteerSettings(
-            rule=rule, top_n=self.top_n, layers=self.layers, band=self.band, scale=self.scale
+            rule=rule,
+            top_n=self.top_n,
+            layers=self.layers,
+            band=self.band,
+            scale=self.scale,
+            positions=self.positions,
         )
 
 

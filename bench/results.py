@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from alignez_core import load_model  # noqa: E402
-from alignez_core.axis import preset  # noqa: E402
+from alignez_core.axis import preset, seed_queries  # noqa: E402
 from alignez_core.composition import compose, composition_table  # noqa: E402
 from alignez_core.evaluate import EvalConfig, evaluate  # noqa: E402
 from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
@@ -34,6 +34,10 @@ from alignez_core.generation import SamplingConfig  # noqa: E402
 from alignez_core.judges import make_judge  # noqa: E402
 from alignez_core.queries import read_queries  # noqa: E402
 from alignez_core.report import eval_figure, markdown_table  # noqa: E402
+from alignez_core.steering import SteerSettings  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import peer_vectors  # noqa: E402
 
 AXES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 RULES = ("steer", "caa", "paper")
@@ -46,12 +50,33 @@ def _progress(stage: str, done: int, total: int) -> None:
     print(f"[{stage}] {done}/{total}", file=sys.stderr, flush=True)
 
 
+def _peer_rows(lm, pack, report, prompts, args) -> str:
+    """Append the peers' own vectors at their calibrated ±1 to `report`; say what they are."""
+    if not peer_vectors.available():
+        return "(Peers' vectors: not installed, run `make results` to add them.) "
+    band = SteerSettings().band_layers(pack.num_layers) or range(pack.num_layers)
+    queries = seed_queries()[: args.queries]
+    notes = []
+    for name, peer in peer_vectors.peer_packs(lm, pack.axis, queries, band).items():
+        settings = peer_vectors.PEER_SETTINGS
+        config = EvalConfig(strengths=(-1.0, 1.0), rules=(settings.rule,),
+                            judges=report.config.judges, max_new_tokens=args.tokens,
+                            band=settings.band, positions=settings.positions)  # fmt: skip
+        for cell in evaluate(lm, peer, prompts, config, progress=_progress).cells:
+            cell.rule = name
+            report.cells.append(cell)
+        edge = peer.calibration
+        notes.append(f"{name} ±1 = {edge.positive:g} / {edge.negative:g} × its vector")
+    return f"Peers' trained vectors, calibrated the same way: {'; '.join(notes)}. "
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=24, help="fit queries per axis")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--no-compose", action="store_true", help="skip the pairs of axes")
+    parser.add_argument("--no-peers", action="store_true", help="skip repeng / steering-vectors")
     args = parser.parse_args()
     lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None)
     prompts = read_queries(ROOT / "assets" / "dev_prompts.txt").queries[: args.prompts]
@@ -63,6 +88,7 @@ def main() -> None:
         config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=(judge, "pole"),
                             max_new_tokens=args.tokens, prompted=True)  # fmt: skip
         report = evaluate(lm, pack, prompts, config, progress=_progress)
+        peers = _peer_rows(lm, pack, report, prompts, args) if not args.no_peers else ""
         calibration = pack.calibration
         data[name] = report.to_dict(texts=True) | {
             "fit_seconds": fit_seconds,
@@ -82,14 +108,15 @@ def main() -> None:
         sections.append(
             f"### {axis.positive} ↔ {axis.negative} (judge: {judge})\n\n"
             f"Fit: {len(pack.pairs)} pairs from {args.queries} queries in {fit_seconds:.0f} s; "
-            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. "
+            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. {peers}"
             f"Figure: [`{figure.name}`]({figure.name}).\n\n{markdown_table(report)}\n\n"
             f"Example, prompt *{example}*:\n\n"
             f"- base: {report.base_texts[0][:240]!r}\n"
             + "".join(
                 f"- {rule} {s:+g}: {report.cell(rule, s).texts[0][:240]!r}\n"
-                for rule in ("steer", "caa", "prompted")
+                for rule in ("steer", "caa", "prompted", "repeng", "steering-vectors")
                 for s in (-1.0, 1.0)
+                if any(c.rule == rule and c.strength == s for c in report.cells)
             )
         )
     if not args.no_compose:

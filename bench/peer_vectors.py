@@ -1,0 +1,81 @@
+"""The peers' own trained vectors for an axis, as axis packs: repeng 0.4.0 and steering-vectors
+0.12.2 (installed for benchmarks only, in `.bench-peers`, by `make bench` / `make results`).
+
+Each peer trains on its own recipe — the axis's two personas as instructions ("Act as a …"),
+contrasted on the same fit queries: repeng reads every token and takes the first principal
+component per layer (its `pca_diff`); steering-vectors the mean difference at the prompt's last
+token on the band's layers. The vectors go through the files users would exchange (repeng's
+GGUF, a steering-vectors safetensors), are imported with `alignez_core.interop`, and are then
+calibrated with AlignEZ's own clean-edge search, so ±1 is each vector's last fluent multiple:
+the comparison is at equal fluency, with the peers' recipe and our units.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from alignez_core import LoadedModel
+from alignez_core.axis import Axis
+from alignez_core.calibrate import CalibrationConfig, calibrate
+from alignez_core.interop import import_control_vector, import_steering_vector, save_steering_vector
+from alignez_core.pack import AxisPack
+from alignez_core.steering import SteerSettings
+
+PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
+# How the peers apply a vector: its own layers (band None), every position, a plain add.
+PEER_SETTINGS = SteerSettings(rule="caa", band=None, positions="all")
+# Multiples of the trained vector; the peers' norms differ by orders of magnitude between recipes.
+PEER_GRID = CalibrationConfig(grid=(0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
+
+
+def available() -> bool:
+    return PEERS.is_dir()
+
+
+def _import_peers():
+    sys.path.insert(0, str(PEERS))
+    if not hasattr(np, "float_"):  # repeng 0.4.0 still names np.float_ (removed in NumPy 2)
+        np.float_ = np.float64
+    from repeng import ControlModel, ControlVector, DatasetEntry
+    from steering_vectors import train_steering_vector
+
+    return ControlModel, ControlVector, DatasetEntry, train_steering_vector
+
+
+def _persona_prompts(lm: LoadedModel, axis: Axis, queries: Sequence[str]) -> list[tuple[str, str]]:
+    def ask(positive: bool, query: str) -> str:
+        return lm.format_prompt(f"Act as a {axis.persona(positive)}. {query}")
+
+    return [(ask(True, q), ask(False, q)) for q in queries]
+
+
+def peer_packs(
+    lm: LoadedModel, axis: Axis, queries: Sequence[str], band: Sequence[int]
+) -> dict[str, AxisPack]:
+    """{"repeng": pack, "steering-vectors": pack}, each calibrated on the first fit queries."""
+    ControlModel, ControlVector, DatasetEntry, train_steering_vector = _import_peers()
+    pairs = _persona_prompts(lm, axis, queries)
+    packs = {}
+    with tempfile.TemporaryDirectory() as folder:
+        control = ControlModel(lm.model, list(range(1, lm.num_layers)))
+        try:
+            dataset = [DatasetEntry(positive=p, negative=n) for p, n in pairs]
+            vector = ControlVector.train(control, lm.tokenizer, dataset, batch_size=8)
+        finally:
+            control.unwrap()  # hands the model back unwrapped, as every other path expects
+        vector.export_gguf(f"{folder}/repeng.gguf")
+        packs["repeng"] = import_control_vector(f"{folder}/repeng.gguf", lm, axis.name)
+        trained = train_steering_vector(lm.model, lm.tokenizer, pairs, layers=list(band))
+        save_steering_vector(trained.layer_activations, f"{folder}/sv.safetensors")
+        packs["steering-vectors"] = import_steering_vector(
+            f"{folder}/sv.safetensors", lm, axis.name
+        )
+    for pack in packs.values():
+        pack.axis = axis
+        pack.calibration = calibrate(lm, pack, queries, PEER_SETTINGS, PEER_GRID)
+    return packs
