@@ -9,7 +9,16 @@ from pathlib import Path
 
 from .errors import FitError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+def _assets_folder() -> Path:
+    """Presets, seed queries, judge anchors: inside the installed package (the wheel maps the
+    repository's assets/ to alignez_core/assets), else the source tree's assets/."""
+    here = Path(__file__).resolve().parent
+    installed = here / "assets"
+    return installed if (installed / "presets.json").is_file() else here.parent / "assets"
+
+
+ASSETS = _assets_folder()
 MAX_KEYWORD_CHARS = 80
 MAX_DESCRIPTION_CHARS = 400
 
