@@ -53,7 +53,9 @@ def control_vectors(
     scale = strength * settings.scale_for(pack, strength)
     layers = settings.layers or settings.band_layers(pack.num_layers) or range(pack.num_layers)
     vectors = {}
-    for layer in (i for i in layers if 0 <= i < pack.num_layers):
+    # llama.cpp refuses a file holding direction.0 ("invalid (zero) direction tensor layer
+    # index"): its control vectors start at block 1, so block 0 never travels.
+    for layer in (i for i in layers if 1 <= i < pack.num_layers):
         mean = pack.layers[layer].mean_difference.float()
         if pack.layers[layer].rank > 0 and mean.norm() > 1e-8:
             vectors[layer] = scale * pack.residual_norms[layer] * mean / mean.norm()

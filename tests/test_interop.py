@@ -42,6 +42,11 @@ def test_export_writes_the_packs_vectors_at_the_calibrated_strength(tiny_pack, t
     assert bytes(field.parts[-1]).decode() == "controlvector"
 
 
+def test_export_never_writes_block_0_which_llama_cpp_refuses(tiny_pack):
+    every_layer = control_vectors(tiny_pack, 1.0, SteerSettings(band=None))
+    assert sorted(every_layer) == [1, 2] and tiny_pack.layers[0].rank > 0
+
+
 def test_import_gives_the_same_edit_as_the_original_token_for_token(
     tiny_llama, tiny_pack, tmp_path
 ):
