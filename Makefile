@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint peers bench results loadtest browser clean
+.PHONY: setup run test lint peers bench results llamacpp loadtest browser clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,15 @@ peers: setup
 
 bench: peers
 	$(PY) bench/engine.py
+
+# llama.cpp loading our exported control vector (bench/llama_cpp_check.py). Not in `make test`:
+# PyPI has only llama-cpp-python's sdist, whose C++ build takes 10–20 min here. A native build
+# uses AMX tiles, which fault on this VM (general protection fault in libggml-cpu): build generic.
+LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+llamacpp: setup
+	test -d .bench-llamacpp || CMAKE_ARGS="$(LLAMA_CMAKE)" $(PIP) --no-cache-dir --no-deps \
+		--target .bench-llamacpp llama-cpp-python==0.3.36 diskcache 2>&1 | $(QUIET)
+	$(PY) bench/llama_cpp_check.py
 
 results: peers
 	$(PY) bench/results.py
