@@ -103,6 +103,19 @@ def answer_embeddings(
     return pooled_outputs(lm, texts, spans, pooling, site, batch_size, on_batch, cancel)
 
 
+def prompt_end_embeddings(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    site: Site = "residual",
+    batch_size: int = 16,
+    cancel: threading.Event | None = None,
+) -> torch.Tensor:
+    """Φ_l at the last token of each chat-formatted prompt, where the answer is about to start:
+    (N, L, d)."""
+    texts = [lm.format_prompt(p) for p in prompts]
+    return pooled_outputs(lm, texts, [1] * len(texts), "last", site, batch_size, cancel=cancel)
+
+
 def query_embeddings(
     lm: LoadedModel,
     queries: Sequence[str],

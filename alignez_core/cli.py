@@ -56,6 +56,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         n_queries=args.n_queries,
         pooling=args.pooling,
         site=args.site,
+        readout=args.readout,
         calibration=None if args.no_calibrate else CalibrationConfig(),
         pairs=PairConfig(
             answer_tokens=args.max_new_tokens,
@@ -245,6 +246,7 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .architecture import SITES
     from .axis import preset_names
+    from .fit import READOUTS
     from .steering import STEER_RULES
 
     parser = argparse.ArgumentParser(prog="alignez", description=__doc__)
@@ -262,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--pooling", choices=("mean", "last"), default="mean")
     fit.add_argument(
         "--site", choices=SITES, default="residual", help="readout: residual stream or MLP output"
+    )
+    fit.add_argument(
+        "--readout",
+        choices=READOUTS,
+        default="answers",
+        help="read Φ on the self-generated answers (AlignEZ) or at the end of the persona prompt",
     )
     fit.add_argument(
         "--no-calibrate", action="store_true", help="skip the per-sign slider calibration"

@@ -7,20 +7,24 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 
-from .activations import Pooling, answer_embeddings
+from .activations import Pooling, answer_embeddings, prompt_end_embeddings
 from .architecture import SITES, Site
 from .axis import Axis, seed_queries
 from .calibrate import CalibrationConfig, calibrate
 from .errors import FitCancelled, FitError
 from .model import LoadedModel
 from .pack import AxisPack
-from .pairs import PairConfig, ProgressFn, generate_pairs
+from .pairs import PairConfig, ProgressFn, generate_pairs, persona_prompt
 from .queries import MAX_QUERIES
 from .steering import SteerSettings
 from .subspace import SubspaceConfig, fit_layer_subspace
+
+Readout = Literal["answers", "persona"]
+READOUTS: tuple[str, ...] = ("answers", "persona")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,10 @@ class FitConfig:
     n_queries: int = 24
     pooling: Pooling = "mean"
     site: Site = "residual"  # where Φ is read: the decoder block's output, or "mlp" (the paper)
+    # what Φ is read on: the self-generated answers, pooled (AlignEZ), or the last token of the
+    # pole asked for as an instruction (the peers' recipe; docs/RESULTS.md: closer to cheerful's
+    # targets, further from simple's, so not the default)
+    readout: Readout = "answers"
     pairs: PairConfig = field(default_factory=PairConfig)
     subspace: SubspaceConfig = field(default_factory=SubspaceConfig)
     batch_size: int = 16
@@ -43,6 +51,8 @@ class FitConfig:
             raise FitError(f"pooling must be 'last' or 'mean', got {self.pooling!r}.")
         if self.site not in SITES:
             raise FitError(f"site must be one of {', '.join(SITES)}, got {self.site!r}.")
+        if self.readout not in READOUTS:
+            raise FitError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}.")
 
 
 def fit_axis(
@@ -85,6 +95,10 @@ def fit_axis(
         cancel,
     )
     positive, negative = both[: len(pairs)], both[len(pairs) :]
+    if config.readout == "persona":  # the answers above still set the residual units
+        asked = [persona_prompt(axis, q, pole) for pole in (True, False) for q in texts_q]
+        ends = prompt_end_embeddings(lm, asked, config.site, config.batch_size, cancel)
+        positive, negative = ends[: len(pairs)], ends[len(pairs) :]
     timings["activations"] = time.perf_counter() - started
 
     if cancel is not None and cancel.is_set():

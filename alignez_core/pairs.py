@@ -56,6 +56,12 @@ def insight_prompt(axis: Axis, query: str, positive: bool) -> str:
     return f"{query}\nPretend you are a {axis.persona(False)}. Your response to this query should: "
 
 
+def persona_prompt(axis: Axis, query: str, positive: bool) -> str:
+    """The pole asked for as an instruction before the query: what the `persona` readout reads
+    (the recipe of steering-vectors / repeng users), with no answer generated."""
+    return f"Act as a {axis.persona(positive)}. {query}"
+
+
 def answer_prompt(axis: Axis, query: str, positive: bool, insight: str) -> str:
     role = (
         f"You are a {axis.persona(True)}"

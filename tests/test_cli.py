@@ -33,6 +33,7 @@ def test_fit_info_generate_round_trip(model_dir, tmp_path):
 
     info = run_cli("info", str(pack))
     assert json.loads(info.stdout)["axis"]["negative"] == "gloomy"
+    assert json.loads(info.stdout)["fit_config"]["readout"] == "answers"
 
     gen = run_cli(
         "generate", "--prompt", "hello", "--axis", f"{pack}:6", "--max-new-tokens", "8",
@@ -102,3 +103,15 @@ def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path
     for args, message in cases:
         result = run_cli(*args)
         assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+
+
+def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
+    queries = tmp_path / "q.txt"
+    queries.write_text("first question?\nsecond question?\nthird one?\n")
+    pack = tmp_path / "persona.safetensors"
+    fit = run_cli(
+        "fit", "--preset", "cheerful", "--queries", str(queries), "--max-new-tokens", "8",
+        "--readout", "persona", "--no-calibrate", "--model", str(model_dir), "--out", str(pack),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads(run_cli("info", str(pack)).stdout)["fit_config"]["readout"] == "persona"

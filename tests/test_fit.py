@@ -1,0 +1,48 @@
+"""fit_axis's readout choice: what Φ is read on, stored in the pack, refused when unknown."""
+
+import pytest
+import torch
+
+from alignez_core.axis import preset
+from alignez_core.errors import FitError
+from alignez_core.fit import FitConfig, fit_axis
+from alignez_core.pack import AxisPack
+from alignez_core.pairs import PairConfig, persona_prompt
+from alignez_core.subspace import SubspaceConfig
+from tests.test_activations import manual_outputs
+
+QUERIES = ["why?", "how so?", "what now?", "where to?"]
+FAST = PairConfig(insight_tokens=4, answer_tokens=6)
+
+
+def test_persona_readout_is_the_block_output_at_the_persona_prompts_last_token(tiny_llama):
+    axis = preset("cheerful")
+    # keep every pair (random weights make the two prompts' states alike) and the raw mean
+    subspace = SubspaceConfig(max_pair_cosine=1.0, center=False)
+    config = FitConfig(readout="persona", pairs=FAST, subspace=subspace, calibration=None)
+    pack = fit_axis(tiny_llama, axis, QUERIES, config)
+
+    def last(positive: bool) -> torch.Tensor:  # (K, L, d), read with plain forward hooks
+        return torch.stack([
+            manual_outputs(tiny_llama, tiny_llama.format_prompt(persona_prompt(axis, q, positive)),
+                           "residual")[:, -1]
+            for q in QUERIES
+        ])  # fmt: skip
+
+    expected = (last(True) - last(False)).mean(0)
+    for layer in range(tiny_llama.num_layers):
+        assert torch.allclose(pack.layers[layer].mean_difference, expected[layer], atol=1e-4)
+    answers = fit_axis(tiny_llama, axis, QUERIES, FitConfig(pairs=FAST, subspace=subspace,
+                                                            calibration=None))  # fmt: skip
+    assert not torch.allclose(answers.layers[1].mean_difference, expected[1], atol=1e-3)
+    # the residual units still come from the answers, so c means the same under both readouts
+    assert pack.residual_norms == pytest.approx(answers.residual_norms, rel=1e-5)
+
+
+def test_the_readout_travels_in_the_pack_and_an_unknown_one_is_refused(tiny_llama, tmp_path):
+    config = FitConfig(readout="persona", pairs=FAST, calibration=None)
+    pack = fit_axis(tiny_llama, preset("concise"), QUERIES, config)
+    loaded = AxisPack.load(pack.save(tmp_path / "p.safetensors"), tiny_llama)
+    assert loaded.fit_config["readout"] == "persona"
+    with pytest.raises(FitError, match="readout must be one of answers, persona"):
+        FitConfig(readout="logits")
