@@ -45,6 +45,7 @@ peers: setup
 
 bench: peers
 	$(PY) bench/engine.py
+	$(PY) bench/decode_speed.py --compile
 
 # llama.cpp loading our exported control vector (bench/llama_cpp_check.py). Not in `make test`:
 # PyPI has only llama-cpp-python's sdist, whose C++ build takes 10–20 min here. A native build
