@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="read Φ on the self-generated answers (AlignEZ) or at the end of the persona prompt",
     )
     fit.add_argument(
+        "--positions",
+        choices=("last", "all"),
+        default="last",
+        help="positions the calibration edits: the ones you will generate with",
+    )
+    fit.add_argument(
         "--no-calibrate", action="store_true", help="skip the per-sign slider calibration"
     )
     _add_layer_args(fit)

@@ -111,7 +111,12 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
     pack = tmp_path / "persona.safetensors"
     fit = run_cli(
         "fit", "--preset", "cheerful", "--queries", str(queries), "--max-new-tokens", "8",
-        "--readout", "persona", "--no-calibrate", "--model", str(model_dir), "--out", str(pack),
+        "--readout", "persona", "--rule", "caa", "--positions", "all", "--model", str(model_dir),
+        "--out", str(pack),
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr
-    assert json.loads(run_cli("info", str(pack)).stdout)["fit_config"]["readout"] == "persona"
+    info = json.loads(run_cli("info", str(pack)).stdout)
+    assert info["fit_config"]["readout"] == "persona"
+    # the slider was calibrated with the rule and positions it will be used with
+    assert info["calibration"]["settings"]["positions"] == "all"
+    assert info["calibration"]["settings"]["rule"] == "caa"
