@@ -12,12 +12,10 @@ the comparison is at equal fluency, with the peers' recipe and our units.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
+from peers import PEERS, make_peers_importable
 
 from alignez_core import LoadedModel
 from alignez_core.axis import Axis
@@ -26,7 +24,6 @@ from alignez_core.interop import import_control_vector, import_steering_vector, 
 from alignez_core.pack import AxisPack
 from alignez_core.steering import SteerSettings
 
-PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
 # How the peers apply a vector: its own layers (band None), every position, a plain add.
 PEER_SETTINGS = SteerSettings(rule="caa", band=None, positions="all")
 # Multiples of the trained vector; the peers' norms differ by orders of magnitude between recipes.
@@ -34,13 +31,12 @@ PEER_GRID = CalibrationConfig(grid=(0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0
 
 
 def available() -> bool:
+    """Whether `make peers` has installed repeng and steering-vectors."""
     return PEERS.is_dir()
 
 
 def _import_peers():
-    sys.path.insert(0, str(PEERS))
-    if not hasattr(np, "float_"):  # repeng 0.4.0 still names np.float_ (removed in NumPy 2)
-        np.float_ = np.float64
+    make_peers_importable()
     from repeng import ControlModel, ControlVector, DatasetEntry
     from steering_vectors import train_steering_vector
 

@@ -25,10 +25,16 @@ PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
 LAYERS = tuple(range(12, 19))  # steering-vectors' usual mid-network range on this model
 
 
-def _import_peers():
-    sys.path.insert(0, str(PEERS))
+def make_peers_importable() -> None:
+    """Put `.bench-peers` on the path, with the NumPy alias repeng 0.4.0 still uses."""
+    if str(PEERS) not in sys.path:
+        sys.path.insert(0, str(PEERS))
     if not hasattr(np, "float_"):  # repeng 0.4.0 still names np.float_ (removed in NumPy 2)
         np.float_ = np.float64
+
+
+def _import_peers():
+    make_peers_importable()
     from repeng import ControlModel
     from steering_vectors import SteeringVector
 

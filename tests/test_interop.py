@@ -93,20 +93,8 @@ def test_a_repeng_written_control_vector_steers_our_engine_with_repengs_sign(rea
     SmolLM2 (cheerful vs gloomy personas, 24 seed queries, layers 1–29). repeng's own
     ControlModel moved VADER by +0.265 / −0.124 at ±2 on these prompts; our engine with the
     imported file (caa, every layer, every position, as repeng applies it) gives the same."""
-    import statistics
-
-    from alignez_core.axis import ASSETS
-    from alignez_core.judges import tone
-    from alignez_core.queries import read_queries
-
     pack = import_control_vector(Path(__file__).parent / "data" / "repeng-cheerful.gguf", real_lm)
-    prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
-    settings = SteerSettings(rule="caa", band=None, positions="all")
-    shift = {}
-    for strength in (2.0, -2.0):
-        answers = generate(real_lm, prompts, {pack: strength}, settings, SamplingConfig(48))
-        base = statistics.mean(tone([a.base for a in answers]))
-        shift[strength] = statistics.mean(tone([a.edited for a in answers])) - base
+    shift = _tone_shift_as_peers_apply(real_lm, pack, (2.0, -2.0))
     assert shift[2.0] == pytest.approx(0.265, abs=0.02) and shift[-2.0] == pytest.approx(
         -0.124, abs=0.02
     )
@@ -158,20 +146,26 @@ def test_a_steering_vectors_file_steers_our_engine_as_steering_vectors_does(real
     embedded SmolLM2 (cheerful vs gloomy persona prompts, 24 seed queries, last prompt token,
     layers 8–20) and saved with `save_steering_vector`. steering-vectors' own `apply` moved
     VADER by +0.467 / −0.765 at multiplier ±0.5 on these prompts (48 tokens); ours the same."""
+    path = Path(__file__).parent / "data" / "steering-vectors-cheerful.safetensors"
+    shift = _tone_shift_as_peers_apply(real_lm, load_axis_file(path, real_lm), (0.5, -0.5))
+    assert shift[0.5] == pytest.approx(0.467, abs=0.02)
+    assert shift[-0.5] == pytest.approx(-0.765, abs=0.02)
+
+
+def _tone_shift_as_peers_apply(lm, pack, strengths) -> dict[float, float]:
+    """Mean VADER edited − base on 6 dev prompts (48 tokens), the file applied as repeng and
+    steering-vectors apply theirs: `caa`, every layer it holds, every position."""
     import statistics
 
     from alignez_core.axis import ASSETS
     from alignez_core.judges import tone
     from alignez_core.queries import read_queries
 
-    path = Path(__file__).parent / "data" / "steering-vectors-cheerful.safetensors"
-    pack = load_axis_file(path, real_lm)
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
     settings = SteerSettings(rule="caa", band=None, positions="all")
     shift = {}
-    for strength in (0.5, -0.5):
-        answers = generate(real_lm, prompts, {pack: strength}, settings, SamplingConfig(48))
+    for strength in strengths:
+        answers = generate(lm, prompts, {pack: strength}, settings, SamplingConfig(48))
         base = statistics.mean(tone([a.base for a in answers]))
         shift[strength] = statistics.mean(tone([a.edited for a in answers])) - base
-    assert shift[0.5] == pytest.approx(0.467, abs=0.02)
-    assert shift[-0.5] == pytest.approx(-0.765, abs=0.02)
+    return shift
