@@ -321,6 +321,12 @@ class AxisPack:
                 "read at the MLP output (the paper's site; packs saved before readout sites were "
                 "stored are read this way). Refit for the residual readout, which steers better."
             )
+        if self.fit_config.get("readout") == "persona":
+            meta["readout_note"] = (
+                "read at the end of the persona prompt: steer with rule caa on every position "
+                "(--rule caa --positions all); the per-query subspace of these differences does "
+                "not carry the positive side (docs/RESULTS.md)."
+            )
         if self.calibration is None:
             meta["calibration_note"] = (
                 "not calibrated: slider ±1 is the rule's default scale, not a measured clean edge."

@@ -34,6 +34,7 @@ def test_fit_info_generate_round_trip(model_dir, tmp_path):
     info = run_cli("info", str(pack))
     assert json.loads(info.stdout)["axis"]["negative"] == "gloomy"
     assert json.loads(info.stdout)["fit_config"]["readout"] == "answers"
+    assert "readout_note" not in json.loads(info.stdout)
 
     gen = run_cli(
         "generate", "--prompt", "hello", "--axis", f"{pack}:6", "--max-new-tokens", "8",
@@ -116,7 +117,7 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr
     info = json.loads(run_cli("info", str(pack)).stdout)
-    assert info["fit_config"]["readout"] == "persona"
+    assert info["fit_config"]["readout"] == "persona" and "--rule caa" in info["readout_note"]
     # the slider was calibrated with the rule and positions it will be used with
     assert info["calibration"]["settings"]["positions"] == "all"
     assert info["calibration"]["settings"]["rule"] == "caa"
