@@ -29,3 +29,7 @@ class FitCancelled(FitError):
 
 class PackError(AlignEZError, ValueError):
     """An axis pack file is corrupt, foreign, or made for another model."""
+
+
+class ForeignPackError(PackError):
+    """A readable safetensors file that is not an AlignEZ axis pack (maybe another tool's)."""

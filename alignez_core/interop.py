@@ -28,13 +28,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .axis import Axis
-from .errors import PackError
+from .errors import ForeignPackError, PackError
 from .pack import AxisPack, SliderCalibration
 from .steering import SteerSettings
 from .subspace import LayerSubspace
 
 ARCH = "controlvector"
-MAX_GGUF_BYTES = 64 * 1024 * 1024
+MAX_VECTOR_FILE_BYTES = 64 * 1024 * 1024
 # steering-vectors files: tensors named "12", "layer.12", "layers.12" or "layer_activations.12"
 _LAYER_NAME = re.compile(r"^(?:(?:layer|layers|layer_activations)\.)?(\d{1,4})$")
 
@@ -95,7 +95,7 @@ def _check_size(path: Path, what: str) -> None:
         size = path.stat().st_size
     except OSError as exc:
         raise PackError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    if size > MAX_GGUF_BYTES:
+    if size > MAX_VECTOR_FILE_BYTES:
         raise PackError(f"{path.name} is larger than {what} can be.")
 
 
@@ -249,7 +249,5 @@ def load_axis_file(path: str | Path, lm=None, name: str | None = None) -> AxisPa
         return import_control_vector(path, lm, name)
     try:
         return AxisPack.load(path, lm)
-    except PackError as exc:
-        if "not an AlignEZ axis pack" not in str(exc):
-            raise
-    return import_steering_vector(path, lm, name)
+    except ForeignPackError:
+        return import_steering_vector(path, lm, name)

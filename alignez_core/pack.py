@@ -20,7 +20,7 @@ from safetensors.torch import save
 
 from .architecture import SITES
 from .axis import Axis
-from .errors import FitError, PackError
+from .errors import FitError, ForeignPackError, PackError
 from .pairs import PreferencePair
 from .subspace import LayerSubspace
 
@@ -217,13 +217,13 @@ class AxisPack:
     @classmethod
     def _from_parts(cls, raw_meta: str | None, tensors: dict[str, torch.Tensor], name: str):
         if raw_meta is None:
-            raise PackError(f"{name} is a safetensors file but not an AlignEZ axis pack.")
+            raise ForeignPackError(f"{name} is a safetensors file but not an AlignEZ axis pack.")
         try:
             meta = json.loads(raw_meta)
         except json.JSONDecodeError:
             raise PackError(f"{name}: the axis pack metadata is not valid JSON.") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise PackError(f"{name} is a safetensors file but not an AlignEZ axis pack.")
+            raise ForeignPackError(f"{name} is a safetensors file but not an AlignEZ axis pack.")
         if meta.get("format_version") != FORMAT_VERSION:
             raise PackError(
                 f"{name} has pack format version {meta.get('format_version')!r}; this version of "

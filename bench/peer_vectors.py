@@ -22,6 +22,7 @@ from alignez_core.axis import Axis
 from alignez_core.calibrate import CalibrationConfig, calibrate
 from alignez_core.interop import import_control_vector, import_steering_vector, save_steering_vector
 from alignez_core.pack import AxisPack
+from alignez_core.pairs import persona_prompt
 from alignez_core.steering import SteerSettings
 
 # How the peers apply a vector: its own layers (band None), every position, a plain add.
@@ -44,10 +45,11 @@ def _import_peers():
 
 
 def _persona_prompts(lm: LoadedModel, axis: Axis, queries: Sequence[str]) -> list[tuple[str, str]]:
-    def ask(positive: bool, query: str) -> str:
-        return lm.format_prompt(f"Act as a {axis.persona(positive)}. {query}")
-
-    return [(ask(True, q), ask(False, q)) for q in queries]
+    """The instruction our `persona` readout reads, chat-formatted, per query and pole."""
+    return [
+        tuple(lm.format_prompt(persona_prompt(axis, q, pole)) for pole in (True, False))
+        for q in queries
+    ]
 
 
 def peer_packs(
