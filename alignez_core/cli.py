@@ -96,7 +96,7 @@ def _settings(args: argparse.Namespace):
         top_n=args.top_n,
         layers=parse_layers(args.layers),
         band=parse_band(args.band),
-        positions=getattr(args, "positions", "last"),
+        positions=getattr(args, "positions", None),
         scale=args.scale,
         budget=parse_budget(getattr(args, "budget", "off")),
     )
@@ -217,7 +217,12 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
     from .steering import DEFAULT_BAND, DEFAULT_BUDGET, STEER_RULES
 
     if rule:
-        parser.add_argument("--rule", choices=STEER_RULES, default="steer")
+        parser.add_argument(
+            "--rule",
+            choices=STEER_RULES,
+            default=None,
+            help="edit rule (default: each pack's own, the one its slider was calibrated with)",
+        )
     parser.add_argument(
         "--layers", default="auto", help="'auto' (the band, or its top-n) or pinned: 8,9,10"
     )
@@ -246,6 +251,7 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .architecture import SITES
     from .axis import preset_names
+    from .edit import POSITIONS
     from .fit import READOUTS
     from .steering import STEER_RULES
 
@@ -273,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--positions",
-        choices=("last", "all"),
-        default="last",
-        help="positions the calibration edits: the ones you will generate with",
+        choices=POSITIONS,
+        default=None,
+        help="positions the calibration edits, stored as the pack's (default: the readout's)",
     )
     fit.add_argument(
         "--no-calibrate", action="store_true", help="skip the per-sign slider calibration"
@@ -292,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prompts", help="text file, one prompt per line")
     gen.add_argument("--axis", action="append", default=[], metavar="PACK:STRENGTH")
     _add_layer_args(gen)
-    gen.add_argument("--positions", choices=("last", "all"), default="last")
+    gen.add_argument(
+        "--positions", choices=POSITIONS, default=None, help="default: each pack's own"
+    )
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off; try 1.2")

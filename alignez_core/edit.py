@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -18,7 +18,10 @@ from .architecture import SITES, Site
 from .errors import EditError
 from .rules import InPlaceEdit, edit_kernel
 
-Positions = Literal["last", "all"]
+Positions = Literal["last", "all", "prompt"]
+POSITIONS: tuple[str, ...] = ("last", "all", "prompt")
+# The rules a slider drives (`steering.py` turns each into layer edits of the kernels in rules.py)
+STEER_RULES: tuple[str, ...] = ("steer", "paper", "tanh", "caa")
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,8 @@ class LayerEdit:
     """Edit one decoder layer's output at `site` along `directions` (k × d) with `rule`.
 
     `residual` edits the block's output (the stream the next layer reads); `mlp` the MLP's output
-    before it is added to the stream (the paper's site).
+    before it is added to the stream (the paper's site). `positions` None: the row's (`Edit`), so
+    axes steered at different positions share one row.
     """
 
     layer: int
@@ -34,6 +38,7 @@ class LayerEdit:
     strength: float = 1.0
     rule: str = "add"
     site: Site = "mlp"
+    positions: Positions | None = None
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,27 @@ class Edit:
     positions: Positions = "last"
 
     def __add__(self, other: Edit) -> Edit:
-        if self.positions != other.positions:
-            raise EditError("Cannot combine edits with different positions.")
-        return Edit(self.layer_edits + other.layer_edits, self.positions)
+        return Edit(self.resolved() + other.resolved(), self.positions)
+
+    def resolved(self) -> tuple[LayerEdit, ...]:
+        """The layer edits, each carrying its positions (its own, else this row's)."""
+        return tuple(
+            item if item.positions is not None else replace(item, positions=self.positions)
+            for item in self.layer_edits
+        )
 
     @property
     def is_empty(self) -> bool:
         return not self.layer_edits
+
+
+def check_positions(positions: str) -> Positions:
+    """Which tokens an edit touches: `last` (each forward's last position: the prompt's last
+    token, then every generated one), `all` (also every prompt token), or `prompt` (every
+    prompt token, in the first forward only; generated tokens read the edit through the cache)."""
+    if positions not in POSITIONS:
+        raise EditError(f"positions must be one of {', '.join(POSITIONS)}, got {positions!r}.")
+    return positions  # type: ignore[return-value]
 
 
 def check_strength(strength: float, what: str = "strength") -> float:
@@ -68,7 +87,7 @@ def check_strength(strength: float, what: str = "strength") -> float:
 class _RowOp:
     row: int
     kernel: InPlaceEdit  # the rule with its directions and strength baked in
-    all_positions: bool
+    positions: Positions
 
 
 @dataclass
@@ -90,8 +109,13 @@ class BatchPlan:
             return None
         edited = output.clone() if output.requires_grad else output
         single_row = edited.shape[0] == 1
+        prefill = edited.shape[1] > 1
         for op in ops:
-            if op.all_positions:
+            if op.positions == "prompt":  # the prompt's tokens, in the first forward only
+                if not prefill:
+                    continue
+                view = edited[op.row]
+            elif op.positions == "all":
                 view = edited[op.row]  # (T, d)
             else:
                 view = edited[:, -1] if single_row else edited[op.row, -1:]  # (1, d)
@@ -110,11 +134,10 @@ def compile_plan(
     for row, edit in enumerate(edits):
         if edit is None:
             continue
-        if edit.positions not in ("last", "all"):
-            raise EditError(f"positions must be 'last' or 'all', got {edit.positions!r}.")
-        for item in edit.layer_edits:
+        check_positions(edit.positions)
+        for item in edit.resolved():
             plan.ops_by_site.setdefault((item.site, item.layer), []).append(
-                _compile_one(item, row, edit.positions, num_layers, hidden_size, device)
+                _compile_one(item, row, num_layers, hidden_size, device)
             )
     return plan if plan.ops_by_site else None
 
@@ -122,7 +145,6 @@ def compile_plan(
 def _compile_one(
     item: LayerEdit,
     row: int,
-    positions: Positions,
     num_layers: int,
     hidden_size: int,
     device: torch.device,
@@ -146,4 +168,4 @@ def _compile_one(
         kernel = edit_kernel(item.rule, directions.to(device=device, dtype=torch.float32), strength)
     except KeyError as exc:
         raise EditError(str(exc.args[0])) from None
-    return _RowOp(row=row, kernel=kernel, all_positions=positions == "all")
+    return _RowOp(row=row, kernel=kernel, positions=check_positions(item.positions or "last"))

@@ -25,6 +25,10 @@ from .subspace import SubspaceConfig, fit_layer_subspace
 
 Readout = Literal["answers", "persona"]
 READOUTS: tuple[str, ...] = ("answers", "persona")
+# How each readout's pack steers unless told otherwise (stored in the pack, calibrated with it):
+# the answers' per-query subspace at each new token; the persona difference added everywhere
+# (with `steer` it does not carry the positive side: docs/RESULTS.md).
+READOUT_EDIT: dict[str, tuple[str, str]] = {"answers": ("steer", "last"), "persona": ("caa", "all")}
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,14 @@ def fit_axis(
 ) -> AxisPack:
     """Fit one axis on `lm`. User queries are used when given, else the built-in seed set.
 
-    The slider is calibrated with `settings` (the rule and layers it will be used with) on the
-    first few of the same queries.
+    The slider is calibrated with `settings` (the rule and layers it will be used with; a rule or
+    positions left None is the readout's, `READOUT_EDIT`) on the first few of the same queries,
+    and the pack keeps them as its own.
     """
+    rule, positions = READOUT_EDIT[config.readout]
+    settings = replace(
+        settings, rule=settings.rule or rule, positions=settings.positions or positions
+    )
     chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
     chosen = chosen[: config.n_queries]
     timings: dict[str, float] = {}

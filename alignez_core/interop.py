@@ -50,6 +50,7 @@ def control_vectors(
         )
     if not math.isfinite(strength) or strength == 0:
         raise PackError(f"export strength must be a non-zero number, got {strength}.")
+    settings = settings.for_pack(pack)
     scale = strength * settings.scale_for(pack, strength)
     layers = settings.layers or settings.band_layers(pack.num_layers) or range(pack.num_layers)
     vectors = {}
@@ -185,6 +186,8 @@ def _rank1_pack(
         # ±1 adds exactly the file's vectors: c = 1 × each layer's vector norm along its unit
         calibration=SliderCalibration(1.0, 1.0, (), {}, 0, {"imported": path.name}, 0.0),
         fit_config={"imported_from": f"{kind} {path.name}"},
+        # steered as its makers apply it: the fixed vector, added at every position
+        rule_defaults={"rule": "caa", "positions": "all"},
     )
 
 

@@ -20,6 +20,7 @@ from safetensors.torch import save
 
 from .architecture import SITES
 from .axis import Axis
+from .edit import POSITIONS, STEER_RULES
 from .errors import FitError, ForeignPackError, PackError
 from .pairs import PreferencePair
 from .subspace import LayerSubspace
@@ -120,6 +121,14 @@ class AxisPack:
         """(2, d): the layer's first two directions, zero-padded where the rank is lower."""
         basis = self.layers[layer].basis[:2]
         return torch.cat([basis, torch.zeros(2 - basis.shape[0], self.hidden_size)])
+
+    def fitted_rule(self) -> str:
+        """The rule this pack's slider was calibrated with (`steer` for packs that say none)."""
+        return str(self.rule_defaults.get("rule") or "steer")
+
+    def fitted_positions(self) -> str:
+        """The positions this pack's slider was calibrated with (`last` where none is said)."""
+        return str(self.rule_defaults.get("positions") or "last")
 
     def check_compatible(self, lm) -> None:
         """Refuse to steer a model this pack was not made for (hidden size / depth)."""
@@ -285,6 +294,16 @@ class AxisPack:
         if norms and (len(norms) != num_layers or not all(0 < n < 1e12 for n in norms)):
             raise PackError(f"{name}: residual_norms must be {num_layers} positive numbers.")
         calibration = meta.get("calibration")
+        rule_defaults = dict(meta.get("rule_defaults") or {})
+        if (
+            rule_defaults.get("rule", "steer") not in STEER_RULES
+            or rule_defaults.get("positions", "last") not in POSITIONS
+        ):
+            raise PackError(
+                f"{name}: unknown fitted rule {rule_defaults.get('rule')!r} or positions "
+                f"{rule_defaults.get('positions')!r}; rules: {', '.join(STEER_RULES)}, "
+                f"positions: {', '.join(POSITIONS)}."
+            )
         return cls(
             axis=Axis.from_dict(meta["axis"]),
             model_id=str(meta["model_id"]),
@@ -297,7 +316,7 @@ class AxisPack:
             pairs=pairs,
             pair_coords=coords if any(c.numel() for c in coords) else [],
             fit_config=dict(meta.get("fit_config", {})),
-            rule_defaults=dict(meta.get("rule_defaults", {})),
+            rule_defaults=rule_defaults,
             timings=dict(meta.get("timings", {})),
             created=str(meta.get("created", "")),
         )

@@ -30,11 +30,11 @@ class StudioSettings:
     """What a user sets besides the sliders."""
 
     prompt: str = ""
-    rule: str = "steer"
+    rule: str = "as fitted"  # or a rule name: "as fitted" = each pack's own
     layer_mode: str = "band"  # band | band top-n | top-n (paper) | pinned
     pinned_layers: str = ""
     top_n: int = 5
-    positions: str = "last"
+    positions: str = "as fitted"
     max_new_tokens: int = 64
     temperature: float = 0.0
     seed: int = 0

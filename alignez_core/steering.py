@@ -22,20 +22,19 @@ paper's rule with `band=None`), and `layers` pins them by hand.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from .activations import query_embeddings
 from .budget import LayerBudget, apply_budget
-from .edit import Edit, LayerEdit, Positions, check_strength
+from .edit import STEER_RULES, Edit, LayerEdit, Positions, check_positions, check_strength
 from .errors import EditError
 from .generation import Row, SamplingConfig, generate_rows, stream_rows
 from .model import LoadedModel
 from .pack import AxisPack
 from .selection import LayerChoice, select_layers
 
-STEER_RULES = ("steer", "paper", "tanh", "caa")
 ADDITIVE_RULES = ("steer", "caa")
 # Slider value → rule strength where a pack carries no calibration. `paper` is exactly α. The
 # additive rules push by a fraction of a norm per edited layer: of the layer's typical residual
@@ -49,23 +48,27 @@ DEFAULT_BUDGET = 1.0
 
 @dataclass(frozen=True)
 class SteerSettings:
-    """How sliders become edits: the rule, which layers, which positions, what scale."""
+    """How sliders become edits: the rule, which layers, which positions, what scale.
 
-    rule: str = "steer"
+    `rule` / `positions` None: each pack's own, the ones its slider was calibrated with
+    (`AxisPack.fitted_rule`), so a pack steers as fitted unless the caller says otherwise.
+    """
+
+    rule: str | None = None
     top_n: int | None = None  # None: every layer of the band; n: the per-query best n
     layers: tuple[int, ...] | None = None  # pinned layers instead of band / top-n
     band: tuple[float, float] | None = DEFAULT_BAND  # [from, to) as fractions of depth
-    positions: Positions = "last"
+    positions: Positions | None = None
     scale: float | None = None  # None: the pack's calibration, else the rule's default
     # Several axes at one layer: their combined push stays within budget × the strongest single
     # push (`budget.py`); None adds them raw.
     budget: float | None = DEFAULT_BUDGET
 
     def __post_init__(self) -> None:
-        if self.rule not in STEER_RULES:
+        if self.rule is not None and self.rule not in STEER_RULES:
             raise EditError(f"Unknown rule {self.rule!r}; choose one of {', '.join(STEER_RULES)}.")
-        if self.positions not in ("last", "all"):
-            raise EditError(f"positions must be 'last' or 'all', got {self.positions!r}.")
+        if self.positions is not None:
+            check_positions(self.positions)
         if self.top_n is not None and not 1 <= self.top_n <= 64:
             raise EditError(f"top_n must be 1–64, got {self.top_n}.")
         if self.band is not None:
@@ -83,6 +86,14 @@ class SteerSettings:
             return None
         low, high = round(self.band[0] * num_layers), round(self.band[1] * num_layers)
         return tuple(range(min(low, num_layers - 1), max(high, low + 1)))
+
+    def for_pack(self, pack: AxisPack) -> SteerSettings:
+        """These settings with the rule and positions left to the pack filled in from it."""
+        return replace(
+            self,
+            rule=self.rule or pack.fitted_rule(),
+            positions=self.positions or pack.fitted_positions(),
+        )
 
     def scale_for(self, pack: AxisPack, strength: float) -> float:
         """Rule strength per unit of slider for this pack and the slider's sign."""
@@ -147,6 +158,7 @@ def axis_edit(
 ) -> AxisEdit:
     """One axis's edit for one prompt whose per-layer embedding is `query` (L × d)."""
     strength = check_strength(strength, f"strength of axis {pack.name!r}")
+    settings = settings.for_pack(pack)
     if strength == 0:
         return AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
     choices = select_layers(
@@ -162,7 +174,9 @@ def axis_edit(
     for choice in choices:
         directions = _layer_directions(pack, choice, settings.rule)
         if directions is not None:
-            layer_edits.append(_layer_edit(pack, choice.layer, directions, scaled, settings.rule))
+            item = _layer_edit(pack, choice.layer, directions, scaled, settings.rule)
+            # each layer edit keeps this axis's positions when rows combine several axes
+            layer_edits.append(replace(item, positions=settings.positions))
     edit = Edit(tuple(layer_edits), settings.positions)
     used = tuple(item.layer for item in layer_edits)
     return AxisEdit(pack.name, strength, used, edit, tuple(choices))
@@ -187,7 +201,7 @@ def plan_edits(
         [
             axis_edit(pack, strength, embeddings[pack.pooling, pack.site][i], settings)
             if pack in active
-            else AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
+            else AxisEdit(pack.name, 0.0, (), Edit(positions=settings.for_pack(pack).positions))
             for pack, strength in steer.items()
         ]
         for i in range(len(prompts))
@@ -201,9 +215,9 @@ def layer_budgets(edits: Sequence[AxisEdit], settings: SteerSettings) -> tuple[L
 
 def combine(edits: Sequence[AxisEdit], settings: SteerSettings = SteerSettings()) -> Edit:
     """One row's edit from every axis's, their shared layers kept within the budget."""
-    parts = [item for e in edits for item in e.edit.layer_edits]
+    parts = [item for e in edits for item in e.edit.resolved()]
     budgeted, _ = apply_budget(parts, settings.budget)
-    return Edit(budgeted, settings.positions)
+    return Edit(budgeted, settings.positions or "last")
 
 
 @dataclass(frozen=True)

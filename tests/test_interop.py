@@ -106,7 +106,8 @@ def test_a_steering_vector_file_adds_exactly_its_vectors_at_every_position(tiny_
     path = save_steering_vector(vectors, tmp_path / "sv.safetensors", model_hint="tiny")
     pack = import_steering_vector(path, tiny_llama, name="mine")
     assert pack.name == "mine" and pack.ranks() == [1, 0, 1]
-    settings = SteerSettings(rule="caa", band=None, positions="all")
+    # steered as its makers apply it (a plain add at every position) unless told otherwise
+    settings = SteerSettings(band=None)
     for strength in (1.0, -2.0):
         (ours,) = generate(tiny_llama, ["hi"], {pack: strength}, settings, sampling=GREEDY)
         by_hand = Edit(

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -90,3 +91,20 @@ def test_unknown_rule_and_pinned_layers(tiny_llama, tiny_pack):
     query = torch.zeros(tiny_llama.num_layers, tiny_llama.hidden_size)
     pinned = axis_edit(tiny_pack, 1.0, query, SteerSettings(rule="caa", layers=(0, 2)))
     assert pinned.layers == (0, 2)
+
+
+def test_a_pack_steers_with_its_fitted_rule_and_positions_unless_told_otherwise(
+    tiny_llama, tiny_pack
+):
+    assert (tiny_pack.fitted_rule(), tiny_pack.fitted_positions()) == ("steer", "last")
+    persona_like = copy.copy(tiny_pack)
+    persona_like.rule_defaults = {"rule": "caa", "positions": "all"}
+    prompts = ["Tell me about rain."]
+    as_fitted = generate(tiny_llama, prompts, {persona_like: 1.0}, SteerSettings(), GREEDY)
+    told = SteerSettings(rule="caa", positions="all")
+    explicit = generate(tiny_llama, prompts, {tiny_pack: 1.0}, told, GREEDY)
+    assert as_fitted[0].edited == explicit[0].edited
+    for asked, rule in ((SteerSettings(), "add"), (SteerSettings("paper"), "paper")):
+        edit = plan_edits(tiny_llama, prompts, {persona_like: 1.0}, asked)[0][0].edit
+        # the caller's rule wins; the positions it left open are the pack's
+        assert {(item.rule, item.positions) for item in edit.layer_edits} == {(rule, "all")}

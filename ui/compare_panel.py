@@ -10,6 +10,7 @@ import torch
 
 from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.budget import budget_summary
+from alignez_core.edit import POSITIONS
 from alignez_core.explain import layer_report
 from alignez_core.generation import Row, stream_rows
 from alignez_core.pack import AxisPack
@@ -47,7 +48,12 @@ LAYER_MODES_INFO = (
 )
 
 
+AS_FITTED = "as fitted"  # each pack's own rule / positions, the ones its slider was calibrated with
+
+
 def steer_settings(rule, layer_mode, pinned, top_n, positions, budget) -> SteerSettings:
+    rule = None if rule in (None, "", AS_FITTED) else rule
+    positions = None if positions in (None, "", AS_FITTED) else positions
     layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
     band = None if layer_mode == "top-n (paper)" else DEFAULT_BAND
     top = int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None
@@ -85,7 +91,10 @@ class ComparePanel:
             self.temperature = gr.Slider(0, 1.5, value=0.0, step=0.05, label="Temperature")
             self.seed = gr.Number(value=0, precision=0, label="Seed")
         with gr.Accordion("Advanced steering settings", open=False):
-            self.rule = gr.Dropdown(list(STEER_RULES), value="steer", label="Edit rule")
+            self.rule = gr.Dropdown(
+                [AS_FITTED, *STEER_RULES], value=AS_FITTED, label="Edit rule",
+                info="as fitted: each axis's own, the one its slider was calibrated with",
+            )  # fmt: skip
             with gr.Row():
                 self.layer_mode = gr.Radio(
                     list(LAYER_MODES), value="band", label="Layers", info=LAYER_MODES_INFO
@@ -93,7 +102,9 @@ class ComparePanel:
                 self.top_n = gr.Slider(1, 12, value=5, step=1, label="Top-n layers (top-n modes)")
             self.pinned = gr.Textbox(label="Pinned layers (e.g. 8,9,10)")
             with gr.Row():
-                self.positions = gr.Radio(["last", "all"], value="last", label="Edit positions")
+                self.positions = gr.Radio(
+                    [AS_FITTED, *POSITIONS], value=AS_FITTED, label="Edit positions"
+                )
                 self.budget = gr.Checkbox(
                     value=True, label="Shared budget", elem_id="budget",
                     info="several axes at one layer push no harder together than the strongest "
