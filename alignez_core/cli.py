@@ -228,8 +228,9 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
     )
     parser.add_argument(
         "--band",
-        default=",".join(map(str, DEFAULT_BAND)),
-        help="layers to edit as fractions of depth, FROM,TO (default %(default)s), or 'all'",
+        default=None,
+        help="layers to edit as fractions of depth, FROM,TO, or 'all' (default: each pack's own; "
+        f"fitting: the readout's, {DEFAULT_BAND} for packs that store none)",
     )
     parser.add_argument(
         "--top-n", type=int, default=None, help="keep the per-query best N layers of the band"

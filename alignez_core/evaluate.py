@@ -30,7 +30,7 @@ from .judges import (
 from .model import LoadedModel
 from .pack import AxisPack
 from .prompting import prompted
-from .steering import DEFAULT_BAND, STEER_RULES, SteerSettings, axis_edit
+from .steering import STEER_RULES, SteerSettings, axis_edit
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -44,10 +44,10 @@ class EvalConfig:
     seed: int = 0
     repetition_penalty: float = 1.0
     top_n: int | None = None
-    band: tuple[float, float] | None = DEFAULT_BAND
+    band: tuple[float, float] | None = None  # None: each pack's own
     layers: tuple[int, ...] | None = None
     scale: float | None = None  # None: each pack's calibration
-    positions: Positions = "last"  # "all": also edit the prompt's tokens (how the peers steer)
+    positions: Positions | None = None  # None: the pack's; "all" also edits the prompt's tokens
     prompted: bool = False  # add the prompting baseline at ±1
     batch_size: int = 48
     bootstrap: int = 2000

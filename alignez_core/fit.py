@@ -20,15 +20,19 @@ from .model import LoadedModel
 from .pack import AxisPack
 from .pairs import PairConfig, ProgressFn, generate_pairs, persona_prompt
 from .queries import MAX_QUERIES
-from .steering import SteerSettings
+from .steering import DEFAULT_BAND, SteerSettings
 from .subspace import SubspaceConfig, fit_layer_subspace
 
 Readout = Literal["answers", "persona"]
 READOUTS: tuple[str, ...] = ("answers", "persona")
-# How each readout's pack steers unless told otherwise (stored in the pack, calibrated with it):
-# the answers' per-query subspace at each new token; the persona difference added everywhere
-# (with `steer` it does not carry the positive side: docs/RESULTS.md).
-READOUT_EDIT: dict[str, tuple[str, str]] = {"answers": ("steer", "last"), "persona": ("caa", "all")}
+# How each readout's pack steers unless told otherwise (calibrated with it, stored in the pack):
+# the answers' per-query subspace at each new token in the middle band; the persona difference
+# added at every position (with `steer` it does not carry the positive side) in a later band
+# (docs/RESULTS.md).
+READOUT_SETTINGS: dict[str, SteerSettings] = {
+    "answers": SteerSettings(rule="steer", band=DEFAULT_BAND, positions="last"),
+    "persona": SteerSettings(rule="caa", band=(0.4, 0.85), positions="all"),
+}
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,16 @@ def fit_axis(
 ) -> AxisPack:
     """Fit one axis on `lm`. User queries are used when given, else the built-in seed set.
 
-    The slider is calibrated with `settings` (the rule and layers it will be used with; a rule or
-    positions left None is the readout's, `READOUT_EDIT`) on the first few of the same queries,
-    and the pack keeps them as its own.
+    The slider is calibrated with `settings` (the rule and layers it will be used with; a rule,
+    band or positions left None is the readout's, `READOUT_SETTINGS`) on the first few of the
+    same queries, and the pack keeps them as its own.
     """
-    rule, positions = READOUT_EDIT[config.readout]
+    own = READOUT_SETTINGS[config.readout]
     settings = replace(
-        settings, rule=settings.rule or rule, positions=settings.positions or positions
+        settings,
+        rule=settings.rule or own.rule,
+        band=settings.band or own.band,
+        positions=settings.positions or own.positions,
     )
     chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
     chosen = chosen[: config.n_queries]

@@ -52,7 +52,7 @@ def control_vectors(
         raise PackError(f"export strength must be a non-zero number, got {strength}.")
     settings = settings.for_pack(pack)
     scale = strength * settings.scale_for(pack, strength)
-    layers = settings.layers or settings.band_layers(pack.num_layers) or range(pack.num_layers)
+    layers = settings.layers or settings.band_layers(pack.num_layers)
     vectors = {}
     # llama.cpp refuses a file holding direction.0 ("invalid (zero) direction tensor layer
     # index"): its control vectors start at block 1, so block 0 never travels.
@@ -187,7 +187,7 @@ def _rank1_pack(
         calibration=SliderCalibration(1.0, 1.0, (), {}, 0, {"imported": path.name}, 0.0),
         fit_config={"imported_from": f"{kind} {path.name}"},
         # steered as its makers apply it: the fixed vector, added at every position
-        rule_defaults={"rule": "caa", "positions": "all"},
+        rule_defaults={"rule": "caa", "positions": "all", "band": None},
     )
 
 

@@ -130,6 +130,13 @@ class AxisPack:
         """The positions this pack's slider was calibrated with (`last` where none is said)."""
         return str(self.rule_defaults.get("positions") or "last")
 
+    def fitted_band(self) -> tuple[float, float] | None:
+        """The band (fractions of depth) this pack was calibrated on; None where it says none."""
+        if "band" not in self.rule_defaults:
+            return None
+        band = self.rule_defaults["band"]
+        return (0.0, 1.0) if band is None else (float(band[0]), float(band[1]))  # None: all
+
     def check_compatible(self, lm) -> None:
         """Refuse to steer a model this pack was not made for (hidden size / depth)."""
         if lm.hidden_size != self.hidden_size or lm.num_layers != self.num_layers:
@@ -342,15 +349,35 @@ class AxisPack:
             )
         if self.fit_config.get("readout") == "persona":
             meta["readout_note"] = (
-                "read at the end of the persona prompt: steer with rule caa on every position "
-                "(--rule caa --positions all); the per-query subspace of these differences does "
-                "not carry the positive side (docs/RESULTS.md)."
+                "read at the end of the persona prompt: steers with its own rule, caa on every "
+                "position (rule_defaults, used unless --rule / --positions say otherwise); the "
+                "per-query subspace of these differences does not carry the positive side "
+                "(docs/RESULTS.md)."
             )
         if self.calibration is None:
             meta["calibration_note"] = (
                 "not calibrated: slider ±1 is the rule's default scale, not a measured clean edge."
             )
         return meta
+
+
+def _checked_rule_defaults(defaults: dict[str, Any], name: str) -> dict[str, Any]:
+    """The settings a pack was calibrated with, refused with a message when unusable."""
+    rule, positions = defaults.get("rule") or "steer", defaults.get("positions") or "last"
+    if rule not in STEER_RULES or positions not in POSITIONS:
+        raise PackError(
+            f"{name}: unknown fitted rule {rule!r} or positions {positions!r}; rules: "
+            f"{', '.join(STEER_RULES)}, positions: {', '.join(POSITIONS)}."
+        )
+    band = defaults.get("band")
+    if band is not None and not (
+        isinstance(band, list | tuple)
+        and len(band) == 2
+        and all(isinstance(b, int | float) for b in band)
+        and 0 <= band[0] < band[1] <= 1
+    ):
+        raise PackError(f"{name}: fitted band must be two fractions 0 ≤ from < to ≤ 1, got {band}.")
+    return defaults
 
 
 def _content_hash(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:

@@ -28,13 +28,18 @@ def parse_floats(value: str, what: str) -> tuple[float, ...]:
     return numbers
 
 
-def parse_band(value: str) -> tuple[float, float] | None:
-    """'all' → None (every layer), else 'FROM,TO' as fractions of depth, e.g. '0.25,0.7'."""
-    if value.strip().lower() in ("all", "none"):
+def parse_band(value: str | None) -> tuple[float, float] | None:
+    """None or 'fitted' → None (each pack's own band), 'all' → (0, 1) (every layer), else
+    'FROM,TO' as fractions of depth, e.g. '0.25,0.7'."""
+    if value is None or value.strip().lower() == "fitted":
         return None
+    if value.strip().lower() in ("all", "none"):
+        return 0.0, 1.0
     numbers = parse_floats(value, "--band")
     if len(numbers) != 2:
-        raise AlignEZError(f"--band expects 'all' or two fractions like 0.25,0.7, got {value!r}.")
+        raise AlignEZError(
+            f"--band expects 'fitted', 'all' or two fractions like 0.25,0.7, got {value!r}."
+        )
     return numbers[0], numbers[1]
 
 

@@ -15,8 +15,9 @@ strength measured on the axis's own queries. Packs read at the MLP output (the p
 every pack saved before sites were stored) push by slider × 0.25 × the token's MLP-output norm.
 
 Layers. By default every layer in the middle band of the network (`band`, fractions of depth)
-that has directions for the query; `top_n` keeps only the per-query best n of the band (the
-paper's rule with `band=None`), and `layers` pins them by hand.
+that has directions for the query — each pack's own band unless one is given; `top_n` keeps only
+the per-query best n of the band (the paper's rule with `band=ALL_LAYERS`), and `layers` pins
+them by hand.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ ADDITIVE_RULES = ("steer", "caa")
 # norm for MLP packs.
 DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.04, "caa": 0.04}
 MLP_SITE_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
-DEFAULT_BAND = (0.25, 0.7)
+DEFAULT_BAND = (0.25, 0.7)  # for packs that store no band of their own
+ALL_LAYERS = (0.0, 1.0)
 DEFAULT_BUDGET = 1.0
 
 
@@ -50,14 +52,14 @@ DEFAULT_BUDGET = 1.0
 class SteerSettings:
     """How sliders become edits: the rule, which layers, which positions, what scale.
 
-    `rule` / `positions` None: each pack's own, the ones its slider was calibrated with
+    `rule`, `band`, `positions` None: each pack's own, the ones its slider was calibrated with
     (`AxisPack.fitted_rule`), so a pack steers as fitted unless the caller says otherwise.
     """
 
     rule: str | None = None
     top_n: int | None = None  # None: every layer of the band; n: the per-query best n
     layers: tuple[int, ...] | None = None  # pinned layers instead of band / top-n
-    band: tuple[float, float] | None = DEFAULT_BAND  # [from, to) as fractions of depth
+    band: tuple[float, float] | None = None  # [from, to) as fractions of depth; ALL_LAYERS
     positions: Positions | None = None
     scale: float | None = None  # None: the pack's calibration, else the rule's default
     # Several axes at one layer: their combined push stays within budget × the strongest single
@@ -80,18 +82,19 @@ class SteerSettings:
         if self.budget is not None and not 0 < check_strength(self.budget, "budget") <= 10:
             raise EditError(f"budget must be in (0, 10] or None, got {self.budget}.")
 
-    def band_layers(self, num_layers: int) -> tuple[int, ...] | None:
-        """The layers of the band on a model of `num_layers` (never empty), or None for all."""
-        if self.band is None:
-            return None
-        low, high = round(self.band[0] * num_layers), round(self.band[1] * num_layers)
+    def band_layers(self, num_layers: int) -> tuple[int, ...]:
+        """The layers of the band on a model of `num_layers` (never empty); with no band set
+        (no pack to take one from), `DEFAULT_BAND`'s."""
+        band = self.band or DEFAULT_BAND
+        low, high = round(band[0] * num_layers), round(band[1] * num_layers)
         return tuple(range(min(low, num_layers - 1), max(high, low + 1)))
 
     def for_pack(self, pack: AxisPack) -> SteerSettings:
-        """These settings with the rule and positions left to the pack filled in from it."""
+        """These settings with the rule, band and positions left to the pack filled in from it."""
         return replace(
             self,
             rule=self.rule or pack.fitted_rule(),
+            band=self.band or pack.fitted_band() or DEFAULT_BAND,
             positions=self.positions or pack.fitted_positions(),
         )
 

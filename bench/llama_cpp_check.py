@@ -40,7 +40,7 @@ from alignez_core.interop import export_control_vector, import_control_vector  #
 from alignez_core.judges import tone  # noqa: E402
 from alignez_core.model import _default_gguf  # noqa: E402
 from alignez_core.queries import read_queries  # noqa: E402
-from alignez_core.steering import SteerSettings, generate  # noqa: E402
+from alignez_core.steering import ALL_LAYERS, SteerSettings, generate  # noqa: E402
 
 
 def cvec_buffer(path: Path, n_embd: int, n_layer: int):
@@ -88,7 +88,7 @@ def main() -> None:
             edited = llama_answers()
             llama_cpp.llama_set_adapter_cvec(llm._ctx.ctx, None, 0, n_embd, 1, n_layer)
             ours = generate(lm, prompts, {import_control_vector(path, lm): 1.0},
-                            SteerSettings(rule="caa", band=None, positions="all"),
+                            SteerSettings(rule="caa", band=ALL_LAYERS, positions="all"),
                             SamplingConfig(args.tokens))  # fmt: skip
             result["signs"][f"{sign:+g}"] = {
                 "llama_cpp_tone_shift": statistics.mean(tone(edited)) - result["base_tone"],

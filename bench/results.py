@@ -54,7 +54,7 @@ def _peer_rows(lm, pack, report, prompts, args) -> str:
     """Append the peers' own vectors at their calibrated ±1 to `report`; say what they are."""
     if not peer_vectors.available():
         return "(Peers' vectors: not installed, run `make results` to add them.) "
-    band = SteerSettings().band_layers(pack.num_layers) or range(pack.num_layers)
+    band = SteerSettings().for_pack(pack).band_layers(pack.num_layers)
     queries = seed_queries()[: args.queries]
     notes = []
     for name, peer in peer_vectors.peer_packs(lm, pack.axis, queries, band).items():

@@ -112,12 +112,14 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
     pack = tmp_path / "persona.safetensors"
     fit = run_cli(
         "fit", "--preset", "cheerful", "--queries", str(queries), "--max-new-tokens", "8",
-        "--readout", "persona", "--rule", "caa", "--positions", "all", "--model", str(model_dir),
-        "--out", str(pack),
+        "--readout", "persona", "--model", str(model_dir), "--out", str(pack),
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr
     info = json.loads(run_cli("info", str(pack)).stdout)
-    assert info["fit_config"]["readout"] == "persona" and "--rule caa" in info["readout_note"]
-    # the slider was calibrated with the rule and positions it will be used with
-    assert info["calibration"]["settings"]["positions"] == "all"
-    assert info["calibration"]["settings"]["rule"] == "caa"
+    assert info["fit_config"]["readout"] == "persona" and "caa" in info["readout_note"]
+    # the slider was calibrated with the readout's own settings, which the pack keeps as its own
+    calibrated = info["calibration"]["settings"]
+    assert (calibrated["rule"], calibrated["positions"], calibrated["band"]) == (
+        "caa", "all", [0.4, 0.85]
+    )  # fmt: skip
+    assert info["rule_defaults"]["rule"] == "caa" and info["rule_defaults"]["band"] == [0.4, 0.85]

@@ -17,7 +17,7 @@ from alignez_core.interop import (
     load_axis_file,
     save_steering_vector,
 )
-from alignez_core.steering import SteerSettings, generate
+from alignez_core.steering import ALL_LAYERS, SteerSettings, generate
 from tests.test_cli import run_cli
 from tests.tiny import make_model
 
@@ -43,7 +43,7 @@ def test_export_writes_the_packs_vectors_at_the_calibrated_strength(tiny_pack, t
 
 
 def test_export_never_writes_block_0_which_llama_cpp_refuses(tiny_pack):
-    every_layer = control_vectors(tiny_pack, 1.0, SteerSettings(band=None))
+    every_layer = control_vectors(tiny_pack, 1.0, SteerSettings(band=ALL_LAYERS))
     assert sorted(every_layer) == [1, 2] and tiny_pack.layers[0].rank > 0
 
 
@@ -107,7 +107,7 @@ def test_a_steering_vector_file_adds_exactly_its_vectors_at_every_position(tiny_
     pack = import_steering_vector(path, tiny_llama, name="mine")
     assert pack.name == "mine" and pack.ranks() == [1, 0, 1]
     # steered as its makers apply it (a plain add at every position) unless told otherwise
-    settings = SteerSettings(band=None)
+    settings = SteerSettings(band=ALL_LAYERS)
     for strength in (1.0, -2.0):
         (ours,) = generate(tiny_llama, ["hi"], {pack: strength}, settings, sampling=GREEDY)
         by_hand = Edit(
@@ -163,7 +163,7 @@ def _tone_shift_as_peers_apply(lm, pack, strengths) -> dict[float, float]:
     from alignez_core.queries import read_queries
 
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
-    settings = SteerSettings(rule="caa", band=None, positions="all")
+    settings = SteerSettings(rule="caa", band=ALL_LAYERS, positions="all")
     shift = {}
     for strength in strengths:
         answers = generate(lm, prompts, {pack: strength}, settings, SamplingConfig(48))

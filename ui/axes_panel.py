@@ -170,6 +170,7 @@ class AxesPanel:
         config = FitConfig(
             n_queries=int(pack.fit_config.get("n_queries", DEFAULT_FIT_QUERIES)),
             pooling=pack.pooling,
+            readout=pack.fit_config.get("readout", "answers"),
         )
         yield from self.run_fit(pack.axis, None, config, session, request, progress)
 

@@ -18,7 +18,7 @@ from alignez_core.parse import parse_layers
 from alignez_core.prompting import prompted
 from alignez_core.session import MAX_AXES, StudioSession
 from alignez_core.steering import (
-    DEFAULT_BAND,
+    ALL_LAYERS,
     DEFAULT_BUDGET,
     STEER_RULES,
     SteerSettings,
@@ -55,7 +55,7 @@ def steer_settings(rule, layer_mode, pinned, top_n, positions, budget) -> SteerS
     rule = None if rule in (None, "", AS_FITTED) else rule
     positions = None if positions in (None, "", AS_FITTED) else positions
     layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
-    band = None if layer_mode == "top-n (paper)" else DEFAULT_BAND
+    band = ALL_LAYERS if layer_mode == "top-n (paper)" else None  # None: each axis's own band
     top = int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None
     return SteerSettings(rule, top, layers, band, positions,
                          budget=DEFAULT_BUDGET if budget else None)  # fmt: skip
