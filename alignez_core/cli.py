@@ -275,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--readout",
         choices=READOUTS,
-        default="answers",
-        help="read Φ on the self-generated answers (AlignEZ) or at the end of the persona prompt",
+        default="persona",
+        help="read Φ at the end of the persona prompt (default) or on the self-generated answers",
     )
     fit.add_argument(
         "--positions",

@@ -117,7 +117,7 @@ def soak(app: App, n: int, tokens: int) -> dict:
     client = app.client()
 
     def fit(name: str) -> None:
-        result = client.predict("cheerful", name, "cheerful", "gloomy", "", "", "", 2, 1,
+        result = client.predict("cheerful", name, "cheerful", "gloomy", "", "", "", 2, 1, "persona",
                                 api_name="/fit")  # fmt: skip
         assert "Fitted" in str(result[0]), result[0]
 
@@ -200,7 +200,7 @@ def cancel_and_disconnect(app: App, slots: int) -> dict:
     out |= {"ttft_after_disconnect_s": round(after, 3), "disconnect_frees_slot": after <= 2 * idle}
     fitter = app.client()
     job = fitter.submit(
-        "cheerful", "halfway", "cheerful", "gloomy", "", "", "", 8, 1, api_name="/fit"
+        "cheerful", "halfway", "cheerful", "gloomy", "", "", "", 8, 1, "persona", api_name="/fit"
     )
     time.sleep(3.0)
     fitter.predict(api_name="/cancel_fit")
@@ -225,7 +225,17 @@ def crash_and_restart(app: App, packs: list[Path], workdir: Path) -> dict:
         victim = app.client()
         if moment == "fit":
             victim.submit(
-                "cheerful", "killed", "cheerful", "gloomy", "", "", "", 8, 1, api_name="/fit"
+                "cheerful",
+                "killed",
+                "cheerful",
+                "gloomy",
+                "",
+                "",
+                "",
+                8,
+                1,
+                "persona",
+                api_name="/fit",
             )
             time.sleep(4.0)
         else:

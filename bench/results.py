@@ -1,11 +1,13 @@
 """Regenerate docs/RESULTS.md: does each rule steer each axis, and at what fluency cost?
 
 Fits cheerful ↔ gloomy, simple ↔ technical and concise ↔ verbose on the default model with the
-default settings (residual readout, calibrated slider), then evaluates `steer` (AlignEZ:
-subspace, per query), `caa` (the mean difference of the same pairs) and `paper` at slider
-−2 … +2, beside the prompting baseline (the pole asked for in words), on the dev prompt set
-(never used to fit or calibrate); then every pair of the three at ±1, with the shared budget
-and without (`alignez_core.composition`). Writes docs/RESULTS.md (tables; the analysis section
+default settings (the default readout, its own rule, band and positions, calibrated slider),
+then evaluates the pack's own rule, `steer` (subspace, per query), `caa` (the mean difference of
+the same pairs) and `paper` at slider −2 … +2, beside the prompting baseline (the pole asked for
+in words); the same axis fitted with the other readout, its rules as rows 'READOUT RULE'; and
+the peers' own trained vectors, on the dev prompt set (never used to fit or calibrate); then
+every pair of the three at ±1, with the shared budget and without
+(`alignez_core.composition`). Writes docs/RESULTS.md (tables; the analysis section
 is kept between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
 
     python bench/results.py [--queries 24] [--prompts 24] [--tokens 64] [--no-compose]
@@ -29,7 +31,7 @@ from alignez_core import load_model  # noqa: E402
 from alignez_core.axis import preset, seed_queries  # noqa: E402
 from alignez_core.composition import compose, composition_table  # noqa: E402
 from alignez_core.evaluate import EvalConfig, evaluate  # noqa: E402
-from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
+from alignez_core.fit import READOUTS, FitConfig, fit_axis  # noqa: E402
 from alignez_core.generation import SamplingConfig  # noqa: E402
 from alignez_core.judges import make_judge  # noqa: E402
 from alignez_core.queries import read_queries  # noqa: E402
@@ -41,6 +43,8 @@ import peer_vectors  # noqa: E402
 
 AXES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 RULES = ("steer", "caa", "paper")
+# The readout beside the default: each axis is also fitted and evaluated with it.
+OTHER = next(r for r in READOUTS if r != FitConfig().readout)
 STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 DOC = ROOT / "docs" / "RESULTS.md"
 START, END = "<!-- analysis:start -->", "<!-- analysis:end -->"
@@ -70,6 +74,25 @@ def _peer_rows(lm, pack, report, prompts, args) -> str:
     return f"Peers' trained vectors, calibrated the same way: {'; '.join(notes)}. "
 
 
+def _other_readout_rows(lm, pack, report, prompts, args) -> str:
+    """Fit the same axis with the other readout; append its rules' cells as 'READOUT RULE'."""
+    started = time.perf_counter()
+    other = fit_axis(lm, pack.axis, config=FitConfig(n_queries=args.queries, readout=OTHER))
+    seconds = time.perf_counter() - started
+    config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=report.config.judges,
+                        max_new_tokens=args.tokens)  # fmt: skip
+    for cell in evaluate(lm, other, prompts, config, progress=_progress).cells:
+        if cell.strength != 0:
+            cell.rule = f"{OTHER} {cell.rule}"
+            report.cells.append(cell)
+    edge = other.calibration
+    return (
+        f"The {OTHER} readout (rows '{OTHER} …', its pack fitted in {seconds:.0f} s on the same "
+        f"queries, steered on band {other.fitted_band()}): ±1 = {edge.positive:g} / "
+        f"{edge.negative:g}·‖h‖. "
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=24, help="fit queries per axis")
@@ -85,9 +108,12 @@ def main() -> None:
         started = time.perf_counter()
         pack = packs[name] = fit_axis(lm, preset(name), config=FitConfig(n_queries=args.queries))
         fit_seconds = time.perf_counter() - started
-        config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=(judge, "pole"),
-                            max_new_tokens=args.tokens, prompted=True)  # fmt: skip
+        own = pack.fitted_rule()
+        config = EvalConfig(strengths=STRENGTHS, rules=tuple(dict.fromkeys((own, *RULES))),
+                            judges=(judge, "pole"), max_new_tokens=args.tokens,
+                            prompted=True)  # fmt: skip
         report = evaluate(lm, pack, prompts, config, progress=_progress)
+        other = _other_readout_rows(lm, pack, report, prompts, args)
         peers = _peer_rows(lm, pack, report, prompts, args) if not args.no_peers else ""
         calibration = pack.calibration
         data[name] = report.to_dict(texts=True) | {
@@ -107,14 +133,16 @@ def main() -> None:
         )
         sections.append(
             f"### {axis.positive} ↔ {axis.negative} (judge: {judge})\n\n"
-            f"Fit: {len(pack.pairs)} pairs from {args.queries} queries in {fit_seconds:.0f} s; "
-            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. {peers}"
+            f"Fit ({pack.fit_config['readout']} readout, steered with {own} on "
+            f"{pack.fitted_positions()} positions, band {pack.fitted_band()}): "
+            f"{len(pack.pairs)} pairs from {args.queries} queries in {fit_seconds:.0f} s; "
+            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. {other}{peers}"
             f"Figure: [`{figure.name}`]({figure.name}).\n\n{markdown_table(report)}\n\n"
             f"Example, prompt *{example}*:\n\n"
             f"- base: {report.base_texts[0][:240]!r}\n"
             + "".join(
                 f"- {rule} {s:+g}: {report.cell(rule, s).texts[0][:240]!r}\n"
-                for rule in ("steer", "caa", "prompted", "repeng", "steering-vectors")
+                for rule in (own, "prompted", f"{OTHER} steer", "repeng", "steering-vectors")
                 for s in (-1.0, 1.0)
                 if any(c.rule == rule and c.strength == s for c in report.cells)
             )
@@ -144,7 +172,8 @@ def main() -> None:
         "# Does it steer? Measured results\n\n"
         f"Model: {lm.model_id} (CPU, greedy, {args.tokens} new tokens), {len(prompts)} dev "
         f"prompts (`assets/dev_prompts.txt`), strengths {', '.join(f'{s:+g}' for s in STRENGTHS)},"
-        f" rules {', '.join(RULES)} and the prompting baseline at ±1. Regenerate with "
+        f" rules {', '.join(RULES)} (each pack steered on its own band and positions unless the"
+        " row says otherwise) and the prompting baseline at ±1. Regenerate with "
         "`make results` (writes this file and "
         "`docs/results.json` with every text). Δ is the paired mean difference vs the base "
         "model on the same prompts, with a 95 % bootstrap interval; fluency is perplexity under "

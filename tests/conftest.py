@@ -30,14 +30,16 @@ def real_lm():
 
 @pytest.fixture(scope="session")
 def tiny_pack(tiny_llama):
-    """A cheerful ↔ gloomy axis fitted on the tiny Llama (random weights, real pipeline)."""
+    """A cheerful ↔ gloomy axis fitted on the tiny Llama (random weights, real pipeline), read
+    on the self-generated answers (AlignEZ's subspace path; `test_fit.py` covers the persona
+    readout)."""
     from alignez_core.axis import preset
     from alignez_core.fit import FitConfig, fit_axis
     from alignez_core.pairs import PairConfig
 
     # Random weights make mean-pooled answers alike (cos > 0.8); the last token differs.
     pairs = PairConfig(insight_tokens=8, answer_tokens=12)
-    config = FitConfig(n_queries=6, pooling="last", pairs=pairs)
+    config = FitConfig(n_queries=6, pooling="last", readout="answers", pairs=pairs)
     return fit_axis(tiny_llama, preset("cheerful"), config=config)
 
 

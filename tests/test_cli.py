@@ -24,7 +24,7 @@ def test_fit_info_generate_round_trip(model_dir, tmp_path):
     fit = run_cli(
         "fit", "--axis", "mood", "--positive", "cheerful", "--negative", "gloomy",
         "--queries", str(queries), "--max-new-tokens", "8", "--pooling", "last",
-        "--model", str(model_dir), "--out", str(pack),
+        "--readout", "answers", "--model", str(model_dir), "--out", str(pack),
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr
     summary = json.loads(fit.stdout)

@@ -32,8 +32,8 @@ def test_persona_readout_is_the_block_output_at_the_persona_prompts_last_token(t
     expected = (last(True) - last(False)).mean(0)
     for layer in range(tiny_llama.num_layers):
         assert torch.allclose(pack.layers[layer].mean_difference, expected[layer], atol=1e-4)
-    answers = fit_axis(tiny_llama, axis, QUERIES, FitConfig(pairs=FAST, subspace=subspace,
-                                                            calibration=None))  # fmt: skip
+    answers = fit_axis(tiny_llama, axis, QUERIES, FitConfig(readout="answers", pairs=FAST,
+                       subspace=subspace, calibration=None))  # fmt: skip
     assert not torch.allclose(answers.layers[1].mean_difference, expected[1], atol=1e-3)
     # the residual units still come from the answers, so c means the same under both readouts
     assert pack.residual_norms == pytest.approx(answers.residual_norms, rel=1e-5)
@@ -46,3 +46,24 @@ def test_the_readout_travels_in_the_pack_and_an_unknown_one_is_refused(tiny_llam
     assert loaded.fit_config["readout"] == "persona"
     with pytest.raises(FitError, match="readout must be one of answers, persona"):
         FitConfig(readout="logits")
+
+
+def test_a_default_fit_steers_with_its_readouts_settings_and_calibrates_with_them(tiny_llama):
+    from alignez_core.calibrate import CalibrationConfig
+    from alignez_core.fit import READOUT_SETTINGS
+    from alignez_core.steering import SteerSettings, plan_edits
+
+    calibration = CalibrationConfig(n_queries=2, max_new_tokens=4)
+    pack = fit_axis(tiny_llama, preset("cheerful"), QUERIES, FitConfig(pairs=FAST,
+                    calibration=calibration))  # fmt: skip
+    own = READOUT_SETTINGS["persona"]
+    assert pack.fit_config["readout"] == "persona"
+    assert (pack.fitted_rule(), pack.fitted_band(), pack.fitted_positions()) == (
+        own.rule, own.band, own.positions
+    )  # fmt: skip
+    assert pack.calibration.settings["rule"] == "caa"
+    assert pack.calibration.settings["positions"] == "all"
+    (edits,) = plan_edits(tiny_llama, ["hello"], {pack: 1.0}, SteerSettings())
+    items = edits[0].edit.layer_edits
+    assert {(i.rule, i.positions) for i in items} == {("add", "all")}
+    assert {i.layer for i in items} <= set(own.band_layers(tiny_llama.num_layers))

@@ -23,7 +23,9 @@ def test_fit_produces_layers_and_timings(tiny_pack, tiny_llama):
 
 
 def test_every_pair_filtered_out_fails_clearly(tiny_llama):
-    config = FitConfig(n_queries=2, subspace=SubspaceConfig(max_pair_cosine=-1.0))
+    config = FitConfig(
+        n_queries=2, readout="answers", subspace=SubspaceConfig(max_pair_cosine=-1.0)
+    )
     with pytest.raises(FitError, match="filtered out at every layer"):
         fit_axis(tiny_llama, preset("cheerful"), ["a?", "b?"], config)
 

@@ -148,14 +148,14 @@ def test_session_export_import_round_trip(studio, tiny_pack, tmp_path):
 
 def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
     session = StudioSession()
-    updates = list(studio.axes.on_fit("cheerful", "", "  ", "gloomy", "", "", "", 2, 1, session,
-                                 FakeRequest()))  # fmt: skip
+    updates = list(studio.axes.on_fit("cheerful", "", "  ", "gloomy", "", "", "", 2, 1, "persona",
+                                      session, FakeRequest()))  # fmt: skip
     assert "positive must be a non-empty" in updates[-1][studio.axes.fit_status]
     running = studio.jobs.start(FakeRequest.session_hash)
     try:
         with pytest.warns(UserWarning, match="already running"):  # shown as a toast
             fit = studio.axes.on_fit("cheerful", "", "cheerful", "gloomy", "", "", "", 2, 1,
-                                     session, FakeRequest())  # fmt: skip
+                                     "persona", session, FakeRequest())  # fmt: skip
             updates = list(fit)
         assert "already running" in updates[-1][studio.manage.status]
     finally:
@@ -166,11 +166,11 @@ def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
 def test_fit_and_cancel_in_the_studio(studio):
     session = StudioSession()
     fit = studio.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 1,
-                             session, FakeRequest())  # fmt: skip
+                             "answers", session, FakeRequest())  # fmt: skip
     updates = list(fit)
     assert "Fitted mood" in updates[-1][studio.axes.fit_status]
     assert updates[-1][studio.axes.sliders[0]]["visible"] is True
-    assert session.names() == ["mood"]
+    assert session.names() == ["mood"] and session.axes["mood"].fit_config["readout"] == "answers"
 
 
 def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):

@@ -13,7 +13,7 @@ import gradio as gr
 from alignez_core import AlignEZError
 from alignez_core.axis import Axis, preset, preset_names
 from alignez_core.errors import FitCancelled
-from alignez_core.fit import FitConfig, fit_axis
+from alignez_core.fit import READOUTS, FitConfig, fit_axis
 from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
 from alignez_core.pairs import PairConfig
@@ -75,6 +75,11 @@ class AxesPanel:
                 2, 48, value=DEFAULT_FIT_QUERIES, step=1, label="Queries", elem_id="n-queries"
             )
             self.samples = gr.Slider(1, 4, value=1, step=1, label="Samples per pole")
+            self.readout = gr.Radio(
+                list(READOUTS), value=FitConfig().readout, label="Read the axis from",
+                info="persona: the model reading each pole as an instruction; answers: its own "
+                "pole answers (AlignEZ's pairs)", elem_id="readout",
+            )  # fmt: skip
         with gr.Row():
             self.fit_button = gr.Button("Fit axis", variant="primary", elem_id="fit")
             self.cancel_button = gr.Button("Cancel fit", elem_id="cancel-fit")
@@ -96,7 +101,8 @@ class AxesPanel:
 
     def fit_inputs(self) -> list:
         return [self.preset, self.name, self.positive, self.negative, self.positive_desc,
-                self.negative_desc, self.queries, self.n_queries, self.samples]  # fmt: skip
+                self.negative_desc, self.queries, self.n_queries, self.samples,
+                self.readout]  # fmt: skip
 
     def axes_outputs(self) -> list:
         return [self.no_axes_note, *self.sliders]
@@ -137,7 +143,8 @@ class AxesPanel:
 
     def on_fit(
         self, preset_name, name, positive, negative, positive_desc, negative_desc, queries_text,
-        n_queries, samples, session: StudioSession, request: gr.Request, progress=gr.Progress(),
+        n_queries, samples, readout, session: StudioSession, request: gr.Request,
+        progress=gr.Progress(),
     ) -> Iterator[dict]:  # fmt: skip
         try:
             axis = Axis(
@@ -153,7 +160,9 @@ class AxesPanel:
                 else None
             )
             config = FitConfig(
-                n_queries=int(n_queries), pairs=PairConfig(samples_per_pole=int(samples))
+                n_queries=int(n_queries),
+                readout=readout or FitConfig().readout,
+                pairs=PairConfig(samples_per_pole=int(samples)),
             )
             if axis.name not in session.axes and len(session.axes) >= MAX_AXES:
                 raise AlignEZError(f"A session holds at most {MAX_AXES} axes; remove one first.")
@@ -170,7 +179,7 @@ class AxesPanel:
         config = FitConfig(
             n_queries=int(pack.fit_config.get("n_queries", DEFAULT_FIT_QUERIES)),
             pooling=pack.pooling,
-            readout=pack.fit_config.get("readout", "answers"),
+            readout=pack.fit_config.get("readout", "answers"),  # packs before readouts: answers
         )
         yield from self.run_fit(pack.axis, None, config, session, request, progress)
 
