@@ -301,16 +301,7 @@ class AxisPack:
         if norms and (len(norms) != num_layers or not all(0 < n < 1e12 for n in norms)):
             raise PackError(f"{name}: residual_norms must be {num_layers} positive numbers.")
         calibration = meta.get("calibration")
-        rule_defaults = dict(meta.get("rule_defaults") or {})
-        if (
-            rule_defaults.get("rule", "steer") not in STEER_RULES
-            or rule_defaults.get("positions", "last") not in POSITIONS
-        ):
-            raise PackError(
-                f"{name}: unknown fitted rule {rule_defaults.get('rule')!r} or positions "
-                f"{rule_defaults.get('positions')!r}; rules: {', '.join(STEER_RULES)}, "
-                f"positions: {', '.join(POSITIONS)}."
-            )
+        rule_defaults = _checked_rule_defaults(dict(meta.get("rule_defaults") or {}), name)
         return cls(
             axis=Axis.from_dict(meta["axis"]),
             model_id=str(meta["model_id"]),

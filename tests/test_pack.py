@@ -140,3 +140,7 @@ def test_the_fitted_rule_round_trips_and_a_foreign_one_is_refused(tiny_pack, tmp
         _rewrite(tiny_pack, path, edit_meta=lambda m, bad=bad: m.update(rule_defaults=bad))
         with pytest.raises(PackError, match="unknown fitted rule"):
             AxisPack.load(path)
+    path = tmp_path / "bad-band.safetensors"
+    _rewrite(tiny_pack, path, edit_meta=lambda m: m.update(rule_defaults={"band": [0.9, 0.2]}))
+    with pytest.raises(PackError, match="fitted band must be two fractions"):
+        AxisPack.load(path)
