@@ -43,7 +43,7 @@ EXAMPLES = [
 ]
 LAYER_MODES = ("band", "band top-n", "top-n (paper)", "pinned")
 LAYER_MODES_INFO = (
-    "band: every middle layer; band top-n: the prompt's best n of them; "
+    "band: every layer of each axis's own band; band top-n: the prompt's best n of them; "
     "top-n (paper): the best n of all layers; pinned: the layers you type"
 )
 
