@@ -149,6 +149,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from .evaluate import EvalConfig, evaluate
     from .judges import JUDGE_NAMES
     from .pack import AxisPack
@@ -163,13 +165,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     prompts = read_queries(args.prompts)
     for note in prompts.notes:
         _log(note)
-    config = EvalConfig(strengths=strengths, rules=rules, judges=judges,
+    config = EvalConfig(strengths=strengths, rules=rules or ("steer",), judges=judges,
                         max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
                         band=parse_band(args.band), layers=parse_layers(args.layers),
                         scale=args.scale, prompted=args.prompted,
                         repetition_penalty=args.repetition_penalty)  # fmt: skip
     lm = _load(args.model)
     pack = AxisPack.load(args.axis, lm)
+    if not rules:  # the rule the pack's slider was calibrated with
+        config = replace(config, rules=(pack.fitted_rule(),))
     report = evaluate(lm, pack, prompts.queries, config, progress=_progress)
     data = report.to_dict(texts=bool(args.json))
     if args.json:
@@ -313,7 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--axis", required=True, metavar="PACK")
     ev.add_argument("--prompts", required=True, help="text file, one prompt per line")
     ev.add_argument("--strengths", default="-2,-1,0,1,2", help="e.g. --strengths=-2,-1,0,1,2")
-    ev.add_argument("--rules", default="steer", help="comma list of " + ",".join(STEER_RULES))
+    ev.add_argument(
+        "--rules",
+        default="",
+        help="comma list of " + ",".join(STEER_RULES) + " (default: the pack's own rule)",
+    )
     ev.add_argument("--judge", action="append", help="tone, grade, words, pole, refusal")
     ev.add_argument(
         "--prompted", action="store_true", help="add the prompting baseline (poles asked in words)"

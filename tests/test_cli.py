@@ -90,6 +90,13 @@ def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path
     assert [c["strength"] for c in summary["cells"]] == [-4.0, 0.0, 4.0]
     assert json.loads(out_json.read_text())["prompts"] == ["hello", "why?"]
     assert "plotly" in out_html.read_text()
+    own = run_cli(
+        "eval", "--axis", str(pack_path), "--prompts", str(prompts), "--strengths=1",
+        "--judge", "words", "--max-new-tokens", "4", "--model", str(model_dir),
+    )  # fmt: skip
+    assert own.returncode == 0, own.stderr
+    # without --rules, the rule the pack was calibrated with (the persona readout's: caa)
+    assert {c["rule"] for c in json.loads(own.stdout)["cells"]} == {"caa"}
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
