@@ -25,16 +25,19 @@ MAX_AXES = 4
 MAX_SESSION_BYTES = (MAX_AXES + 1) * MAX_PACK_BYTES
 
 
+AS_FITTED = "as fitted"  # a rule / positions choice: each pack's own, as it was calibrated
+
+
 @dataclass
 class StudioSettings:
     """What a user sets besides the sliders."""
 
     prompt: str = ""
-    rule: str = "as fitted"  # or a rule name: "as fitted" = each pack's own
+    rule: str = AS_FITTED  # or a rule name
     layer_mode: str = "band"  # band | band top-n | top-n (paper) | pinned
     pinned_layers: str = ""
     top_n: int = 5
-    positions: str = "as fitted"
+    positions: str = AS_FITTED
     max_new_tokens: int = 64
     temperature: float = 0.0
     seed: int = 0

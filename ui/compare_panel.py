@@ -16,7 +16,7 @@ from alignez_core.generation import Row, stream_rows
 from alignez_core.pack import AxisPack
 from alignez_core.parse import parse_layers
 from alignez_core.prompting import prompted
-from alignez_core.session import MAX_AXES, StudioSession
+from alignez_core.session import AS_FITTED, MAX_AXES, StudioSession
 from alignez_core.steering import (
     ALL_LAYERS,
     DEFAULT_BUDGET,
@@ -46,9 +46,6 @@ LAYER_MODES_INFO = (
     "band: every layer of each axis's own band; band top-n: the prompt's best n of them; "
     "top-n (paper): the best n of all layers; pinned: the layers you type"
 )
-
-
-AS_FITTED = "as fitted"  # each pack's own rule / positions, the ones its slider was calibrated with
 
 
 def steer_settings(rule, layer_mode, pinned, top_n, positions, budget) -> SteerSettings:
