@@ -80,13 +80,7 @@ def fit_axis(
     band or positions left None is the readout's, `READOUT_SETTINGS`) on the first few of the
     same queries, and the pack keeps them as its own.
     """
-    own = READOUT_SETTINGS[config.readout]
-    settings = replace(
-        settings,
-        rule=settings.rule or own.rule,
-        band=settings.band or own.band,
-        positions=settings.positions or own.positions,
-    )
+    settings = settings.filled_from(READOUT_SETTINGS[config.readout])
     chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
     chosen = chosen[: config.n_queries]
     timings: dict[str, float] = {}

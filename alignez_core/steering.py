@@ -89,14 +89,24 @@ class SteerSettings:
         low, high = round(band[0] * num_layers), round(band[1] * num_layers)
         return tuple(range(min(low, num_layers - 1), max(high, low + 1)))
 
-    def for_pack(self, pack: AxisPack) -> SteerSettings:
-        """These settings with the rule, band and positions left to the pack filled in from it."""
+    def filled_from(self, defaults: SteerSettings) -> SteerSettings:
+        """These settings with the rule, band and positions they leave open (None) taken from
+        `defaults`."""
         return replace(
             self,
-            rule=self.rule or pack.fitted_rule(),
-            band=self.band or pack.fitted_band() or DEFAULT_BAND,
-            positions=self.positions or pack.fitted_positions(),
+            rule=self.rule or defaults.rule,
+            band=self.band or defaults.band,
+            positions=self.positions or defaults.positions,
         )
+
+    def for_pack(self, pack: AxisPack) -> SteerSettings:
+        """These settings with what they leave open taken from the pack (as it was fitted)."""
+        fitted = SteerSettings(
+            rule=pack.fitted_rule(),
+            band=pack.fitted_band() or DEFAULT_BAND,
+            positions=pack.fitted_positions(),  # type: ignore[arg-type]  # checked on load
+        )
+        return self.filled_from(fitted)
 
     def scale_for(self, pack: AxisPack, strength: float) -> float:
         """Rule strength per unit of slider for this pack and the slider's sign."""
