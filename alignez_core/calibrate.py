@@ -35,11 +35,12 @@ class CalibrationConfig:
     """How the clean edge is searched; the grid is in units of the layer's residual norm."""
 
     n_queries: int = 3
-    # Measured on SmolLM2 (docs/RESULTS.md): clean edges fall between 0.01 and 0.04 and 0.06
-    # loops on every axis tried; at 64 tokens the 0.04 edges already made 2–3 of 24 answers loop,
-    # and 24-token answers hid loops that 32 tokens show, so: three points, 32 tokens (≤ 30 % of
-    # an 8-query fit, `make bench`).
-    grid: tuple[float, ...] = (0.01, 0.02, 0.03)
+    # Measured on SmolLM2 (docs/RESULTS.md): clean edges fall between 0.01 and 0.03 (0.06 loops
+    # on every axis tried; 24-token answers hid loops that 32 tokens show). With the persona
+    # readout the edge often lies between 0.01 and 0.02: on held-out seed queries simple −1 is
+    # clean at 0.015 (FK +2.8 at 1.15× perplexity) and over the bar at 0.02 (1.30×), so 0.015 is
+    # a grid point; four points at 32 tokens stay ≤ 30 % of an 8-query fit (`make bench`).
+    grid: tuple[float, ...] = (0.01, 0.015, 0.02, 0.03)
     max_new_tokens: int = 32
     max_perplexity_ratio: float = 1.25
     min_distinct_2: float = DEGENERATE_DISTINCT_2
