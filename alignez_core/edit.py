@@ -22,6 +22,7 @@ Positions = Literal["last", "all", "prompt"]
 POSITIONS: tuple[str, ...] = ("last", "all", "prompt")
 # The rules a slider drives (`steering.py` turns each into layer edits of the kernels in rules.py)
 STEER_RULES: tuple[str, ...] = ("steer", "paper", "tanh", "caa")
+ALL_LAYERS: tuple[float, float] = (0.0, 1.0)  # a band (fractions of depth) holding every layer
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from safetensors.torch import save
 
 from .architecture import SITES
 from .axis import Axis
-from .edit import POSITIONS, STEER_RULES
+from .edit import ALL_LAYERS, POSITIONS, STEER_RULES
 from .errors import FitError, ForeignPackError, PackError
 from .pairs import PreferencePair
 from .subspace import LayerSubspace
@@ -30,6 +30,14 @@ FORMAT_VERSION = 1
 MAX_PACK_BYTES = 256 * 1024 * 1024
 _META_KEY = "alignez"
 LEGACY_SITE = "mlp"  # packs saved before the readout site was stored were read at the MLP output
+
+
+def _safetensors_head(head: bytes, size: int) -> bool:
+    """A safetensors file opens with its JSON header's length (u64, little-endian), then `{`.
+
+    That length's low byte may be 0x80, a pickle's first byte, so this is checked first.
+    """
+    return len(head) == 9 and head[8:] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ class AxisPack:
         if "band" not in self.rule_defaults:
             return None
         band = self.rule_defaults["band"]
-        return (0.0, 1.0) if band is None else (float(band[0]), float(band[1]))  # None: all
+        return ALL_LAYERS if band is None else (float(band[0]), float(band[1]))
 
     def check_compatible(self, lm) -> None:
         """Refuse to steer a model this pack was not made for (hidden size / depth)."""
@@ -213,8 +221,9 @@ class AxisPack:
             raise PackError(
                 f"{path.name} is {size} bytes; axis packs are capped at {MAX_PACK_BYTES}."
             )
-        head = path.open("rb").read(8)
-        if head[:1] == b"\x80" or head[:2] == b"PK":
+        with path.open("rb") as f:
+            head = f.read(9)
+        if not _safetensors_head(head, size) and (head[:1] == b"\x80" or head[:2] == b"PK"):
             raise PackError(
                 f"{path.name} looks like a pickle/torch.save file; axis packs are safetensors "
                 "and pickles are refused without being loaded."

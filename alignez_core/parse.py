@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .edit import ALL_LAYERS
 from .errors import AlignEZError
 
 
@@ -34,7 +35,7 @@ def parse_band(value: str | None) -> tuple[float, float] | None:
     if value is None or value.strip().lower() == "fitted":
         return None
     if value.strip().lower() in ("all", "none"):
-        return 0.0, 1.0
+        return ALL_LAYERS
     numbers = parse_floats(value, "--band")
     if len(numbers) != 2:
         raise AlignEZError(

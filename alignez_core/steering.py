@@ -44,7 +44,6 @@ ADDITIVE_RULES = ("steer", "caa")
 DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.04, "caa": 0.04}
 MLP_SITE_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
 DEFAULT_BAND = (0.25, 0.7)  # for packs that store no band of their own
-ALL_LAYERS = (0.0, 1.0)
 DEFAULT_BUDGET = 1.0
 
 

@@ -34,13 +34,14 @@ import llama_cpp  # noqa: E402
 
 from alignez_core import load_model  # noqa: E402
 from alignez_core.axis import ASSETS, preset  # noqa: E402
+from alignez_core.edit import ALL_LAYERS  # noqa: E402
 from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
 from alignez_core.generation import SamplingConfig  # noqa: E402
 from alignez_core.interop import export_control_vector, import_control_vector  # noqa: E402
 from alignez_core.judges import tone  # noqa: E402
 from alignez_core.model import _default_gguf  # noqa: E402
 from alignez_core.queries import read_queries  # noqa: E402
-from alignez_core.steering import ALL_LAYERS, SteerSettings, generate  # noqa: E402
+from alignez_core.steering import SteerSettings, generate  # noqa: E402
 
 
 def cvec_buffer(path: Path, n_embd: int, n_layer: int):

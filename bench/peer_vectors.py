@@ -20,10 +20,11 @@ from peers import PEERS, make_peers_importable
 from alignez_core import LoadedModel
 from alignez_core.axis import Axis
 from alignez_core.calibrate import CalibrationConfig, calibrate
+from alignez_core.edit import ALL_LAYERS
 from alignez_core.interop import import_control_vector, import_steering_vector, save_steering_vector
 from alignez_core.pack import AxisPack
 from alignez_core.pairs import persona_prompt
-from alignez_core.steering import ALL_LAYERS, SteerSettings
+from alignez_core.steering import SteerSettings
 
 # How the peers apply a vector: its own layers (every layer it has), every position, a plain add.
 PEER_SETTINGS = SteerSettings(rule="caa", band=ALL_LAYERS, positions="all")

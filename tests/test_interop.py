@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignez_core.edit import Edit, LayerEdit
+from alignez_core.edit import ALL_LAYERS, Edit, LayerEdit
 from alignez_core.errors import PackError
 from alignez_core.generation import Row, SamplingConfig, generate_rows
 from alignez_core.interop import (
@@ -17,7 +17,7 @@ from alignez_core.interop import (
     load_axis_file,
     save_steering_vector,
 )
-from alignez_core.steering import ALL_LAYERS, SteerSettings, generate
+from alignez_core.steering import SteerSettings, generate
 from tests.test_cli import run_cli
 from tests.tiny import make_model
 

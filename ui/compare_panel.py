@@ -10,7 +10,7 @@ import torch
 
 from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.budget import budget_summary
-from alignez_core.edit import POSITIONS
+from alignez_core.edit import ALL_LAYERS, POSITIONS
 from alignez_core.explain import layer_report
 from alignez_core.generation import Row, stream_rows
 from alignez_core.pack import AxisPack
@@ -18,7 +18,6 @@ from alignez_core.parse import parse_layers
 from alignez_core.prompting import prompted
 from alignez_core.session import AS_FITTED, MAX_AXES, StudioSession
 from alignez_core.steering import (
-    ALL_LAYERS,
     DEFAULT_BUDGET,
     STEER_RULES,
     SteerSettings,
