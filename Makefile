@@ -58,6 +58,7 @@ llamacpp: setup
 
 results: peers
 	$(PY) bench/results.py
+	$(PY) bench/versus_prompting.py
 
 loadtest: setup
 	$(PY) bench/loadtest.py

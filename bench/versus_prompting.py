@@ -1,0 +1,84 @@
+"""Steering against the prompting baseline, prompt by prompt, from `make results`' JSON.
+
+For each axis at slider ±1: the default rule's answers and the prompted answers (the pole asked
+for in words, no edit) were written for the same 24 dev prompts, so their judge scores pair up.
+Prints the paired difference (steered − prompted) with a 95 % bootstrap interval, and each side's
+fluency, so "beats or equals prompting at equal or better fluency" is read from one interval
+rather than from two overlapping ones.
+
+    python bench/versus_prompting.py [docs/results.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alignez_core.axis import preset  # noqa: E402
+from alignez_core.evaluate import bootstrap_interval  # noqa: E402
+from alignez_core.judges import make_judge  # noqa: E402
+
+
+def _cell(cells: list[dict], rule: str, strength: float) -> dict:
+    return next(c for c in cells if c["rule"] == rule and c["strength"] == strength)
+
+
+def _fluency(cell: dict, base_perplexity: float, n: int) -> str:
+    fluency = cell["fluency"]
+    return f"{fluency['degenerate']}/{n}, {fluency['perplexity'] / base_perplexity:.2f}×"
+
+
+def versus_prompting(data: dict, name: str) -> list[str]:
+    """Markdown rows for one axis: steered − prompted at −1 and +1, paired over prompts."""
+    report = data[name]
+    rule, judge_name = report["config"]["rules"][0], report["config"]["judges"][0]
+    judge = make_judge(judge_name, preset(name))
+    n, base_ppl = report["n_prompts"], report["base"]["fluency"]["perplexity"]
+    rows = []
+    for strength in (-1.0, 1.0):
+        steered = _cell(report["cells"], rule, strength)
+        asked = _cell(report["cells"], "prompted", strength)
+        paired = [
+            s - p
+            for s, p in zip(judge.score(steered["texts"]), judge.score(asked["texts"]), strict=True)
+        ]
+        diff = bootstrap_interval(paired, report["config"]["bootstrap"], report["config"]["seed"])
+        # toward the pole: the sign the slider pushes the judge (its shift alone says which way)
+        toward = 1.0 if steered["difference_vs_base"][judge_name]["mean"] >= 0 else -1.0
+        ends = sorted((toward * diff.low, toward * diff.high))
+        verdict = (
+            "steering further"
+            if ends[0] > 0
+            else "prompting further"
+            if ends[1] < 0
+            else "not distinguishable"
+        )
+        rows.append(
+            f"| {name} ({judge_name}) | {strength:+g} | "
+            f"{steered['difference_vs_base'][judge_name]['mean']:+.3f} "
+            f"({_fluency(steered, base_ppl, n)}) | "
+            f"{asked['difference_vs_base'][judge_name]['mean']:+.3f} "
+            f"({_fluency(asked, base_ppl, n)}) | "
+            f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}] | {verdict} |"
+        )
+    return rows
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "results.json"
+    data = json.loads(path.read_text())
+    print(
+        "| axis (judge) | slider | steered Δ (looping, perplexity) | prompted Δ | "
+        "steered − prompted, paired [95 %] | which reaches further |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name in (k for k in data if k != "composition"):
+        print("\n".join(versus_prompting(data, name)))
+
+
+if __name__ == "__main__":
+    main()

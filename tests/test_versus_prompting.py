@@ -1,0 +1,56 @@
+"""bench/versus_prompting.py reads make results' JSON and pairs steered with prompted answers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cell(rule, strength, texts, shift):
+    return {
+        "rule": rule,
+        "strength": strength,
+        "texts": texts,
+        "difference_vs_base": {"words": {"mean": shift}},
+        "fluency": {"perplexity": 2.0, "degenerate": 0},
+    }
+
+
+def test_the_verdict_comes_from_the_paired_interval(tmp_path):
+    n = 12
+    short, mid, long = ["one two"] * n, ["one two three four"] * n, ["w " * 30] * n
+    mixed = ["one"] * (n // 2) + ["one two three four five six seven"] * (n // 2)
+    report = {
+        "n_prompts": n,
+        "config": {"rules": ["caa"], "judges": ["words"], "bootstrap": 500, "seed": 0},
+        "base": {"fluency": {"perplexity": 2.0}},
+        "cells": [
+            _cell("caa", 1.0, short, -10.0),  # steering 2 words against prompting's 30
+            _cell("prompted", 1.0, long, -28.0),
+            _cell("caa", -1.0, mixed, +2.0),  # 1 or 7 words against 4: a wash
+            _cell("prompted", -1.0, mid, +2.0),
+        ],
+    }
+    path = tmp_path / "results.json"
+    behind = report | {"cells": [  # steering shortens by 2 words, prompting by 28: behind
+        _cell("caa", 1.0, ["w " * 28] * n, -2.0), _cell("prompted", 1.0, short, -28.0),
+        _cell("caa", -1.0, mid, +2.0), _cell("prompted", -1.0, mid, +2.0),
+    ]}  # fmt: skip
+    path.write_text(json.dumps({"concise": report, "cheerful": behind, "composition": {}}))
+    out = subprocess.run(
+        [sys.executable, "bench/versus_prompting.py", str(path)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    verdicts = {
+        (cells[1].split()[0], cells[2].strip()): cells[-2].strip()
+        for line in out.splitlines()
+        if (cells := line.split("|"))[1].strip().startswith(("concise", "cheerful"))
+    }
+    assert verdicts == {
+        ("concise", "+1"): "steering further",
+        ("concise", "-1"): "not distinguishable",
+        ("cheerful", "+1"): "prompting further",
+        ("cheerful", "-1"): "not distinguishable",
+    }
