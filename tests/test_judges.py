@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from alignez_core.axis import Axis, preset
 from alignez_core.errors import AlignEZError
@@ -7,6 +8,7 @@ from alignez_core.judges import (
     distinct_2,
     grade,
     make_judge,
+    native_bf16,
     perplexities,
     refusal,
     repetition,
@@ -55,6 +57,18 @@ def test_perplexity_is_lower_for_the_models_own_answer(tiny_llama):
     own = generate_rows(tiny_llama, [Row("hello")], SamplingConfig(16, min_new_tokens=16))[0].text
     (ppl_own, ppl_other) = perplexities(tiny_llama, ["hello", "hello"], [own, "zq xv kw pj"])
     assert ppl_own < ppl_other
+
+
+def test_bf16_products_stay_close_to_float32_and_are_off_where_not_native(tiny_llama):
+    prompts, answers = ["hello", "hello", "x"], ["sunny and warm", "zq xv kw pj", "a b c d e"]
+    exact = perplexities(tiny_llama, prompts, answers)
+    fast = perplexities(tiny_llama, prompts, answers, bf16_products=True)
+    if native_bf16(tiny_llama):
+        assert fast != exact  # the products really ran in bfloat16
+        assert fast == pytest.approx(exact, rel=0.03)
+    else:
+        assert fast == exact
+    assert tiny_llama.model.dtype == torch.float32  # scoring leaves the weights as they were
 
 
 def test_batched_perplexity_with_a_shared_prompt_cache_equals_a_full_forward(tiny_any):
