@@ -172,7 +172,6 @@ def degenerate(
     return distinct_2([text]) < min_distinct_2 or repetition(text) > max_repetition
 
 
-@torch.inference_mode()
 def native_bf16(lm: LoadedModel) -> bool:
     """Whether bfloat16 matrix products run natively where `lm` lives (a CPU with AVX512-BF16)."""
     if lm.device.type != "cpu":
@@ -183,6 +182,7 @@ def native_bf16(lm: LoadedModel) -> bool:
         return False
 
 
+@torch.inference_mode()
 def perplexities(
     lm: LoadedModel,
     prompts: Sequence[str],
