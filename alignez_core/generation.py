@@ -81,12 +81,12 @@ class _RowSampler(LogitsProcessor):
             drop = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p
             sorted_probs[drop] = 0.0
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        chosen = torch.stack(
-            [
-                torch.multinomial(p, 1, generator=g)
-                for p, g in zip(probs, self.generators, strict=True)
-            ]
-        ).to(scores.device)
+        n = len(self.generators)
+        pairs = zip(probs[:n], self.generators, strict=True)
+        draws = [torch.multinomial(p, 1, generator=g) for p, g in pairs]
+        # rows past n are the padding a compiled batch adds (`compiled.py`): greedy, discarded
+        draws += [p.argmax(-1, keepdim=True) for p in probs[n:]]
+        chosen = torch.stack(draws).to(scores.device)
         masked = torch.full_like(scores, float("-inf"))
         return masked.scatter(-1, chosen, 0.0)
 
@@ -104,15 +104,18 @@ class _Cancel(StoppingCriteria):
 class _QueueStreamer(BaseStreamer):
     """Receives each step's (batch,) new tokens from `generate` and queues them."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int) -> None:
         self.queue: queue.Queue = queue.Queue()
+        self.rows = rows  # a compiled batch may carry padding rows after these
         self._prompt_seen = False
+        self.started = False  # a token has been handed on
 
     def put(self, value: torch.Tensor) -> None:
         if not self._prompt_seen:  # generate() first hands over the prompt itself
             self._prompt_seen = True
             return
-        self.queue.put(value.reshape(-1).tolist())
+        self.started = True
+        self.queue.put(value.reshape(-1).tolist()[: self.rows])
 
     def end(self) -> None:
         self.queue.put(None)
@@ -159,6 +162,39 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
     }
 
 
+def _generate(
+    lm: LoadedModel,
+    prepared: dict,
+    edits: Sequence[Edit | None],
+    kwargs: dict,
+    traces: dict[int, list[torch.Tensor]] | None = None,
+    trace_site: Site = "residual",
+) -> torch.Tensor:
+    """`generate` through the compiled decoder where it can take this batch, else eagerly.
+
+    Traces need the streamer (`stream_rows` passes one).
+    """
+    inputs, plan = prepared["inputs"], prepared["plan"]
+    decoder = lm.compiled
+    if decoder is not None and (traces is None or "streamer" in kwargs):
+        batch, length = inputs["input_ids"].shape
+        if decoder.supports(edits, batch, length) is None:
+            try:
+                output = decoder.generate(
+                    inputs, edits, plan, traces=traces, trace_site=trace_site, **kwargs
+                )
+            except Exception as exc:  # compiling failed here: say why once, decode eagerly
+                lm.disable_compile(f"it failed ({type(exc).__name__}: {exc})")
+                streamer = kwargs.get("streamer")
+                if streamer is not None and streamer.started:
+                    raise
+                output = None
+            if output is not None:
+                return output
+    with lm.hooks.applying(plan, traces, trace_site):
+        return lm.model.generate(**inputs, **kwargs)
+
+
 def _trim(tokens: Sequence[int], eos: set[int]) -> list[int]:
     out: list[int] = []
     for token in tokens:
@@ -182,8 +218,8 @@ def generate_rows(
     kwargs = dict(prepared["kwargs"])
     if cancel is not None:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancel(cancel)])
-    with torch.inference_mode(), lm.hooks.applying(prepared["plan"]):
-        output = lm.model.generate(**prepared["inputs"], **kwargs)
+    with torch.inference_mode():
+        output = _generate(lm, prepared, [row.edit for row in rows], kwargs)
     start = prepared["inputs"]["input_ids"].shape[1]
     results = []
     for sequence in output[:, start:].tolist():
@@ -207,7 +243,7 @@ def stream_rows(
     axis was read at, so its directions project it; see `EditHooks`).
     """
     prepared = _prepare(lm, rows, config)
-    streamer = _QueueStreamer()
+    streamer = _QueueStreamer(len(rows))
     cancel = threading.Event()
     failure: list[BaseException] = []
     kwargs = dict(prepared["kwargs"])
@@ -215,8 +251,9 @@ def stream_rows(
 
     def run() -> None:
         try:
-            with torch.inference_mode(), lm.hooks.applying(prepared["plan"], traces, trace_site):
-                lm.model.generate(**prepared["inputs"], streamer=streamer, **kwargs)
+            with torch.inference_mode():
+                edits = [row.edit for row in rows]
+                _generate(lm, prepared, edits, kwargs | {"streamer": streamer}, traces, trace_site)
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)
             streamer.end()

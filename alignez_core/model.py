@@ -25,6 +25,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from .architecture import DecoderLayout, find_decoder_layout
+from .compiled import CompiledDecoder, CompileSettings, CompileUnavailable
 from .errors import ModelLoadError
 from .hooks import EditHooks
 
@@ -80,9 +81,56 @@ class LoadedModel:
     source: str = ""
     hooks: EditHooks = field(init=False, repr=False)
     query_cache: LRUCache = field(default_factory=LRUCache, repr=False)
+    # compiled decoding (`enable_compile`); None: every call decodes eagerly
+    compiled: CompiledDecoder | None = field(default=None, repr=False)
+    compile_note: str = ""  # why compiled decoding is off after it was asked for, in words
 
     def __post_init__(self) -> None:
         self.hooks = EditHooks(self.layout)
+
+    def enable_compile(
+        self, settings: CompileSettings = CompileSettings(), warm_batches: tuple[int, ...] = (2,)
+    ) -> threading.Thread | None:
+        """Decode small batches through a compiled step (`compiled.py`). The first compile of
+        each batch bucket is paid by a background warm-up (returned, already started); calls
+        that come while it runs decode eagerly, so none waits for it. Where compiling cannot
+        run, this says why once (`compile_note`, a warning) and everything stays eager."""
+        try:
+            self.compiled = CompiledDecoder(self.model, settings)
+        except CompileUnavailable as exc:
+            self.disable_compile(str(exc))
+            return None
+        if not warm_batches:
+            return None
+        worker = threading.Thread(target=self.warm_compile, args=(warm_batches,), daemon=True)
+        worker.start()
+        return worker
+
+    def disable_compile(self, why: str) -> None:
+        """Decode eagerly from now on, saying why once."""
+        self.compiled = None
+        self.compile_note = f"Compiled decoding is off: {why}"
+        log.warning(self.compile_note)
+
+    def warm_compile(self, batches: tuple[int, ...]) -> None:
+        """Compile the decoding step for these batch sizes now (a two-token generation each)."""
+        from transformers import GenerationConfig
+
+        decoder = self.compiled
+        if decoder is None:
+            return
+        pad = self.tokenizer.pad_token_id
+        config = GenerationConfig(max_new_tokens=2, do_sample=False, pad_token_id=pad)
+        for batch in batches:
+            text = [self.format_prompt("Hello there.")] * batch
+            encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=not self.is_chat)
+            inputs = dict(encoded.to(self.device))
+            try:
+                with torch.inference_mode():
+                    decoder.generate(inputs, [None] * batch, None, config)
+            except Exception as exc:  # a compiler missing or failing: eager it is
+                self.disable_compile(f"warming it up failed ({type(exc).__name__}: {exc})")
+                return
 
     @classmethod
     def wrap(

@@ -3,9 +3,10 @@
 Prints, from one run on one machine: the measured read bandwidth and the tokens/s ceiling it
 sets per weight dtype (a token reads every weight once), plain and steered (base + edited
 batch) decoding in float32 and bfloat16, eager, measured pair by pair with runs alternating;
-and, with --compile, transformers' static KV cache + `torch.compile` on plain decoding: its
-warm-up and its speed against eager. The compiled path carries no edit yet: the engine's hooks
-are not graph-safe, so nothing here claims a compiled *steered* number.
+and, with --compile, the engine's compiled decoding (`LoadedModel.enable_compile`: static KV
+cache + `torch.compile`, graph-safe edits) in bfloat16 against today's float32 eager path: the
+warm-up per batch bucket, plain and steered speed, graphs compiled across 10 slider moves, and
+how many of the edited row's tokens equal eager decoding's in the same dtype.
 
     python bench/decode_speed.py [--runs 5] [--tokens 64] [--compile]
 """
@@ -18,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,6 +32,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 from common import PROMPT, paired_time_ratios  # noqa: E402
 
 from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, load_model  # noqa: E402
+from alignez_core.compiled import graphs_compiled  # noqa: E402
 
 
 def read_bandwidth_gb_s(gib: float = 1.0, repeats: int = 7) -> float:
@@ -46,6 +49,54 @@ def read_bandwidth_gb_s(gib: float = 1.0, repeats: int = 7) -> float:
 
 def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth: float) -> dict:
+    """The compiled path (bfloat16 weights) against float32 eager, side by side in one run."""
+    out: dict = {}
+    lm = load_model(dtype=torch.bfloat16)
+    lm.enable_compile(warm_batches=())
+    for batch in (1, 2):
+        started = time.perf_counter()
+        lm.warm_compile((batch,))
+        out[f"compile_warmup_s_batch{batch}"] = round(time.perf_counter() - started, 1)
+    if lm.compiled is None:
+        return out | {"compiled": lm.compile_note}
+    rows = steered(lm, rows_only=True)
+    compiled_pair = steered(lm)
+    forced = SamplingConfig(n, min_new_tokens=n)
+    compiled_plain = lambda: generate_rows(lm, [Row(PROMPT)], forced)  # noqa: E731
+    ratio, fp32_times = paired_time_ratios(
+        steered(models["float32"]), {"pair": compiled_pair}, runs, False
+    )
+    out["compiled_speedup"] = round(1 / ratio["pair"], 3)
+    out["compiled_steered_pair_tokens_per_s"] = round(
+        n / statistics.median(fp32_times) / ratio["pair"], 1
+    )
+    ratio, plain_times = paired_time_ratios(compiled_plain, {"pair": compiled_pair}, runs, False)
+    out["compiled_side_by_side_ratio"] = round(ratio["pair"], 3)
+    rate = n / statistics.median(plain_times)
+    out["compiled_tokens_per_s"] = round(rate, 1)
+    ceiling = bandwidth * 1e9 / weight_bytes(lm.model)
+    out["compiled_share_of_ceiling_bfloat16"] = round(rate / ceiling, 3)
+    ratio, _ = paired_time_ratios(plain(models["float32"]), {"c": compiled_plain}, runs, False)
+    out["compiled_plain_speedup_vs_float32_eager"] = round(1 / ratio["c"], 3)
+    before = graphs_compiled()
+    for k in range(10):  # ten slider moves: new strengths, same shapes
+        moved = [rows[0], Row(PROMPT, scaled_edit(rows[1].edit, 0.2 * (k - 5)))]
+        generate_rows(lm, moved, forced)
+    out["recompiles_on_slider_change"] = graphs_compiled() - before
+    compiled = generate_rows(lm, rows, SamplingConfig(n, min_new_tokens=n))[1].token_ids
+    eager = generate_rows(models["bfloat16"], rows, SamplingConfig(n, min_new_tokens=n))[
+        1
+    ].token_ids
+    same = next((i for i, (a, b) in enumerate(zip(compiled, eager, strict=True)) if a != b), n)
+    out["compiled_equal_tokens_of_64"] = same
+    return out
+
+
+def scaled_edit(edit: Edit, factor: float) -> Edit:
+    return Edit(tuple(replace(item, strength=item.strength * factor) for item in edit.layer_edits))
 
 
 def main() -> None:
@@ -69,12 +120,14 @@ def main() -> None:
         return lambda: lm.model.generate(**enc, **forced, **extra,
                                          pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
 
-    def steered(lm):
+    def steered(lm, rows_only: bool = False):
         torch.manual_seed(0)
         vector = torch.randn(lm.hidden_size)
         edit = Edit(tuple(LayerEdit(i, (2 * vector / vector.norm())[None], 1.0, "add", "residual")
                           for i in range(8, 21)))  # fmt: skip
         rows = [Row(PROMPT), Row(PROMPT, edit)]
+        if rows_only:
+            return rows
         return lambda: generate_rows(lm, rows, SamplingConfig(n, min_new_tokens=n))
 
     with torch.inference_mode():
@@ -99,18 +152,7 @@ def main() -> None:
         out["steered_pair_tokens_per_s_float32"] = round(n / statistics.median(pair_times), 1)
         out["steered_pair_bf16_speedup"] = round(1 / pair["bf16"], 3)
         if args.compile:
-            lm = load_model(dtype=torch.float32)
-            eager_fn = plain(models["float32"])
-            lm.model.forward = torch.compile(lm.model.forward, dynamic=False)
-            compiled = plain(lm, cache_implementation="static")
-            started = time.perf_counter()
-            compiled()
-            out["compile_warmup_s"] = round(time.perf_counter() - started, 1)
-            ratio, times = paired_time_ratios(eager_fn, {"compiled": compiled}, args.runs, False)
-            out["compiled_speedup"] = round(1 / ratio["compiled"], 3)
-            out["compiled_tokens_per_s"] = round(
-                n / statistics.median(times) / ratio["compiled"], 1
-            )
+            out |= compiled_figures(models, plain, steered, args.runs, n, bandwidth)
     print(json.dumps(out, indent=1))
 
 

@@ -1,0 +1,141 @@
+"""Compiled decoding (compiled.py) on a tiny model: the same tokens as eager, no recompiles when a
+slider moves, eager wherever it cannot take a batch. One model compiles once for the module
+(about 15 s a batch bucket on 2 cores)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alignez_core.compiled import CompiledDecoder, graphs_compiled
+from alignez_core.edit import Edit, LayerEdit
+from alignez_core.generation import Row, SamplingConfig, generate_rows, stream_rows
+from tests.tiny import make_model
+
+PROMPT = "hello there"
+GREEDY = SamplingConfig(max_new_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """(eager model, compiled model): two wraps of the same weights, only one compiled."""
+    eager = make_model("llama", layers=3, hidden=64)
+    compiled = make_model("llama", layers=3, hidden=64)
+    compiled.enable_compile(warm_batches=(2, 4)).join()
+    assert compiled.compiled is not None, compiled.compile_note
+    return eager, compiled
+
+
+def _direction(seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    v = torch.randn(64)
+    return (v / v.norm())[None]
+
+
+def _edit(strength: float, rule: str = "caa", positions: str = "all", seed: int = 0) -> Edit:
+    items = tuple(LayerEdit(i, _direction(seed), strength, rule, "residual") for i in (1, 2))
+    return Edit(items, positions=positions)
+
+
+def _tokens(lm, rows, config=GREEDY) -> list[tuple[int, ...]]:
+    return [o.token_ids for o in generate_rows(lm, rows, config)]
+
+
+def test_compiled_equals_eager_token_for_token(pair):
+    eager, compiled = pair
+    rows = [
+        Row(PROMPT),
+        Row(PROMPT, _edit(0.8)),
+        Row("a longer prompt than the others", _edit(-0.8, positions="last", seed=1)),
+    ]  # three rows: padded to the 4-row bucket
+    expected = _tokens(eager, rows)
+    assert expected[1] != expected[0]  # the edit changes the text, so equality means something
+    assert _tokens(compiled, rows) == expected
+    mixed = [Row(PROMPT, _edit(3.0, rule="add")), Row(PROMPT, _edit(0.8, positions="prompt"))]
+    assert _tokens(compiled, mixed) == _tokens(eager, mixed)
+
+
+def test_slider_moves_never_recompile(pair):
+    eager, compiled = pair
+    _tokens(compiled, [Row(PROMPT), Row(PROMPT, _edit(0.1))])
+    before = graphs_compiled()
+    seen = set()
+    for strength in (-1.0, -0.5, 0.0, 0.3, 0.9, 1.5):
+        rows = [Row(PROMPT), Row(PROMPT, _edit(strength, seed=2))]
+        got = _tokens(compiled, rows)
+        assert got == _tokens(eager, rows)
+        seen.add(got[1])
+    assert graphs_compiled() == before
+    assert len(seen) > 1  # the slider did move the text
+
+
+def test_streaming_and_sampling_go_through_the_compiled_step(pair):
+    eager, compiled = pair
+    rows = [Row(PROMPT), Row(PROMPT, _edit(0.8)), Row(PROMPT, _edit(-0.8))]
+    final = list(stream_rows(compiled, rows, GREEDY))[-1]
+    assert len(final) == 3  # the padding row never reaches the consumer
+    assert final == [o.text for o in generate_rows(eager, rows, GREEDY)]
+    sampled = SamplingConfig(max_new_tokens=16, temperature=0.9, seed=3)
+    assert _tokens(compiled, rows, sampled) == _tokens(eager, rows, sampled)
+
+
+def test_projection_rules_and_large_batches_decode_eagerly(pair):
+    eager, compiled = pair
+    decoder = compiled.compiled
+    paper = [Row(PROMPT, _edit(0.5, rule="paper"))]
+    assert "paper" in decoder.supports([r.edit for r in paper], 1, 8)
+    assert "batch 5" in decoder.supports([None] * 5, 5, 8)
+    before = graphs_compiled()
+    assert _tokens(compiled, paper) == _tokens(eager, paper)
+    assert graphs_compiled() == before
+
+
+def test_a_busy_decoder_means_eager_not_waiting(pair):
+    eager, compiled = pair
+    rows = [Row(PROMPT), Row(PROMPT, _edit(0.8))]
+    with compiled.compiled._lock:  # another call holds the compiled tables
+        assert _tokens(compiled, rows) == _tokens(eager, rows)
+
+
+def test_the_users_model_is_untouched_and_weights_are_shared(pair):
+    _, compiled = pair
+    clone = compiled.compiled.model
+    assert clone is not compiled.model
+    assert all(not m._forward_hooks for m in compiled.model.modules())
+    ours = dict(compiled.model.named_parameters())
+    assert all(p.data_ptr() == ours[name].data_ptr() for name, p in clone.named_parameters())
+
+
+def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
+    lm = make_model("llama", layers=3, hidden=64, seed=1)
+    lm.enable_compile(warm_batches=())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(lm.compiled, "generate", broken)
+    rows = [Row(PROMPT, _edit(0.8))]
+    assert _tokens(lm, rows) == _tokens(make_model("llama", layers=3, hidden=64, seed=1), rows)
+    assert lm.compiled is None
+    assert "no C++ compiler" in lm.compile_note
+
+
+def test_split_models_are_refused_with_a_reason():
+    lm = make_model("llama", layers=2, hidden=64)
+    lm.model.hf_device_map = {"model.layers.0": "cpu", "model.layers.1": "disk"}
+    assert lm.enable_compile() is None
+    assert lm.compiled is None and "split across devices" in lm.compile_note
+    assert isinstance(CompiledDecoder.bucket(3), int) and CompiledDecoder.bucket(9) is None
+
+
+def test_traced_streaming_matches_eager_states(pair):
+    eager, compiled = pair
+    rows = [Row(PROMPT), Row(PROMPT, _edit(0.8)), Row(PROMPT, _edit(-0.8))]
+    got: dict[int, list[torch.Tensor]] = {1: []}
+    want: dict[int, list[torch.Tensor]] = {1: []}
+    before = graphs_compiled()
+    texts = list(stream_rows(compiled, rows, GREEDY, got))[-1]
+    assert texts == list(stream_rows(eager, rows, GREEDY, want))[-1]
+    assert graphs_compiled() == before  # traced by the same graph
+    assert len(got[1]) == len(want[1]) == GREEDY.max_new_tokens
+    torch.testing.assert_close(torch.stack(got[1]), torch.stack(want[1]), atol=1e-4, rtol=1e-4)
