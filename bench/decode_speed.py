@@ -35,6 +35,15 @@ from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, lo
 from alignez_core.compiled import graphs_compiled  # noqa: E402
 
 
+def cpu_model() -> str:
+    """The CPU's name: figures here differ by model (bfloat16 pays on one, not on another)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if "model name" in line)
+    except (OSError, StopIteration):
+        return "CPU"
+
+
 def read_bandwidth_gb_s(gib: float = 1.0, repeats: int = 7) -> float:
     """Bytes read per second by a reduction over a buffer far larger than the caches."""
     data = torch.ones(int(gib * 2**30 / 4), dtype=torch.float32)
@@ -86,13 +95,23 @@ def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth:
         moved = [rows[0], Row(PROMPT, scaled_edit(rows[1].edit, 0.2 * (k - 5)))]
         generate_rows(lm, moved, forced)
     out["recompiles_on_slider_change"] = graphs_compiled() - before
-    compiled = generate_rows(lm, rows, SamplingConfig(n, min_new_tokens=n))[1].token_ids
-    eager = generate_rows(models["bfloat16"], rows, SamplingConfig(n, min_new_tokens=n))[
-        1
-    ].token_ids
-    same = next((i for i, (a, b) in enumerate(zip(compiled, eager, strict=True)) if a != b), n)
-    out["compiled_equal_tokens_of_64"] = same
+    out["compiled_equal_tokens_of_64_bfloat16"] = equal_prefix(lm, models["bfloat16"], rows, n)
+    f32 = load_model(dtype=torch.float32)
+    f32.enable_compile(warm_batches=(2,)).join()
+    out["compiled_equal_tokens_of_64_float32"] = equal_prefix(f32, models["float32"], rows, n)
     return out
+
+
+def equal_prefix(compiled, eager, rows: list[Row], n: int) -> int:
+    """How many leading tokens the compiled and the eager model agree on (the worse row)."""
+    forced = SamplingConfig(n, min_new_tokens=n)
+    got, want = generate_rows(compiled, rows, forced), generate_rows(eager, rows, forced)
+    return min(_agreed(c.token_ids, e.token_ids) for c, e in zip(got, want, strict=True))
+
+
+def _agreed(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    same = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return next(same, min(len(a), len(b)))
 
 
 def scaled_edit(edit: Edit, factor: float) -> Edit:
@@ -106,7 +125,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time static cache + compile")
     args = parser.parse_args()
     n = args.tokens
-    out: dict = {"machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}"}
+    out: dict = {"machine": f"{os.cpu_count()} × {cpu_model()}, torch {torch.__version__}"}
     bandwidth = read_bandwidth_gb_s()
     out["read_bandwidth_gb_s"] = round(bandwidth, 1)
     models = {

@@ -251,3 +251,12 @@ def test_a_steering_vectors_file_uploads_as_an_axis_and_a_foreign_one_loses_noth
     view = studio.manage.on_upload_pack(str(tmp_path / "weights.safetensors"), session)
     assert "not named by a layer index" in view[studio.manage.status]
     assert view[studio.session].names() == ["cheerful", "calm"]
+
+
+def test_serving_model_refuses_an_unknown_dtype_by_name(monkeypatch):
+    from alignez_core.errors import ModelLoadError
+    from ui.shared import serving_model
+
+    monkeypatch.setenv("ALIGNEZ_DTYPE", "float16")
+    with pytest.raises(ModelLoadError, match="ALIGNEZ_DTYPE must be one of float32, bfloat16"):
+        serving_model(None)

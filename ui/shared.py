@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
+import torch
+
 from alignez_core import LoadedModel, load_model
+from alignez_core.errors import ModelLoadError
+
+DTYPES = ("float32", "bfloat16")
+
+
+def serving_model(spec: str | None) -> LoadedModel:
+    """The studio's model: weights in $ALIGNEZ_DTYPE (float32 unless set) and, with
+    $ALIGNEZ_COMPILE=1, compiled decoding warmed in the background for the studio's batches
+    (base + edited: 2 rows; with the prompting column: 3, run as 4)."""
+    dtype = os.environ.get("ALIGNEZ_DTYPE", "float32")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"ALIGNEZ_DTYPE must be one of {', '.join(DTYPES)}, got {dtype!r}.")
+    lm = load_model(spec, dtype=getattr(torch, dtype))
+    if os.environ.get("ALIGNEZ_COMPILE", "") == "1":
+        lm.enable_compile(warm_batches=(2, 4))
+    return lm
 
 
 class ModelHolder:
@@ -20,7 +39,7 @@ class ModelHolder:
 
     def load(self, spec: str) -> LoadedModel:
         with self._lock:  # one load at a time; generation keeps using the old model meanwhile
-            new = load_model(spec.strip() or None)
+            new = serving_model(spec.strip() or None)
             self._lm = new
             return new
 

@@ -20,7 +20,7 @@ from .manage_panel import ManagePanel
 from .model_bar import ModelBar
 from .plots_panel import PlotsPanel
 from .render import CSS
-from .shared import FitJobs, ModelHolder
+from .shared import FitJobs, ModelHolder, serving_model
 
 INTRO = (
     "# AlignEZ Studio\nSteer a language model along axes you name in plain words: the model "
@@ -162,9 +162,7 @@ class Studio:
 
 
 def build_app(holder: ModelHolder | None = None) -> gr.Blocks:
-    from alignez_core import load_model
-
-    holder = holder or ModelHolder(load_model(os.environ.get("ALIGNEZ_MODEL") or None))
+    holder = holder or ModelHolder(serving_model(os.environ.get("ALIGNEZ_MODEL") or None))
     return Studio(holder).build()
 
 
