@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,8 +102,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--no-compose", action="store_true", help="skip the pairs of axes")
     parser.add_argument("--no-peers", action="store_true", help="skip repeng / steering-vectors")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
-    lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None)
+    lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None, dtype=getattr(torch, args.dtype))
     prompts = read_queries(ROOT / "assets" / "dev_prompts.txt").queries[: args.prompts]
     sections, data, packs = [], {}, {}
     for name, judge in AXES.items():
