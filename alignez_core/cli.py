@@ -31,7 +31,13 @@ def _load(spec: str | None, args: argparse.Namespace | None = None):
     from .model import load_model
 
     dtype = getattr(torch, getattr(args, "dtype", None) or "float32")
-    lm = load_model(spec, dtype=dtype)
+    device_map = getattr(args, "device_map", None)
+    if device_map and device_map.lstrip().startswith("{"):
+        try:
+            device_map = json.loads(device_map)
+        except ValueError as exc:
+            raise AlignEZError(f"--device-map is not valid JSON ({exc}).") from None
+    lm = load_model(spec, dtype=dtype, device_map=device_map or None)
     _log(f"loaded {lm.model_id} ({lm.source}, {dtype}) in {lm.load_seconds:.1f}s")
     if getattr(args, "compile", False):
         lm.enable_compile(warm_batches=())  # compiles on the first batch (cached on disk after)
@@ -43,6 +49,10 @@ def _load(spec: str | None, args: argparse.Namespace | None = None):
 def _add_speed_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), default="float32", help="model weights"
+    )
+    parser.add_argument(
+        "--device-map",
+        help='split the model across devices: "auto" (accelerate), or a JSON {module: device}',
     )
     parser.add_argument(
         "--compile",

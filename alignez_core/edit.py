@@ -8,7 +8,7 @@ an edit are left untouched, so base and edited answers come out of the same pass
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -128,9 +128,12 @@ def compile_plan(
     edits: Sequence[Edit | None],
     num_layers: int,
     hidden_size: int,
-    device: torch.device,
+    device: torch.device | Callable[[str, int], torch.device],
 ) -> BatchPlan | None:
-    """Validate every row's edit and group it by layer; None when no row edits anything."""
+    """Validate every row's edit and group it by layer; None when no row edits anything.
+
+    `device`: where the directions go, or a function of (site, layer) for a model split across
+    devices (`LoadedModel.layer_device`)."""
     plan = BatchPlan()
     for row, edit in enumerate(edits):
         if edit is None:
@@ -148,12 +151,13 @@ def _compile_one(
     row: int,
     num_layers: int,
     hidden_size: int,
-    device: torch.device,
+    device: torch.device | Callable[[str, int], torch.device],
 ) -> _RowOp:
     if not isinstance(item.layer, int) or not 0 <= item.layer < num_layers:
         raise EditError(f"Layer {item.layer!r} is out of range: the model has {num_layers} layers.")
     if item.site not in SITES:
         raise EditError(f"site must be one of {', '.join(SITES)}, got {item.site!r}.")
+    device = device(item.site, item.layer) if callable(device) else device
     directions = torch.as_tensor(item.directions)
     if directions.ndim == 1:
         directions = directions.unsqueeze(0)

@@ -140,7 +140,7 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
         padding_side="left",
         add_special_tokens=not lm.is_chat,
     ).to(lm.device)
-    plan = compile_plan([row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.device)
+    plan = compile_plan([row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.layer_device)
     eos = _eos_ids(lm)
     generation_config = GenerationConfig(
         max_new_tokens=config.max_new_tokens,

@@ -132,8 +132,9 @@ def _make_hook(site: str, layer: int):
         edited = state.plan.apply(key, hidden) if state.plan is not None else None
         if state.pool_weights is not None and site == state.capture_site:
             current = hidden if edited is None else edited
-            weights = state.pool_weights.to(current.dtype)
-            state.captured[layer] = torch.einsum("bt,btd->bd", weights, current).float()
+            weights = state.pool_weights.to(current.device, current.dtype)
+            pooled = torch.einsum("bt,btd->bd", weights, current).float()
+            state.captured[layer] = pooled.to(state.pool_weights.device)  # one device for all
         if state.traces is not None and site == state.trace_site and layer in state.traces:
             current = hidden if edited is None else edited
             state.traces[layer].append(current[:, -1].detach().float().cpu())

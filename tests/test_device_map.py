@@ -1,0 +1,53 @@
+"""A model split by accelerate's device_map (CPU + disk offload here) steers exactly like the
+whole model: edits run on their layer's device, activations gather onto one."""
+
+from __future__ import annotations
+
+import torch
+
+from alignez_core import load_model
+from alignez_core.activations import answer_embeddings
+from alignez_core.edit import Edit, LayerEdit
+from alignez_core.generation import Row, SamplingConfig, generate_rows
+from tests.tiny import make_model
+
+
+def _split(tmp_path):
+    whole = make_model("llama", layers=4, hidden=64)
+    folder = tmp_path / "tiny"
+    whole.model.save_pretrained(folder)
+    whole.tokenizer.save_pretrained(folder)
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.layers.2": "disk",
+        "model.layers.3": "cpu",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
+    split = load_model(str(folder), device_map=device_map, offload_folder=tmp_path / "offload")
+    return whole, split
+
+
+def test_split_model_edits_equal_the_whole_model_token_for_token(tmp_path):
+    whole, split = _split(tmp_path)
+    assert set(split.model.hf_device_map.values()) == {"cpu", "disk"}
+    # offloaded weights wait on "meta" between calls; the edit still runs where the layer runs
+    assert next(split.layout.blocks[1].parameters()).device.type == "meta"
+    assert split.layer_device("residual", 1) == torch.device("cpu")
+    torch.manual_seed(0)
+    direction = torch.randn(1, 64)
+    edit = Edit(
+        tuple(LayerEdit(i, direction / direction.norm(), 0.8, "caa", "residual") for i in (1, 2)),
+        positions="all",
+    )
+    rows = [Row("hello there"), Row("hello there", edit)]
+    config = SamplingConfig(max_new_tokens=16)
+    expected = [o.token_ids for o in generate_rows(whole, rows, config)]
+    assert expected[0] != expected[1]
+    assert [o.token_ids for o in generate_rows(split, rows, config)] == expected
+    got = answer_embeddings(split, ["q"], ["an answer"], "mean")
+    want = answer_embeddings(whole, ["q"], ["an answer"], "mean")
+    torch.testing.assert_close(got, want)
