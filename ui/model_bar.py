@@ -27,9 +27,11 @@ class ModelBar:
 
     def model_text(self) -> str:
         lm = self.holder.lm
+        dtype = str(lm.dtype).removeprefix("torch.")
+        decoding = "compiled decoding" if lm.compiled is not None else "eager decoding"
         return (
             f"**Model:** `{lm.model_id}` · {lm.num_layers} layers · hidden size "
-            f"{lm.hidden_size} · {'chat' if lm.is_chat else 'base'} model"
+            f"{lm.hidden_size} · {'chat' if lm.is_chat else 'base'} model · {dtype}, {decoding}"
         )
 
     def on_load_model(self, spec: str, session: StudioSession, progress=gr.Progress()):
