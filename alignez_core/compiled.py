@@ -56,8 +56,8 @@ class CompileSettings:
     mode: str | None = None
     # Inductor treats the weights as constants and prepacks them for the CPU's matmul kernels:
     # SmolLM2 bfloat16 on 2 cores, the compiled step 30 → 23 ms (bench/decode_speed.py). The
-    # packed copies cost memory once; the weights are never changed in place here.
-    freezing: bool = True
+    # packed copies cost a second copy of the weights, so None means: on CPUs only.
+    freezing: bool | None = None
 
 
 def _shared_clone(model: nn.Module) -> nn.Module:
@@ -162,7 +162,8 @@ class CompiledDecoder:
     def _mode_or_options(self) -> dict:
         """torch.compile takes a mode or inductor options, not both: freezing is an option, and
         "reduce-overhead" is CUDA graphs (`triton.cudagraphs`)."""
-        if not self.settings.freezing:
+        freezing = self.settings.freezing
+        if not (self.device.type == "cpu" if freezing is None else freezing):
             return {"mode": self.mode}
         cudagraphs = self.mode == "reduce-overhead"
         return {"mode": None, "options": {"freezing": True, "triton.cudagraphs": cudagraphs}}
