@@ -189,3 +189,58 @@ def print_results(results: dict) -> None:
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
     print(json.dumps(results))
+
+
+def compiled_ratios(lm: LoadedModel, pack: AxisPack, tokens: int, runs: int, sync: bool) -> dict:
+    """The compiled decoding path (`LoadedModel.enable_compile`) against eager on the same model:
+    warm-up per bucket, speed, the edit's overhead and recompiles across 10 slider moves."""
+    from dataclasses import replace
+
+    from alignez_core.compiled import graphs_compiled
+
+    forced = SamplingConfig(tokens, min_new_tokens=tokens)
+    edit = axis_edit(lm, pack)
+    plain_rows, pair_rows = [Row(PROMPT)], [Row(PROMPT), Row(PROMPT, edit)]
+    generate_rows(lm, pair_rows, forced)  # warm the eager path first
+    out: dict = {}
+    lm.enable_compile(warm_batches=())
+    for batch in (1, 2):
+        started = time.perf_counter()
+        lm.warm_compile((batch,))
+        out[f"compile_warmup_s_batch{batch}"] = round(time.perf_counter() - started, 1)
+    if lm.compiled is None:
+        return out | {"compiled": lm.compile_note}
+
+    def run(rows: list[Row]) -> Callable[[], None]:
+        return lambda: generate_rows(lm, rows, forced)
+
+    edited_rows = [Row(PROMPT, edit)]
+    ratio, times = paired_time_ratios(
+        run(plain_rows), {"edited": run(edited_rows), "pair": run(pair_rows)}, runs, sync
+    )
+    out["compiled_tokens_per_s"] = round(tokens / statistics.median(times), 1)
+    out["compiled_edit_overhead_ratio"] = round(1 / ratio["edited"], 3)
+    out["compiled_side_by_side_ratio"] = round(ratio["pair"], 3)
+    slow, _ = paired_time_ratios(run(pair_rows), {"eager": _eager(lm, run(pair_rows))}, runs, sync)
+    out["compiled_speedup"] = round(slow["eager"], 3)
+    before = graphs_compiled()
+    for k in range(10):
+        moved = Edit(
+            tuple(replace(e, strength=e.strength * 0.2 * (k - 5)) for e in edit.layer_edits)
+        )
+        generate_rows(lm, [Row(PROMPT), Row(PROMPT, moved)], forced)
+    out["recompiles_on_slider_change"] = graphs_compiled() - before
+    return out
+
+
+def _eager(lm: LoadedModel, fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn` with compiled decoding switched off for its duration."""
+
+    def call() -> None:
+        compiled, lm.compiled = lm.compiled, None
+        try:
+            fn()
+        finally:
+            lm.compiled = compiled
+
+    return call

@@ -9,7 +9,7 @@ generation ratios use that fitted axis. Prints a table, then one JSON line.
 64 on one CPU thread, where every op costs about its dispatch overhead — the regime of
 batch-1 decoding on a GPU, where the host launching kernels is the bottleneck.
 
-    python bench/gpu.py [--runs 5] [--tokens 64] [--layers 32] [--host-bound-proxy]
+    python bench/gpu.py [--runs 5] [--tokens 64] [--layers 32] [--host-bound-proxy] [--compile]
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from common import edit_step_share, generation_ratios, ops_per_forward, print_results  # noqa: E402
+from common import (  # noqa: E402
+    compiled_ratios,
+    edit_step_share,
+    generation_ratios,
+    ops_per_forward,
+    print_results,
+)
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from alignez_core import LoadedModel  # noqa: E402
@@ -62,7 +68,7 @@ def proxy_shapes(layers: int, vocab_size: int) -> LlamaConfig:
 
 
 def random_model_bench(
-    config: LlamaConfig, device: str, dtype: torch.dtype, runs: int, tokens: int
+    config: LlamaConfig, device: str, dtype: torch.dtype, runs: int, tokens: int, compiled: bool
 ) -> dict:
     """Build the random model, fit the preset on it, and measure the generation ratios."""
     started = time.perf_counter()
@@ -98,6 +104,8 @@ def random_model_bench(
     results["ops_per_forward"] = ops_per_forward(lm, pack)
     results.update(generation_ratios(lm, pack, tokens, runs))
     results.update(edit_step_share(lm, pack, results["plain_tokens_per_s"]))
+    if compiled:  # last: the eager figures above never see a compiled model
+        results.update(compiled_ratios(lm, pack, tokens, runs, sync=device == "cuda"))
     return results
 
 
@@ -107,19 +115,24 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--host-bound-proxy", action="store_true", help="CPU, width 64")
+    parser.add_argument("--compile", action="store_true", help="also the compiled decoding path")
     args = parser.parse_args()
     if args.host_bound_proxy:
         torch.set_num_threads(1)
         config = proxy_shapes(args.layers, len(byte_tokenizer()))
         results = {"device": "CPU, 1 thread (host-bound proxy)", "torch": torch.__version__}
-        results.update(random_model_bench(config, "cpu", torch.float32, args.runs, args.tokens))
+        results.update(
+            random_model_bench(config, "cpu", torch.float32, args.runs, args.tokens, args.compile)
+        )
         print_results(results)
         return
     if not torch.cuda.is_available():
         sys.exit("bench/gpu.py needs a CUDA device (or --host-bound-proxy).")
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     config = llama_8b_shapes(args.layers)
-    results.update(random_model_bench(config, "cuda", torch.bfloat16, args.runs, args.tokens))
+    results.update(
+        random_model_bench(config, "cuda", torch.bfloat16, args.runs, args.tokens, args.compile)
+    )
     results["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
     print_results(results)
 
