@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,11 +47,10 @@ class CompileUnavailable(AlignEZError):
 
 @dataclass(frozen=True)
 class CompileSettings:
-    """Shape buckets and compiler mode. `mode` None: CUDA graphs on CUDA, inductor's default
-    elsewhere."""
+    """Cache-length bucket and compiler mode (batches are padded to `BATCH_BUCKETS`). `mode`
+    None: CUDA graphs on CUDA, inductor's default elsewhere."""
 
     cache_bucket: int = 256
-    max_batch: int = BATCH_BUCKETS[-1]
     mode: str | None = None
     # Inductor treats the weights as constants and prepacks them for the CPU's matmul kernels:
     # SmolLM2 bfloat16 on 2 cores, the compiled step 30 → 23 ms (bench/decode_speed.py). The
@@ -115,7 +113,7 @@ class CompiledDecoder:
             raise CompileUnavailable("the model is split across devices (device_map).")
         self.settings = settings
         self.model = _shared_clone(model)
-        self.layout = find_decoder_layout(self.model)
+        layout = find_decoder_layout(self.model)
         self.device = next(model.parameters()).device
         cuda = self.device.type == "cuda"
         self.mode = settings.mode or ("reduce-overhead" if cuda else "default")
@@ -127,10 +125,9 @@ class CompiledDecoder:
         self._traces: dict[int, list[torch.Tensor]] | None = None
         self._trace_site = "residual"
         self._rows = 0
-        self.warmup_seconds: dict[tuple[int, int], float] = {}
         config = self.model.config.get_text_config(decoder=True)
         self._layers, self._hidden = config.num_hidden_layers, config.hidden_size
-        modules = {"residual": self.layout.blocks, "mlp": self.layout.mlps}
+        modules = {"residual": layout.blocks, "mlp": layout.mlps}
         for site in SITES:
             for layer, module in enumerate(modules[site]):
                 module.register_forward_hook(self._hook(site, layer))
@@ -174,8 +171,8 @@ class CompiledDecoder:
 
     def supports(self, edits: Sequence[Edit | None], batch: int, prompt_length: int) -> str | None:
         """None when this batch can decode compiled, else why not (in words)."""
-        if batch > self.settings.max_batch:
-            return f"batch {batch} is above the compiled path's {self.settings.max_batch}"
+        if self.bucket(batch) is None:
+            return f"batch {batch} is above the compiled path's {BATCH_BUCKETS[-1]}"
         if prompt_length < 2:
             return "a one-token prompt has no separate prefill"
         for edit in edits:
@@ -241,11 +238,9 @@ class CompiledDecoder:
         config = copy.deepcopy(generation_config)
         config.compile_config = CompileConfig(dynamic=False, **self._mode_or_options())
         config.compile_config._compile_all_devices = True
-        started = time.perf_counter()
         output = self.model.generate(
             **inputs, past_key_values=self._cache(batch, length), generation_config=config, **kwargs
         )
-        self.warmup_seconds.setdefault((batch, length), time.perf_counter() - started)
         return output[:rows]
 
 

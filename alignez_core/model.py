@@ -22,7 +22,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedTokenizerBase,
+)
 
 from .architecture import DecoderLayout, find_decoder_layout
 from .compiled import CompiledDecoder, CompileSettings, CompileUnavailable
@@ -114,8 +119,6 @@ class LoadedModel:
 
     def warm_compile(self, batches: tuple[int, ...]) -> None:
         """Compile the decoding step for these batch sizes now (a two-token generation each)."""
-        from transformers import GenerationConfig
-
         decoder = self.compiled
         if decoder is None:
             return

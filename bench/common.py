@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -194,22 +195,13 @@ def print_results(results: dict) -> None:
 def compiled_ratios(lm: LoadedModel, pack: AxisPack, tokens: int, runs: int, sync: bool) -> dict:
     """The compiled decoding path (`LoadedModel.enable_compile`) against eager on the same model:
     warm-up per bucket, speed, the edit's overhead and recompiles across 10 slider moves."""
-    from dataclasses import replace
-
-    from alignez_core.compiled import graphs_compiled
-
     forced = SamplingConfig(tokens, min_new_tokens=tokens)
     edit = axis_edit(lm, pack)
     plain_rows, pair_rows = [Row(PROMPT)], [Row(PROMPT), Row(PROMPT, edit)]
     generate_rows(lm, pair_rows, forced)  # warm the eager path first
-    out: dict = {}
-    lm.enable_compile(warm_batches=())
-    for batch in (1, 2):
-        started = time.perf_counter()
-        lm.warm_compile((batch,))
-        out[f"compile_warmup_s_batch{batch}"] = round(time.perf_counter() - started, 1)
+    out = compile_with_warmup(lm)
     if lm.compiled is None:
-        return out | {"compiled": lm.compile_note}
+        return out
 
     def run(rows: list[Row]) -> Callable[[], None]:
         return lambda: generate_rows(lm, rows, forced)
@@ -223,14 +215,35 @@ def compiled_ratios(lm: LoadedModel, pack: AxisPack, tokens: int, runs: int, syn
     out["compiled_side_by_side_ratio"] = round(ratio["pair"], 3)
     slow, _ = paired_time_ratios(run(pair_rows), {"eager": _eager(lm, run(pair_rows))}, runs, sync)
     out["compiled_speedup"] = round(slow["eager"], 3)
+    out["recompiles_on_slider_change"] = recompiles_over_slider_moves(lm, edit, forced)
+    return out
+
+
+def compile_with_warmup(lm: LoadedModel, batches: tuple[int, ...] = (1, 2)) -> dict:
+    """Switch `lm` to compiled decoding and time each batch bucket's first compile; where it
+    cannot compile, the reason instead."""
+    lm.enable_compile(warm_batches=())
+    out: dict = {}
+    for batch in batches:
+        started = time.perf_counter()
+        lm.warm_compile((batch,))
+        out[f"compile_warmup_s_batch{batch}"] = round(time.perf_counter() - started, 1)
+    return out if lm.compiled is not None else out | {"compiled": lm.compile_note}
+
+
+def scaled_edit(edit: Edit, factor: float) -> Edit:
+    """`edit` with every strength times `factor`: a slider moved."""
+    return Edit(tuple(replace(e, strength=e.strength * factor) for e in edit.layer_edits))
+
+
+def recompiles_over_slider_moves(lm: LoadedModel, edit: Edit, forced: SamplingConfig) -> int:
+    """Graphs compiled while the slider moves ten times (new strengths, same shapes)."""
+    from alignez_core.compiled import graphs_compiled
+
     before = graphs_compiled()
     for k in range(10):
-        moved = Edit(
-            tuple(replace(e, strength=e.strength * 0.2 * (k - 5)) for e in edit.layer_edits)
-        )
-        generate_rows(lm, [Row(PROMPT), Row(PROMPT, moved)], forced)
-    out["recompiles_on_slider_change"] = graphs_compiled() - before
-    return out
+        generate_rows(lm, [Row(PROMPT), Row(PROMPT, scaled_edit(edit, 0.2 * (k - 5)))], forced)
+    return graphs_compiled() - before
 
 
 def _eager(lm: LoadedModel, fn: Callable[[], None]) -> Callable[[], None]:

@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,10 +28,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from common import PROMPT, paired_time_ratios  # noqa: E402
+from common import (  # noqa: E402
+    PROMPT,
+    compile_with_warmup,
+    paired_time_ratios,
+    recompiles_over_slider_moves,
+)
 
 from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, load_model  # noqa: E402
-from alignez_core.compiled import graphs_compiled  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -62,15 +65,10 @@ def weight_bytes(model) -> int:
 
 def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth: float) -> dict:
     """The compiled path (bfloat16 weights) against float32 eager, side by side in one run."""
-    out: dict = {}
     lm = load_model(dtype=torch.bfloat16)
-    lm.enable_compile(warm_batches=())
-    for batch in (1, 2):
-        started = time.perf_counter()
-        lm.warm_compile((batch,))
-        out[f"compile_warmup_s_batch{batch}"] = round(time.perf_counter() - started, 1)
+    out = compile_with_warmup(lm)
     if lm.compiled is None:
-        return out | {"compiled": lm.compile_note}
+        return out
     rows = steered(lm, rows_only=True)
     compiled_pair = steered(lm)
     forced = SamplingConfig(n, min_new_tokens=n)
@@ -90,11 +88,7 @@ def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth:
     out["compiled_share_of_ceiling_bfloat16"] = round(rate / ceiling, 3)
     ratio, _ = paired_time_ratios(plain(models["float32"]), {"c": compiled_plain}, runs, False)
     out["compiled_plain_speedup_vs_float32_eager"] = round(1 / ratio["c"], 3)
-    before = graphs_compiled()
-    for k in range(10):  # ten slider moves: new strengths, same shapes
-        moved = [rows[0], Row(PROMPT, scaled_edit(rows[1].edit, 0.2 * (k - 5)))]
-        generate_rows(lm, moved, forced)
-    out["recompiles_on_slider_change"] = graphs_compiled() - before
+    out["recompiles_on_slider_change"] = recompiles_over_slider_moves(lm, rows[1].edit, forced)
     out["compiled_equal_tokens_of_64_bfloat16"] = equal_prefix(lm, models["bfloat16"], rows, n)
     f32 = load_model(dtype=torch.float32)
     f32.enable_compile(warm_batches=(2,)).join()
@@ -112,10 +106,6 @@ def equal_prefix(compiled, eager, rows: list[Row], n: int) -> int:
 def _agreed(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     same = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
     return next(same, min(len(a), len(b)))
-
-
-def scaled_edit(edit: Edit, factor: float) -> Edit:
-    return Edit(tuple(replace(item, strength=item.strength * factor) for item in edit.layer_edits))
 
 
 def main() -> None:
