@@ -35,6 +35,7 @@ from transformers.generation.configuration_utils import CompileConfig
 from .architecture import SITES, find_decoder_layout
 from .edit import BatchPlan, Edit
 from .errors import AlignEZError
+from .matvec import use_matvec_linears
 from .rules import add as add_rule
 from .rules import get_rule, scaled_add
 
@@ -52,10 +53,22 @@ class CompileSettings:
 
     cache_bucket: int = 256
     mode: str | None = None
-    # Inductor treats the weights as constants and prepacks them for the CPU's matmul kernels:
-    # SmolLM2 bfloat16 on 2 cores, the compiled step 30 → 23 ms (bench/decode_speed.py). The
-    # packed copies cost a second copy of the weights, so None means: on CPUs only.
+    # Decoding steps' linear layers as fused multiply-reduce (`matvec.py`): on a 2-core CPU the
+    # weights stream ~2.5× faster than through BLAS. None: on CPUs only (GPUs' GEMV kernels
+    # already read at bandwidth).
+    matvec: bool | None = None
+    # Inductor treats the weights as constants and prepacks them for the CPU's BLAS kernels
+    # (a second copy of the weights; bfloat16 step 30 → 23 ms). It only helps where products
+    # still go through BLAS, so None means: on CPUs decoding without `matvec`.
     freezing: bool | None = None
+
+    def matvec_on(self, device: torch.device) -> bool:
+        return device.type == "cpu" if self.matvec is None else self.matvec
+
+    def freezing_on(self, device: torch.device) -> bool:
+        if self.freezing is not None:
+            return self.freezing
+        return device.type == "cpu" and not self.matvec_on(device)
 
 
 def _shared_clone(model: nn.Module) -> nn.Module:
@@ -113,8 +126,10 @@ class CompiledDecoder:
             raise CompileUnavailable("the model is split across devices (device_map).")
         self.settings = settings
         self.model = _shared_clone(model)
-        layout = find_decoder_layout(self.model)
         self.device = next(model.parameters()).device
+        if settings.matvec_on(self.device):
+            use_matvec_linears(self.model)
+        layout = find_decoder_layout(self.model)
         cuda = self.device.type == "cuda"
         self.mode = settings.mode or ("reduce-overhead" if cuda else "default")
         self._lock = threading.Lock()
@@ -157,13 +172,18 @@ class CompiledDecoder:
         return hook
 
     def _mode_or_options(self) -> dict:
-        """torch.compile takes a mode or inductor options, not both: freezing is an option, and
-        "reduce-overhead" is CUDA graphs (`triton.cudagraphs`)."""
-        freezing = self.settings.freezing
-        if not (self.device.type == "cpu" if freezing is None else freezing):
-            return {"mode": self.mode}
-        cudagraphs = self.mode == "reduce-overhead"
-        return {"mode": None, "options": {"freezing": True, "triton.cudagraphs": cudagraphs}}
+        """torch.compile takes a mode or options, not both, so the mode goes in as its options
+        ("reduce-overhead" is CUDA graphs). Dynamo's guards on the clone's modules are skipped
+        (1.7 ms of a 23 ms CPU step): nothing changes the clone's modules once it is built;
+        edits and inputs are tensors, still guarded."""
+        from torch._inductor import list_mode_options  # inductor loads only when compiling
+
+        options = {
+            **list_mode_options(self.mode),
+            "freezing": self.settings.freezing_on(self.device),
+            "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe,
+        }
+        return {"mode": None, "options": options}
 
     @staticmethod
     def bucket(batch: int) -> int | None:

@@ -4,8 +4,9 @@ Prints, from one run on one machine: the measured read bandwidth and the tokens/
 sets per weight dtype (a token reads every weight once), plain and steered (base + edited
 batch) decoding in float32 and bfloat16, eager, measured pair by pair with runs alternating;
 and, with --compile, the engine's compiled decoding (`LoadedModel.enable_compile`: static KV
-cache + `torch.compile`, graph-safe edits) in bfloat16 against today's float32 eager path: the
-warm-up per batch bucket, plain and steered speed, graphs compiled across 10 slider moves, and
+cache + `torch.compile`, graph-safe edits, multiply-reduce linears on CPUs) in each dtype against
+today's float32 eager path and against eager in its own dtype: the warm-up per batch bucket,
+plain and steered speed, the share of the ceiling, graphs compiled across 10 slider moves, and
 how many of the edited row's tokens equal eager decoding's in the same dtype.
 
     python bench/decode_speed.py [--runs 5] [--tokens 64] [--compile]
@@ -64,35 +65,43 @@ def weight_bytes(model) -> int:
 
 
 def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth: float) -> dict:
-    """The compiled path (bfloat16 weights) against float32 eager, side by side in one run."""
-    lm = load_model(dtype=torch.bfloat16)
-    out = compile_with_warmup(lm)
-    if lm.compiled is None:
-        return out
-    rows = steered(lm, rows_only=True)
-    compiled_pair = steered(lm)
+    """The compiled path per weight dtype against float32 eager (today's path) and against
+    eager in its own dtype, side by side in one run. `compiled_speedup` is float32's: the
+    default dtype (bfloat16 moves the calibrated edges, docs/RESULTS.md)."""
+    out: dict = {}
     forced = SamplingConfig(n, min_new_tokens=n)
-    compiled_plain = lambda: generate_rows(lm, [Row(PROMPT)], forced)  # noqa: E731
-    ratio, fp32_times = paired_time_ratios(
-        steered(models["float32"]), {"pair": compiled_pair}, runs, False
-    )
-    out["compiled_speedup"] = round(1 / ratio["pair"], 3)
-    out["compiled_steered_pair_tokens_per_s"] = round(
-        n / statistics.median(fp32_times) / ratio["pair"], 1
-    )
-    ratio, plain_times = paired_time_ratios(compiled_plain, {"pair": compiled_pair}, runs, False)
-    out["compiled_side_by_side_ratio"] = round(ratio["pair"], 3)
-    rate = n / statistics.median(plain_times)
-    out["compiled_tokens_per_s"] = round(rate, 1)
-    ceiling = bandwidth * 1e9 / weight_bytes(lm.model)
-    out["compiled_share_of_ceiling_bfloat16"] = round(rate / ceiling, 3)
-    ratio, _ = paired_time_ratios(plain(models["float32"]), {"c": compiled_plain}, runs, False)
-    out["compiled_plain_speedup_vs_float32_eager"] = round(1 / ratio["c"], 3)
-    out["recompiles_on_slider_change"] = recompiles_over_slider_moves(lm, rows[1].edit, forced)
-    out["compiled_equal_tokens_of_64_bfloat16"] = equal_prefix(lm, models["bfloat16"], rows, n)
-    f32 = load_model(dtype=torch.float32)
-    f32.enable_compile(warm_batches=(2,)).join()
-    out["compiled_equal_tokens_of_64_float32"] = equal_prefix(f32, models["float32"], rows, n)
+    for name in ("float32", "bfloat16"):
+        lm = load_model(dtype=getattr(torch, name))
+        warm = compile_with_warmup(lm)
+        out |= {f"{key}_{name}": value for key, value in warm.items()}
+        if lm.compiled is None:
+            continue
+        rows = steered(lm, rows_only=True)
+        compiled_pair = steered(lm)
+        compiled_plain = lambda lm=lm: generate_rows(lm, [Row(PROMPT)], forced)  # noqa: E731
+        ratio, fp32_times = paired_time_ratios(
+            steered(models["float32"]), {"pair": compiled_pair}, runs, False
+        )
+        out[f"compiled_speedup_{name}"] = round(1 / ratio["pair"], 3)
+        out[f"compiled_steered_pair_tokens_per_s_{name}"] = round(
+            n / statistics.median(fp32_times) / ratio["pair"], 1
+        )
+        ratio, plain_times = paired_time_ratios(
+            compiled_plain, {"pair": compiled_pair}, runs, False
+        )
+        out[f"compiled_side_by_side_ratio_{name}"] = round(ratio["pair"], 3)
+        rate = n / statistics.median(plain_times)
+        out[f"compiled_tokens_per_s_{name}"] = round(rate, 1)
+        ceiling = bandwidth * 1e9 / weight_bytes(lm.model)
+        out[f"compiled_share_of_ceiling_{name}"] = round(rate / ceiling, 3)
+        ratio, _ = paired_time_ratios(plain(models[name]), {"c": compiled_plain}, runs, False)
+        out[f"compiled_plain_speedup_vs_eager_{name}"] = round(1 / ratio["c"], 3)
+        out[f"compiled_equal_tokens_of_{n}_{name}"] = equal_prefix(lm, models[name], rows, n)
+        if name == "float32":
+            out["compiled_speedup"] = out["compiled_speedup_float32"]
+            out["recompiles_on_slider_change"] = recompiles_over_slider_moves(
+                lm, rows[1].edit, forced
+            )
     return out
 
 

@@ -10,6 +10,7 @@ import torch
 from alignez_core.compiled import CompiledDecoder, graphs_compiled
 from alignez_core.edit import Edit, LayerEdit
 from alignez_core.generation import Row, SamplingConfig, generate_rows, stream_rows
+from alignez_core.matvec import MatVecLinear, use_matvec_linears
 from tests.tiny import make_model
 
 PROMPT = "hello there"
@@ -104,6 +105,9 @@ def test_the_users_model_is_untouched_and_weights_are_shared(pair):
     assert all(not m._forward_hooks for m in compiled.model.modules())
     ours = dict(compiled.model.named_parameters())
     assert all(p.data_ptr() == ours[name].data_ptr() for name, p in clone.named_parameters())
+    # on CPU the clone decodes through multiply-reduce linears; the user's model keeps its own
+    assert any(isinstance(m, MatVecLinear) for m in clone.modules())
+    assert not any(isinstance(m, MatVecLinear) for m in compiled.model.modules())
 
 
 def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
@@ -152,3 +156,17 @@ def test_other_architectures_decode_compiled_like_eager(arch):
     before = graphs_compiled()
     assert _tokens(compiled, rows) == _tokens(eager, rows)
     assert graphs_compiled() > before  # it did compile: the compiled step made these tokens
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_matvec_linear_equals_linear_for_tokens_and_prompts(bias):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(24, 40, bias=bias), torch.nn.Linear(40, 8))
+    linear = model[0]
+    assert use_matvec_linears(model) == 2
+    assert model[0].weight is linear.weight
+    for shape in [(1, 24), (3, 1, 24), (2, 5, 24)]:  # a token, 3 rows of one token, a prompt
+        x = torch.randn(shape)
+        torch.testing.assert_close(model[0](x), linear(x), rtol=1e-5, atol=1e-5)
+    x = torch.randn(2, 1, 24, dtype=torch.bfloat16)
+    assert model[0].to(torch.bfloat16)(x).dtype == torch.bfloat16
