@@ -7,6 +7,7 @@ Dequantizing it takes ~20 s, so the first load writes a safetensors copy to a ca
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -107,7 +108,9 @@ class LoadedModel:
             return None
         if not warm_batches:
             return None
-        worker = threading.Thread(target=self.warm_compile, args=(warm_batches,), daemon=True)
+        worker = threading.Thread(
+            target=self._warm_in_background, args=(warm_batches,), daemon=True
+        )
         worker.start()
         return worker
 
@@ -116,6 +119,13 @@ class LoadedModel:
         self.compiled = None
         self.compile_note = f"Compiled decoding is off: {why}"
         log.warning(self.compile_note)
+
+    def _warm_in_background(self, batches: tuple[int, ...]) -> None:
+        """The warm-up at the lowest CPU priority (this thread and the compiler processes it
+        starts): on a 2-core Space a cold warm-up takes minutes and must not starve requests."""
+        with contextlib.suppress(AttributeError, OSError):  # not Linux: normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        self.warm_compile(batches)
 
     def warm_compile(self, batches: tuple[int, ...]) -> None:
         """Compile the decoding step for these batch sizes now (a two-token generation each)."""

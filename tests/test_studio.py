@@ -260,3 +260,16 @@ def test_serving_model_refuses_an_unknown_dtype_by_name(monkeypatch):
     monkeypatch.setenv("ALIGNEZ_DTYPE", "float16")
     with pytest.raises(ModelLoadError, match="ALIGNEZ_DTYPE must be one of float32, bfloat16"):
         serving_model(None)
+
+
+@pytest.mark.parametrize(("setting", "compiled"), [(None, True), ("1", True), ("0", False)])
+def test_the_studio_decodes_compiled_unless_told_not_to(monkeypatch, setting, compiled):
+    import ui.shared
+
+    monkeypatch.setattr(ui.shared, "load_model", lambda spec, **kw: make_model("llama", layers=2))
+    if setting is None:
+        monkeypatch.delenv("ALIGNEZ_COMPILE", raising=False)
+    else:
+        monkeypatch.setenv("ALIGNEZ_COMPILE", setting)
+    lm = ui.shared.serving_model(None)
+    assert (lm.compiled is not None) is compiled
