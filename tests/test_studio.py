@@ -1,8 +1,11 @@
 """Studio handlers on a tiny model: bad input gets a visible message and nothing is lost."""
 
+import threading
+
 import pytest
 import torch
 
+from alignez_core.model import WARMUP_THREAD
 from alignez_core.session import StudioSession
 from tests.tiny import make_model
 from ui.axes_panel import CUSTOM, AxesPanel
@@ -273,3 +276,7 @@ def test_the_studio_decodes_compiled_unless_told_not_to(monkeypatch, setting, co
         monkeypatch.setenv("ALIGNEZ_COMPILE", setting)
     lm = ui.shared.serving_model(None)
     assert (lm.compiled is not None) is compiled
+    for thread in threading.enumerate():  # a compile still running at exit aborts the process
+        if thread.name == WARMUP_THREAD:
+            thread.join()
+    assert (lm.compiled is not None) is compiled  # and the warm-up did not fail
