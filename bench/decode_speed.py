@@ -49,24 +49,29 @@ def cpu_model() -> str:
         return "CPU"
 
 
-def read_bandwidth_gb_s(gib: float = 1.0, repeats: int = 7) -> float:
-    """Bytes read per second by a reduction over a buffer far larger than the caches."""
-    data = torch.ones(int(gib * 2**30 / 4), dtype=torch.float32)
-    data.sum()  # first touch
+def read_bandwidth_gb_s(repeats: int = 7, data: torch.Tensor | None = None) -> float:
+    """Bytes read per second by a reduction over a buffer far larger than the caches (1 GiB,
+    or `data`: a buffer kept across reads, so none allocates and frees a GiB)."""
+    if data is None:
+        data = torch.ones(2**28, dtype=torch.float32)
+        data.sum()  # first touch
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         data.sum()
         times.append(time.perf_counter() - started)
-    return data.numel() * 4 / statistics.median(times) / 1e9
+    return data.numel() * data.element_size() / statistics.median(times) / 1e9
 
 
 def share_of_ceiling(fn, n: int, nbytes: int, runs: int) -> float:
     """Median over runs of tokens/s ÷ the ceiling from a bandwidth read just before each run:
-    this machine's read bandwidth moves by a third within an hour, so the two are paired."""
+    this machine's read bandwidth moves by a third within an hour, so the two are paired. One
+    buffer serves every read: freeing a fresh GiB before a timed run slowed it by up to 18 %."""
+    data = torch.ones(2**28, dtype=torch.float32)
+    data.sum()  # first touch
     shares = []
     for _ in range(runs):
-        ceiling = read_bandwidth_gb_s(repeats=3) * 1e9 / nbytes
+        ceiling = read_bandwidth_gb_s(repeats=3, data=data) * 1e9 / nbytes
         started = time.perf_counter()
         fn()
         shares.append(n / (time.perf_counter() - started) / ceiling)
