@@ -34,6 +34,7 @@ from .architecture import DecoderLayout, find_decoder_layout
 from .compiled import CompiledDecoder, CompileSettings, CompileUnavailable
 from .errors import ModelLoadError
 from .hooks import EditHooks
+from .warmup import LoadSpec, warm_in_child
 
 WARMUP_THREAD = "alignez-compile-warmup"
 log = logging.getLogger(__name__)
@@ -91,17 +92,27 @@ class LoadedModel:
     # compiled decoding (`enable_compile`); None: every call decodes eagerly
     compiled: CompiledDecoder | None = field(default=None, repr=False)
     compile_note: str = ""  # why compiled decoding is off after it was asked for, in words
+    # how `load_model` loaded it (None: built in code, or split across devices), so a warm-up
+    # process can load the same model
+    load_spec: LoadSpec | None = None
+    warmup_seconds: dict[str, float] = field(default_factory=dict)  # "process", "here"
 
     def __post_init__(self) -> None:
         self.hooks = EditHooks(self.layout)
 
     def enable_compile(
-        self, settings: CompileSettings = CompileSettings(), warm_batches: tuple[int, ...] = (2,)
+        self,
+        settings: CompileSettings = CompileSettings(),
+        warm_batches: tuple[int, ...] = (2,),
+        warm_process: bool | None = None,
     ) -> threading.Thread | None:
         """Decode small batches through a compiled step (`compiled.py`). The first compile of
         each batch bucket is paid by a background warm-up (returned, already started); calls
-        that come while it runs decode eagerly, so none waits for it. Where compiling cannot
-        run, this says why once (`compile_note`, a warning) and everything stays eager."""
+        that come while it runs decode eagerly, so none waits for it. `warm_process` (None:
+        wherever another process can load this model, `load_spec`) pays the cold compile in a
+        child process first (`warmup.py`), so it never holds this process's GIL. Where
+        compiling cannot run, this says why once (`compile_note`, a warning) and everything
+        stays eager."""
         try:
             self.compiled = CompiledDecoder(self.model, settings)
         except CompileUnavailable as exc:
@@ -109,8 +120,14 @@ class LoadedModel:
             return None
         if not warm_batches:
             return None
+        child = self.load_spec is not None if warm_process is None else warm_process
+        if child and self.load_spec is None:
+            raise ValueError("warm_process needs a model loaded by load_model (load_spec).")
         worker = threading.Thread(
-            target=self._warm_in_background, args=(warm_batches,), daemon=True, name=WARMUP_THREAD
+            target=self._warm_in_background,
+            args=(warm_batches, settings, child),
+            daemon=True,
+            name=WARMUP_THREAD,
         )
         worker.start()
         return worker
@@ -121,12 +138,24 @@ class LoadedModel:
         self.compile_note = f"Compiled decoding is off: {why}"
         log.warning(self.compile_note)
 
-    def _warm_in_background(self, batches: tuple[int, ...]) -> None:
-        """The warm-up at the lowest CPU priority (this thread and the compiler processes it
-        starts): on a 2-core Space a cold warm-up takes minutes and must not starve requests."""
+    def _warm_in_background(
+        self, batches: tuple[int, ...], settings: CompileSettings, child: bool
+    ) -> None:
+        """The warm-up at the lowest CPU priority (this thread, and the processes it starts,
+        which inherit it): on a 2-core Space a cold warm-up takes minutes and must not starve
+        requests."""
         with contextlib.suppress(AttributeError, OSError):  # not Linux: normal priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        if child and self.load_spec is not None:
+            started = time.perf_counter()
+            failed = warm_in_child(self.load_spec, settings, batches)
+            self.warmup_seconds["process"] = time.perf_counter() - started
+            if failed is not None:
+                self.disable_compile(failed)
+                return
+        started = time.perf_counter()
         self.warm_compile(batches)
+        self.warmup_seconds["here"] = time.perf_counter() - started
 
     def warm_compile(self, batches: tuple[int, ...]) -> None:
         """Compile the decoding step for these batch sizes now (a two-token generation each)."""
@@ -384,4 +413,6 @@ def load_model(
         raise ModelLoadError(f"Could not load {tried}: {first_line}") from exc
     lm = LoadedModel.wrap(model, tokenizer, model_id, source=source)
     lm.load_seconds = time.perf_counter() - started
+    if not placement:  # a split model never compiles (`CompiledDecoder`)
+        lm.load_spec = LoadSpec(spec or None, str(dtype).removeprefix("torch."))
     return lm

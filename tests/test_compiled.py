@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignez_core.compiled import CompiledDecoder, graphs_compiled
+from alignez_core.compiled import CompiledDecoder, CompileSettings, graphs_compiled
 from alignez_core.edit import Edit, LayerEdit
 from alignez_core.generation import Row, SamplingConfig, generate_rows, stream_rows
 from alignez_core.matvec import MatVecLinear, use_matvec_linears
@@ -173,3 +173,40 @@ def test_matvec_linear_equals_linear_compiled_and_eager(bias):
         torch.testing.assert_close(model[0](x), want)  # eager: BLAS, exactly nn.Linear
     x = torch.randn(2, 1, 24, dtype=torch.bfloat16)
     assert compiled.to(torch.bfloat16)(x).dtype == torch.bfloat16
+
+
+def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
+    """The serving process then compiles from the child's disk cache: no graph compiled cold
+    here, and the warm-up process's time is recorded apart from this process's. The model's
+    shapes are its own in this test run, so no graph compiled by another test serves it."""
+    from torch._dynamo.utils import counters
+
+    from alignez_core import load_model
+    from alignez_core.warmup import warm_command
+
+    built = make_model("llama", layers=2, hidden=48, seed=9)
+    built.model.save_pretrained(tmp_path / "model")
+    built.tokenizer.save_pretrained(tmp_path / "model")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    lm = load_model(str(tmp_path / "model"))
+    assert lm.load_spec is not None and lm.load_spec.spec == str(tmp_path / "model")
+    assert "--batches" in warm_command(lm.load_spec, CompileSettings(), (2,))
+    misses, hits = (counters["inductor"][k] for k in ("fxgraph_cache_miss", "fxgraph_cache_hit"))
+    lm.enable_compile(warm_batches=(2,)).join()
+    assert lm.compiled is not None, lm.compile_note
+    assert set(lm.warmup_seconds) == {"process", "here"}
+    assert counters["inductor"]["fxgraph_cache_miss"] == misses  # nothing compiled cold here
+    assert counters["inductor"]["fxgraph_cache_hit"] > hits
+    edit = Edit((LayerEdit(1, torch.ones(1, 48) / 48**0.5, 0.8, "caa", "residual"),), "all")
+    rows = [Row(PROMPT), Row(PROMPT, edit)]
+    assert _tokens(lm, rows) == _tokens(built, rows)
+
+
+def test_a_failing_warm_up_process_turns_compiling_off_with_its_reason(model_dir, monkeypatch):
+    import alignez_core.model
+    from alignez_core import load_model
+
+    lm = load_model(str(model_dir))
+    monkeypatch.setattr(alignez_core.model, "warm_in_child", lambda *a: "it broke (exit 1)")
+    lm.enable_compile(warm_batches=(2,)).join()
+    assert lm.compiled is None and lm.compile_note == "Compiled decoding is off: it broke (exit 1)"

@@ -265,8 +265,8 @@ def test_serving_model_refuses_an_unknown_dtype_by_name(monkeypatch):
         serving_model(None)
 
 
-@pytest.mark.parametrize(("setting", "compiled"), [(None, False), ("1", True), ("0", False)])
-def test_the_studio_decodes_compiled_when_told_to(monkeypatch, setting, compiled):
+@pytest.mark.parametrize(("setting", "compiled"), [(None, True), ("1", True), ("0", False)])
+def test_the_studio_decodes_compiled_unless_told_not_to(monkeypatch, setting, compiled):
     import ui.shared
 
     monkeypatch.setattr(ui.shared, "load_model", lambda spec, **kw: make_model("llama", layers=2))

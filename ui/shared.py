@@ -15,17 +15,17 @@ DTYPES = ("float32", "bfloat16")
 
 def serving_model(spec: str | None) -> LoadedModel:
     """The studio's model: weights in $ALIGNEZ_DTYPE (float32 unless set), split by
-    $ALIGNEZ_DEVICE_MAP (accelerate's, e.g. "auto") when set, and, with $ALIGNEZ_COMPILE=1,
-    compiled decoding warmed in the background for the studio's batches (base + edited: 2 rows;
-    with the prompting column: 3, run as 4): float32 base + edited 2.6× eager on a 2-core CPU,
-    the same tokens. Off by default: there a cold warm-up starved a load test's requests past
-    its client timeout (README, Performance)."""
+    $ALIGNEZ_DEVICE_MAP (accelerate's, e.g. "auto") when set, and, unless $ALIGNEZ_COMPILE=0,
+    compiled decoding for the studio's batches (base + edited: 2 rows; with the prompting
+    column: 3, run as 4): float32 base + edited 2.6× eager on a 2-core CPU, the same tokens. The
+    cold compile runs in a child process at the lowest priority (`warmup.py`); requests decode
+    eagerly until it is warm (README, Performance)."""
     dtype = os.environ.get("ALIGNEZ_DTYPE", "float32")
     if dtype not in DTYPES:
         raise ModelLoadError(f"ALIGNEZ_DTYPE must be one of {', '.join(DTYPES)}, got {dtype!r}.")
     device_map = os.environ.get("ALIGNEZ_DEVICE_MAP") or None  # "auto": across every GPU
     lm = load_model(spec, dtype=getattr(torch, dtype), device_map=device_map)
-    if os.environ.get("ALIGNEZ_COMPILE", "") == "1":
+    if os.environ.get("ALIGNEZ_COMPILE", "1") != "0":
         lm.enable_compile(warm_batches=(2, 4))
     return lm
 
