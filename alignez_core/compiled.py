@@ -140,6 +140,10 @@ class CompiledDecoder:
         self._traces: dict[int, list[torch.Tensor]] | None = None
         self._trace_site = "residual"
         self._rows = 0
+        # True: only buckets a warm-up has compiled decode compiled (`mark_warm`), so a request
+        # never pays a compile; False: each bucket compiles on its first call
+        self.warm_only = False
+        self._warm: set[int] = set()
         config = self.model.config.get_text_config(decoder=True)
         self._layers, self._hidden = config.num_hidden_layers, config.hidden_size
         modules = {"residual": layout.blocks, "mlp": layout.mlps}
@@ -185,13 +189,18 @@ class CompiledDecoder:
         }
         return {"mode": None, "options": options}
 
+    def mark_warm(self, batch: int) -> None:
+        """`batch`'s bucket is compiled: requests of that size may decode through it."""
+        self._warm.add(self.bucket(batch))
+
     @staticmethod
     def bucket(batch: int) -> int | None:
         return next((b for b in BATCH_BUCKETS if b >= batch), None)
 
     def supports(self, edits: Sequence[Edit | None], batch: int, prompt_length: int) -> str | None:
         """None when this batch can decode compiled, else why not (in words)."""
-        if self.bucket(batch) is None:
+        bucket = self.bucket(batch)
+        if bucket is None:
             return f"batch {batch} is above the compiled path's {BATCH_BUCKETS[-1]}"
         if prompt_length < 2:
             return "a one-token prompt has no separate prefill"
@@ -199,6 +208,8 @@ class CompiledDecoder:
             for item in edit.resolved() if edit is not None else ():
                 if table_kind(item.rule) is None:
                     return f"rule {item.rule!r} projects each token (decoded eagerly)"
+        if self.warm_only and bucket not in self._warm:
+            return f"the {bucket}-row step is not warmed up"
         return None
 
     def _cache(self, batch: int, length: int) -> StaticCache:

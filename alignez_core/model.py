@@ -108,11 +108,12 @@ class LoadedModel:
     ) -> threading.Thread | None:
         """Decode small batches through a compiled step (`compiled.py`). The first compile of
         each batch bucket is paid by a background warm-up (returned, already started); calls
-        that come while it runs decode eagerly, so none waits for it. `warm_process` (None:
-        wherever another process can load this model, `load_spec`) pays the cold compile in a
-        child process first (`warmup.py`), so it never holds this process's GIL. Where
-        compiling cannot run, this says why once (`compile_note`, a warning) and everything
-        stays eager."""
+        that come before their bucket is warm decode eagerly, so none waits for it (batch sizes
+        it does not warm always do). With no `warm_batches`, a bucket compiles on first use.
+        `warm_process` (None: wherever another process can load this model, `load_spec`) pays
+        the cold compile in a child process first (`warmup.py`), so it never holds this
+        process's GIL. Where compiling cannot run, this says why once (`compile_note`, a
+        warning) and everything stays eager."""
         try:
             self.compiled = CompiledDecoder(self.model, settings)
         except CompileUnavailable as exc:
@@ -120,6 +121,7 @@ class LoadedModel:
             return None
         if not warm_batches:
             return None
+        self.compiled.warm_only = True  # no request pays a compile: unwarmed buckets stay eager
         child = self.load_spec is not None if warm_process is None else warm_process
         if child and self.load_spec is None:
             raise ValueError("warm_process needs a model loaded by load_model (load_spec).")
@@ -169,11 +171,13 @@ class LoadedModel:
             encoded = self.tokenizer(text, return_tensors="pt", add_special_tokens=not self.is_chat)
             inputs = dict(encoded.to(self.device))
             try:
-                with torch.inference_mode():
-                    decoder.generate(inputs, [None] * batch, None, config)
+                with torch.inference_mode():  # a request holding the decoder: wait for it
+                    while decoder.generate(inputs, [None] * batch, None, config) is None:
+                        time.sleep(0.05)
             except Exception as exc:  # a compiler missing or failing: eager it is
                 self.disable_compile(f"warming it up failed ({type(exc).__name__}: {exc})")
                 return
+            decoder.mark_warm(batch)
 
     @classmethod
     def wrap(

@@ -210,3 +210,14 @@ def test_a_failing_warm_up_process_turns_compiling_off_with_its_reason(model_dir
     monkeypatch.setattr(alignez_core.model, "warm_in_child", lambda *a: "it broke (exit 1)")
     lm.enable_compile(warm_batches=(2,)).join()
     assert lm.compiled is None and lm.compile_note == "Compiled decoding is off: it broke (exit 1)"
+
+
+def test_requests_never_pay_a_compile_for_a_bucket_not_warmed_up(pair):
+    eager, compiled = pair  # warmed for 2 and 4 rows
+    decoder = compiled.compiled
+    assert decoder.warm_only and decoder.supports([None] * 2, 2, 8) is None
+    assert decoder.supports([None], 1, 8) == "the 1-row step is not warmed up"
+    before = graphs_compiled()
+    rows = [Row(PROMPT, _edit(0.8))]
+    assert _tokens(compiled, rows) == _tokens(eager, rows)
+    assert graphs_compiled() == before  # decoded eagerly, nothing compiled on the request
