@@ -189,6 +189,11 @@ class CompiledDecoder:
         }
         return {"mode": None, "options": options}
 
+    @property
+    def warming(self) -> bool:
+        """True while no bucket a warm-up is for has been compiled yet (requests decode eagerly)."""
+        return self.warm_only and not self._warm
+
     def mark_warm(self, batch: int) -> None:
         """`batch`'s bucket is compiled: requests of that size may decode through it."""
         self._warm.add(self.bucket(batch))

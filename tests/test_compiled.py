@@ -221,3 +221,10 @@ def test_requests_never_pay_a_compile_for_a_bucket_not_warmed_up(pair):
     rows = [Row(PROMPT, _edit(0.8))]
     assert _tokens(compiled, rows) == _tokens(eager, rows)
     assert graphs_compiled() == before  # decoded eagerly, nothing compiled on the request
+    assert not decoder.warming
+    fresh = CompiledDecoder(eager.model)
+    assert not fresh.warming  # no warm-up asked for: each bucket compiles on first use
+    fresh.warm_only = True
+    assert fresh.warming and fresh.supports([None] * 2, 2, 8) == "the 2-row step is not warmed up"
+    fresh.mark_warm(2)
+    assert not fresh.warming and fresh.supports([None] * 2, 2, 8) is None

@@ -28,7 +28,12 @@ class ModelBar:
     def model_text(self) -> str:
         lm = self.holder.lm
         dtype = str(lm.dtype).removeprefix("torch.")
-        decoding = "compiled decoding" if lm.compiled is not None else "eager decoding"
+        if lm.compiled is None:
+            decoding = "eager decoding"
+        elif lm.compiled.warming:
+            decoding = "eager decoding while the compiled step warms up"
+        else:
+            decoding = "compiled decoding"
         return (
             f"**Model:** `{lm.model_id}` · {lm.num_layers} layers · hidden size "
             f"{lm.hidden_size} · {'chat' if lm.is_chat else 'base'} model · {dtype}, {decoding}"
