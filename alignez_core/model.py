@@ -115,9 +115,12 @@ class LoadedModel:
         that come before their bucket is warm decode eagerly, so none waits for it (batch sizes
         it does not warm always do). With no `warm_batches`, a bucket compiles on first use.
         `warm_process` (None: wherever another process can load this model, `load_spec`) pays
-        the cold compile in a child process first (`warmup.py`), so it never holds this
-        process's GIL. Where compiling cannot run, this says why once (`compile_note`, a
-        warning) and everything stays eager."""
+        the cold compile in a child process first (`warmup.py`): compiled in a thread here, it
+        holds the GIL for minutes, and inductor's lowering patches `nn.Module.__call__` for the
+        whole process while it traces (a concurrent eager request failed with FX's "module is
+        not installed as a submodule"), so without a child, warm up before serving. Where
+        compiling cannot run, this says why once (`compile_note`, a warning) and everything
+        stays eager."""
         try:
             self.compiled = CompiledDecoder(self.model, settings)
         except CompileUnavailable as exc:

@@ -4,9 +4,10 @@ On the real default model, a client asks for a 16-token base + edited pair every
 (a user reading the last answer) while the studio's warm-up (`LoadedModel.enable_compile`,
 buckets 2 and 4) runs, with an empty inductor cache unless `--cache` names one. Per phase —
 eager before the warm-up, the warm-up's child process, this process compiling from the cache,
-after — the pair's time (median, max) and how late a 50 ms timer fires in another thread of this
-process (what a server's event loop feels: p99, max). `--mode thread` warms in a thread of this
-process instead of a child (the previous design). Prints a table, then one JSON object.
+after — the pair's time (median, max), how late a 50 ms timer fires in another thread of this
+process (what a server's event loop feels: p99, max), and requests that failed. `--mode thread`
+warms in a thread of this process instead of a child (the previous design). Prints a table,
+then one JSON object.
 
     python bench/warmup.py [--mode child|thread] [--cache DIR] [--gap 0.5]
 """
@@ -44,6 +45,7 @@ def main() -> None:
     rows = [Row(PROMPT), Row(PROMPT)]
     pairs: list[tuple[str, float]] = []
     ticks: list[tuple[str, float]] = []
+    errors: list[str] = []
     phase = "eager before"
 
     def ticker() -> None:
@@ -54,7 +56,11 @@ def main() -> None:
 
     def pair() -> None:
         started = time.perf_counter()
-        generate_rows(lm, rows, greedy)
+        try:
+            generate_rows(lm, rows, greedy)
+        except Exception as exc:  # a request the warm-up broke: count it, keep going
+            errors.append(f"{phase}: {type(exc).__name__}: {exc}")
+            return
         pairs.append((phase, time.perf_counter() - started))
 
     threading.Thread(target=ticker, daemon=True).start()
@@ -77,6 +83,7 @@ def main() -> None:
 
     result: dict = {"mode": args.mode, "gap_s": args.gap, "compiled": lm.compiled is not None}
     result |= {f"warmup_{k}_s": round(v, 1) for k, v in lm.warmup_seconds.items()}
+    result |= {"failed_requests": len(errors), "first_failure": errors[0] if errors else ""}
     order = ("eager before", "warm-up process", "compiling here", "after")
     for name in order:
         took = [s for p, s in pairs if p == name]
