@@ -15,7 +15,6 @@ then one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,6 +35,8 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=1500, help="give up after this many s")
     args = parser.parse_args()
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = args.cache or tempfile.mkdtemp(prefix="inductor-")
+
+    from common import print_results
 
     from alignez_core import load_model
     from alignez_core.generation import Row, SamplingConfig, generate_rows
@@ -97,10 +98,7 @@ def main() -> None:
         if late:
             result[f"{key}_timer_p99_ms"] = round(1000 * late[int(0.99 * (len(late) - 1))], 1)
             result[f"{key}_timer_max_ms"] = round(1000 * late[-1], 1)
-    width = max(map(len, result))
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    print(json.dumps(result))
+    print_results(result)
 
 
 if __name__ == "__main__":
