@@ -12,6 +12,13 @@ from pathlib import Path
 from .errors import AlignEZError
 from .parse import parse_band, parse_budget, parse_floats, parse_layers
 
+LOOP_GUARD = "never repeat one of the answer's own N-token spans verbatim (0 = off; default 8)"
+
+
+def _loop_guard(args: argparse.Namespace) -> dict[str, int]:
+    """The --loop-guard a user gave, else nothing (the library's default)."""
+    return {} if args.loop_guard is None else {"loop_guard": args.loop_guard}
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -163,6 +170,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         temperature=args.temperature,
         seed=args.seed,
         repetition_penalty=args.repetition_penalty,
+        **_loop_guard(args),
     )
     lm = _load(args.model, args)
     steer = {AxisPack.load(path, lm): strength for path, strength in wanted}
@@ -198,7 +206,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                         max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
                         band=parse_band(args.band), layers=parse_layers(args.layers),
                         scale=args.scale, prompted=args.prompted,
-                        repetition_penalty=args.repetition_penalty)  # fmt: skip
+                        repetition_penalty=args.repetition_penalty,
+                        **_loop_guard(args))  # fmt: skip
     lm = _load(args.model)
     pack = AxisPack.load(args.axis, lm)
     if not rules:  # the rule the pack's slider was calibrated with
@@ -338,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=64)
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off; try 1.2")
+    gen.add_argument("--loop-guard", type=int, default=None, help=LOOP_GUARD)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--model")
     _add_speed_args(gen)
@@ -360,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=64)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off; try 1.2")
+    ev.add_argument("--loop-guard", type=int, default=None, help=LOOP_GUARD)
     ev.add_argument("--json", help="write the full report (with texts) here")
     ev.add_argument("--plot", help="write an HTML plot here")
     ev.add_argument("--model")

@@ -43,6 +43,7 @@ class EvalConfig:
     max_new_tokens: int = 64
     seed: int = 0
     repetition_penalty: float = 1.0
+    loop_guard: int = SamplingConfig.loop_guard
     top_n: int | None = None
     band: tuple[float, float] | None = None  # None: each pack's own
     layers: tuple[int, ...] | None = None
@@ -199,6 +200,7 @@ def evaluate(
         max_new_tokens=config.max_new_tokens,
         seed=config.seed,
         repetition_penalty=config.repetition_penalty,
+        loop_guard=config.loop_guard,
     )
     texts: list[str] = []
     for start in range(0, len(rows), config.batch_size):

@@ -34,6 +34,12 @@ class SamplingConfig:
     seed: int = 0
     min_new_tokens: int = 0
     repetition_penalty: float = 1.0  # > 1 discourages repeating tokens already in the text
+    # An answer never repeats one of its own spans of this many tokens word for word (0: off).
+    # Greedy decoding on a small model falls into loops that restate a sentence verbatim, the
+    # more so under a strong edit; 8 tokens almost never recur in a fluent answer. Measured on
+    # 70 held-out prompts (docs/RESULTS.md): cheerful at c 0.02 loops 8 → 2 of 70 at −1, base
+    # answers unchanged in tone and perplexity (+0.2 %).
+    loop_guard: int = 8
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -46,6 +52,8 @@ class SamplingConfig:
             raise AlignEZError(
                 f"repetition_penalty must be in [1, 2], got {self.repetition_penalty}."
             )
+        if self.loop_guard != 0 and not 2 <= self.loop_guard <= 64:
+            raise AlignEZError(f"loop_guard must be 0 (off) or 2–64 tokens, got {self.loop_guard}.")
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,37 @@ class _RowSampler(LogitsProcessor):
         chosen = torch.stack(draws).to(scores.device)
         masked = torch.full_like(scores, float("-inf"))
         return masked.scatter(-1, chosen, 0.0)
+
+
+class _LoopGuard(LogitsProcessor):
+    """Ban the token that would complete a verbatim repeat of a `size`-token span of the answer.
+
+    Only the answer's own tokens count (an answer may quote its prompt). Each row keeps, for
+    every (size − 1)-token span seen, the tokens that followed it, updated by one span per step.
+    """
+
+    def __init__(self, size: int, prompt_length: int) -> None:
+        self.size = size
+        self.start = prompt_length
+        self.followers: list[dict[tuple[int, ...], set[int]]] = []
+        self.next_end = size  # end (exclusive) of the next span to index
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        answer = input_ids[:, self.start :].tolist()
+        if not self.followers:
+            self.followers = [{} for _ in answer]
+        length, span = len(answer[0]) if answer else 0, self.size - 1
+        for row, followers in zip(answer, self.followers, strict=True):
+            for end in range(self.next_end, length + 1):
+                followers.setdefault(tuple(row[end - self.size : end - 1]), set()).add(row[end - 1])
+        self.next_end = max(self.next_end, length + 1)
+        if length < span:
+            return scores
+        for i, (row, followers) in enumerate(zip(answer, self.followers, strict=True)):
+            banned = followers.get(tuple(row[length - span :]))
+            if banned:
+                scores[i, list(banned)] = float("-inf")
+        return scores
 
 
 class _Cancel(StoppingCriteria):
@@ -152,6 +191,8 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
         eos_token_id=eos,
     )
     processors = LogitsProcessorList()
+    if config.loop_guard:  # before sampling, so a sampled row never draws a banned token
+        processors.append(_LoopGuard(config.loop_guard, encoded["input_ids"].shape[1]))
     if config.temperature > 0:
         processors.append(_RowSampler(len(rows), config.temperature, config.top_p, config.seed))
     return {

@@ -173,7 +173,8 @@ def main() -> None:
     )
     DOC.write_text(
         "# Does it steer? Measured results\n\n"
-        f"Model: {lm.model_id} (CPU, greedy, {args.tokens} new tokens), {len(prompts)} dev "
+        f"Model: {lm.model_id} (CPU, greedy with the {SamplingConfig.loop_guard}-token loop guard, "
+        f"{args.tokens} new tokens), {len(prompts)} dev "
         f"prompts (`assets/dev_prompts.txt`), strengths {', '.join(f'{s:+g}' for s in STRENGTHS)},"
         f" rules {', '.join(RULES)} (each pack steered on its own band and positions unless the"
         " row says otherwise) and the prompting baseline at ±1. Regenerate with "

@@ -1,8 +1,10 @@
 import itertools
 
+import pytest
 import torch
 
 from alignez_core import (
+    AlignEZError,
     Edit,
     LayerEdit,
     Row,
@@ -11,9 +13,11 @@ from alignez_core import (
     generate_rows,
     stream_rows,
 )
+from alignez_core.generation import _LoopGuard
 from alignez_core.profiling import ops_per_forward
 
-GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20)
+# plain greedy, so it can be compared with transformers' own generate
+GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20, loop_guard=0)
 
 
 def steer(lm, strength: float, layer: int = 1) -> Edit:
@@ -123,3 +127,47 @@ def test_traces_follow_the_site_an_axis_was_read_at(tiny_llama):
         expected = manual_outputs(tiny_llama, tiny_llama.format_prompt(prompt), site)[1, -1]
         assert torch.allclose(seen[site], expected, atol=1e-4)
     assert not torch.allclose(seen["residual"], seen["mlp"])
+
+
+def _repeated_span(tokens: tuple[int, ...], size: int) -> int | None:
+    """The end of the first span of `size` tokens that repeats an earlier one, else None."""
+    seen = set()
+    for end in range(size, len(tokens) + 1):
+        span = tokens[end - size : end]
+        if span in seen:
+            return end
+        seen.add(span)
+    return None
+
+
+def test_loop_guard_stops_verbatim_repeats_and_changes_nothing_before(tiny_llama):
+    def answer(guard: int) -> tuple[int, ...]:
+        config = SamplingConfig(max_new_tokens=64, min_new_tokens=64, loop_guard=guard)
+        return generate_rows(tiny_llama, [Row("hello")], config)[0].token_ids
+
+    free, guarded = answer(0), answer(4)
+    first_repeat = _repeated_span(free, 4)
+    assert first_repeat is not None  # a random tiny model loops when left alone
+    assert _repeated_span(guarded, 4) is None
+    assert guarded[: first_repeat - 1] == free[: first_repeat - 1]
+    assert guarded[first_repeat - 1] != free[first_repeat - 1]
+
+
+def test_loop_guard_lets_an_answer_quote_its_prompt():
+    guard = _LoopGuard(3, prompt_length=3)
+    prompt = [5, 6, 7]
+    scores = guard(torch.tensor([prompt]), torch.zeros(1, 10))
+    for token in (5, 6):  # the answer restates the prompt: nothing banned
+        prompt.append(token)
+        scores = guard(torch.tensor([prompt]), torch.zeros(1, 10))
+    assert torch.isfinite(scores).all()
+    for token in (7, 5, 6):  # "5 6 7 5 6": the answer's own "5 6 7" may not come again
+        prompt.append(token)
+        scores = guard(torch.tensor([prompt]), torch.zeros(1, 10))
+    assert torch.isinf(scores[0, 7]) and torch.isfinite(scores[0, :7]).all()
+
+
+@pytest.mark.parametrize("size", [1, -3, 65])
+def test_loop_guard_out_of_range_is_refused(size):
+    with pytest.raises(AlignEZError, match="loop_guard must be 0"):
+        SamplingConfig(loop_guard=size)
