@@ -166,7 +166,10 @@ def _tone_shift_as_peers_apply(lm, pack, strengths) -> dict[float, float]:
     settings = SteerSettings(rule="caa", band=ALL_LAYERS, positions="all")
     shift = {}
     for strength in strengths:
-        answers = generate(lm, prompts, {pack: strength}, settings, SamplingConfig(48))
+        # plain greedy, as the peers' own generate decoded their reference numbers
+        answers = generate(
+            lm, prompts, {pack: strength}, settings, SamplingConfig(48, loop_guard=0)
+        )
         base = statistics.mean(tone([a.base for a in answers]))
         shift[strength] = statistics.mean(tone([a.edited for a in answers])) - base
     return shift

@@ -6,7 +6,7 @@ import torch
 from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows
 
 pytestmark = pytest.mark.real_model
-GREEDY = SamplingConfig(max_new_tokens=24)
+GREEDY = SamplingConfig(max_new_tokens=24, loop_guard=0)  # plain greedy, as HF decodes
 PROMPT = "Give me one tip for a rainy day."
 
 
