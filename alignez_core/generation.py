@@ -102,29 +102,30 @@ class _RowSampler(LogitsProcessor):
 class _LoopGuard(LogitsProcessor):
     """Ban the token that would complete a verbatim repeat of a `size`-token span of the answer.
 
-    Only the answer's own tokens count (an answer may quote its prompt). Each row keeps, for
-    every (size − 1)-token span seen, the tokens that followed it, updated by one span per step.
+    Only the answer's own tokens count (an answer may quote its prompt). Each row keeps its
+    answer and, for every (size − 1)-token span seen, the tokens that followed it; a step reads
+    only the tokens added since the last one.
     """
 
     def __init__(self, size: int, prompt_length: int) -> None:
         self.size = size
         self.start = prompt_length
+        self.answers: list[list[int]] = []
         self.followers: list[dict[tuple[int, ...], set[int]]] = []
-        self.next_end = size  # end (exclusive) of the next span to index
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        answer = input_ids[:, self.start :].tolist()
-        if not self.followers:
-            self.followers = [{} for _ in answer]
-        length, span = len(answer[0]) if answer else 0, self.size - 1
-        for row, followers in zip(answer, self.followers, strict=True):
-            for end in range(self.next_end, length + 1):
-                followers.setdefault(tuple(row[end - self.size : end - 1]), set()).add(row[end - 1])
-        self.next_end = max(self.next_end, length + 1)
-        if length < span:
-            return scores
-        for i, (row, followers) in enumerate(zip(answer, self.followers, strict=True)):
-            banned = followers.get(tuple(row[length - span :]))
+        if not self.answers:
+            self.answers = [[] for _ in range(input_ids.shape[0])]
+            self.followers = [{} for _ in range(input_ids.shape[0])]
+        fresh = input_ids[:, self.start + len(self.answers[0]) :].tolist()
+        span = self.size - 1
+        rows = zip(self.answers, self.followers, fresh, strict=True)
+        for i, (answer, followers, tokens) in enumerate(rows):
+            for token in tokens:
+                answer.append(token)
+                if len(answer) >= self.size:
+                    followers.setdefault(tuple(answer[-self.size : -1]), set()).add(token)
+            banned = followers.get(tuple(answer[-span:])) if len(answer) >= span else None
             if banned:
                 scores[i, list(banned)] = float("-inf")
         return scores
