@@ -25,13 +25,18 @@ MAX_DESCRIPTION_CHARS = 400
 
 @dataclass(frozen=True)
 class Axis:
-    """Two poles named in plain words; descriptions are optional longer free text."""
+    """Two poles named in plain words; descriptions are optional longer free text.
+
+    `band` (fractions of depth) is where the axis steers best where that was measured (some
+    presets: length sits earlier in the network than tone, docs/RESULTS.md); None: the fit's
+    default band for its readout."""
 
     name: str
     positive: str
     negative: str
     positive_description: str = ""
     negative_description: str = ""
+    band: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         for field_name, limit in (
@@ -53,6 +58,8 @@ class Axis:
                     f"{MAX_DESCRIPTION_CHARS}."
                 )
             object.__setattr__(self, field_name, value)
+        if self.band is not None:
+            object.__setattr__(self, "band", _check_band(self.band))
         if self.positive.lower() == self.negative.lower():
             raise FitError("The two poles of an axis must differ.")
 
@@ -62,13 +69,30 @@ class Axis:
         description = self.positive_description if positive else self.negative_description
         return f"{keyword} assistant" + (f" who {description}" if description else "")
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.band is None:  # packs and files of axes without one read as before
+            del data["band"]
+        else:
+            data["band"] = list(self.band)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Axis:
         keys = ("name", "positive", "negative", "positive_description", "negative_description")
-        return cls(**{k: data[k] for k in keys if k in data})
+        band = data.get("band")
+        return cls(**{k: data[k] for k in keys if k in data}, band=band and _check_band(band))
+
+
+def _check_band(band: object) -> tuple[float, float]:
+    """A band as two fractions of depth, 0 ≤ from < to ≤ 1, or a FitError naming it."""
+    try:
+        low, high = (float(b) for b in band)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise FitError(f"An axis band must be two fractions of depth, got {band!r}.") from None
+    if not 0 <= low < high <= 1:
+        raise FitError(f"An axis band must satisfy 0 ≤ from < to ≤ 1, got {band!r}.")
+    return low, high
 
 
 @cache
@@ -85,7 +109,20 @@ def preset(name: str) -> Axis:
     data = _preset_data().get(name)
     if data is None:
         raise FitError(f"Unknown preset {name!r}; choose one of: {', '.join(preset_names())}.")
-    return Axis(name=name, **{k: v for k, v in data.items() if k != "source"})
+    return Axis.from_dict({"name": name, **data})
+
+
+def preset_band(name: str | None, positive: str, negative: str) -> tuple[float, float] | None:
+    """The band of preset `name` if these are still its poles (edited poles make a custom axis,
+    which steers on the default band); None otherwise."""
+    if name not in _preset_data():
+        return None
+    known = preset(name)  # type: ignore[arg-type]
+    same = (" ".join(positive.split()), " ".join(negative.split())) == (
+        known.positive,
+        known.negative,
+    )
+    return known.band if same else None
 
 
 def seed_queries() -> list[str]:

@@ -77,10 +77,11 @@ def fit_axis(
     """Fit one axis on `lm`. User queries are used when given, else the built-in seed set.
 
     The slider is calibrated with `settings` (the rule and layers it will be used with; a rule,
-    band or positions left None is the readout's, `READOUT_SETTINGS`) on the first few of the
-    same queries, and the pack keeps them as its own.
+    band or positions left None is the readout's, `READOUT_SETTINGS`, and the band the axis's
+    own where it has one) on the first few of the same queries, and the pack keeps them.
     """
-    settings = settings.filled_from(READOUT_SETTINGS[config.readout])
+    defaults = READOUT_SETTINGS[config.readout]
+    settings = settings.filled_from(replace(defaults, band=axis.band or defaults.band))
     chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
     chosen = chosen[: config.n_queries]
     timings: dict[str, float] = {}

@@ -1,6 +1,6 @@
 import pytest
 
-from alignez_core.axis import Axis, preset, preset_names, seed_queries
+from alignez_core.axis import Axis, preset, preset_band, preset_names, seed_queries
 from alignez_core.errors import FitError
 from alignez_core.queries import MAX_QUERIES, parse_queries, read_queries
 
@@ -71,3 +71,20 @@ def test_query_files_empty_binary_and_huge(tmp_path):
 def test_long_queries_are_cut_and_said_so():
     parsed = parse_queries("x" * 5000)
     assert len(parsed.queries[0]) == 2000 and "cut to 2000" in parsed.notes[0]
+
+
+def test_a_band_travels_with_the_axis_and_is_validated():
+    concise = preset("concise")
+    assert concise.band == (0.25, 0.7)  # measured: length sits earlier than tone
+    assert preset("cheerful").band is None and "band" not in preset("cheerful").to_dict()
+    assert Axis.from_dict(concise.to_dict()) == concise  # JSON's list comes back a tuple
+    for bad in [(0.7, 0.25), (0.2, 1.5), (float("nan"), 0.5), "ab", (0.1,)]:
+        with pytest.raises(FitError, match="axis band must"):
+            Axis("x", "terse", "chatty", band=bad)
+
+
+def test_a_presets_band_holds_only_while_its_poles_are_untouched():
+    assert preset_band("concise", " concise ", "verbose") == (0.25, 0.7)
+    assert preset_band("concise", "brief", "verbose") is None  # edited: a custom axis
+    assert preset_band("cheerful", "cheerful", "gloomy") is None  # no band of its own
+    assert preset_band("custom", "concise", "verbose") is None

@@ -67,3 +67,19 @@ def test_a_default_fit_steers_with_its_readouts_settings_and_calibrates_with_the
     items = edits[0].edit.layer_edits
     assert {(i.rule, i.positions) for i in items} == {("add", "all")}
     assert {i.layer for i in items} <= set(own.band_layers(tiny_llama.num_layers))
+
+
+def test_an_axis_with_a_band_is_fitted_and_calibrated_on_it(tiny_llama):
+    from alignez_core.calibrate import CalibrationConfig
+    from alignez_core.steering import SteerSettings, plan_edits
+
+    axis = preset("concise")
+    calibration = CalibrationConfig(n_queries=2, max_new_tokens=4)
+    pack = fit_axis(tiny_llama, axis, QUERIES, FitConfig(pairs=FAST, calibration=calibration))
+    assert pack.fitted_band() == axis.band == tuple(pack.calibration.settings["band"])
+    (edits,) = plan_edits(tiny_llama, ["hello"], {pack: 1.0}, SteerSettings())
+    band = SteerSettings(band=axis.band).band_layers(tiny_llama.num_layers)
+    assert {i.layer for i in edits[0].edit.layer_edits} <= set(band)
+    given = fit_axis(tiny_llama, axis, QUERIES, FitConfig(pairs=FAST, calibration=None),
+                     settings=SteerSettings(band=(0.0, 0.5)))  # fmt: skip
+    assert given.fitted_band() == (0.0, 0.5)  # the caller's band wins over the axis's

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 import gradio as gr
 
 from alignez_core import AlignEZError
-from alignez_core.axis import Axis, preset, preset_names
+from alignez_core.axis import Axis, preset, preset_band, preset_names
 from alignez_core.errors import FitCancelled
 from alignez_core.fit import READOUTS, FitConfig, fit_axis
 from alignez_core.memory import release_freed_memory
@@ -153,6 +153,7 @@ class AxesPanel:
                 negative=negative or "",
                 positive_description=positive_desc or "",
                 negative_description=negative_desc or "",
+                band=preset_band(preset_name, positive or "", negative or ""),
             )
             queries = (
                 parse_queries(queries_text, "seed queries").queries
