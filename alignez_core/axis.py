@@ -80,8 +80,7 @@ class Axis:
     @classmethod
     def from_dict(cls, data: dict) -> Axis:
         keys = ("name", "positive", "negative", "positive_description", "negative_description")
-        band = data.get("band")
-        return cls(**{k: data[k] for k in keys if k in data}, band=band and _check_band(band))
+        return cls(**{k: data[k] for k in keys if k in data}, band=data.get("band"))
 
 
 def _check_band(band: object) -> tuple[float, float]:
@@ -112,16 +111,13 @@ def preset(name: str) -> Axis:
     return Axis.from_dict({"name": name, **data})
 
 
-def preset_band(name: str | None, positive: str, negative: str) -> tuple[float, float] | None:
-    """The band of preset `name` if these are still its poles (edited poles make a custom axis,
+def preset_band(name: str | None, axis: Axis) -> tuple[float, float] | None:
+    """The band of preset `name` if `axis` still has its poles (edited poles make a custom axis,
     which steers on the default band); None otherwise."""
     if name not in _preset_data():
         return None
     known = preset(name)  # type: ignore[arg-type]
-    same = (" ".join(positive.split()), " ".join(negative.split())) == (
-        known.positive,
-        known.negative,
-    )
+    same = (axis.positive, axis.negative) == (known.positive, known.negative)
     return known.band if same else None
 
 

@@ -84,7 +84,7 @@ def test_a_band_travels_with_the_axis_and_is_validated():
 
 
 def test_a_presets_band_holds_only_while_its_poles_are_untouched():
-    assert preset_band("concise", " concise ", "verbose") == (0.25, 0.7)
-    assert preset_band("concise", "brief", "verbose") is None  # edited: a custom axis
-    assert preset_band("cheerful", "cheerful", "gloomy") is None  # no band of its own
-    assert preset_band("custom", "concise", "verbose") is None
+    assert preset_band("concise", Axis("x", " concise ", "verbose")) == (0.25, 0.7)
+    assert preset_band("concise", Axis("x", "brief", "verbose")) is None  # edited: custom
+    assert preset_band("cheerful", preset("cheerful")) is None  # no band of its own
+    assert preset_band("custom", preset("concise")) is None

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import gradio as gr
 
@@ -153,8 +154,8 @@ class AxesPanel:
                 negative=negative or "",
                 positive_description=positive_desc or "",
                 negative_description=negative_desc or "",
-                band=preset_band(preset_name, positive or "", negative or ""),
             )
+            axis = replace(axis, band=preset_band(preset_name, axis))
             queries = (
                 parse_queries(queries_text, "seed queries").queries
                 if queries_text and queries_text.strip()
