@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint peers bench results llamacpp loadtest browser clean
+.PHONY: setup run test lint peers bench results llamacpp loadtest browser packs clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,12 @@ llamacpp: setup
 results: peers
 	$(PY) bench/results.py
 	$(PY) bench/versus_prompting.py
+
+# Every preset fitted on the embedded model with the CLI's defaults, shipped in assets/packs
+# (tests/test_prefit.py fails when a default changes and they go stale); ~75 s each here.
+packs: setup
+	for p in $$($(PY) -c "from alignez_core.axis import preset_names; print(*preset_names())"); \
+		do $(PY) -m alignez_core fit --preset $$p --out assets/packs/$$p.safetensors >/dev/null; done
 
 loadtest: setup
 	$(PY) bench/loadtest.py

@@ -13,6 +13,10 @@ from .errors import AlignEZError
 from .parse import parse_band, parse_budget, parse_floats, parse_layers
 
 LOOP_GUARD = "never repeat one of the answer's own N-token spans verbatim (0 = off; default 8)"
+PACK_HELP = (
+    "an axis pack (.safetensors), or a preset that ships pre-fitted for the embedded model "
+    "(cheerful, simple, concise, …)"
+)
 
 
 def _loop_guard(args: argparse.Namespace) -> dict[str, int]:
@@ -138,6 +142,17 @@ def _settings(args: argparse.Namespace):
     )
 
 
+def _open_pack(spec: str, lm=None):
+    """A pack file, or the name of a preset that ships pre-fitted (`cheerful`) where no file of
+    that name exists."""
+    from .pack import AxisPack
+    from .prefit import prefitted_names, prefitted_pack
+
+    if not Path(spec).exists() and spec in prefitted_names():
+        return prefitted_pack(spec, lm)
+    return AxisPack.load(spec, lm)
+
+
 def _parse_axis_arg(value: str) -> tuple[str, float]:
     path, sep, strength = value.rpartition(":")
     if not sep or not path:
@@ -150,7 +165,6 @@ def _parse_axis_arg(value: str) -> tuple[str, float]:
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from .generation import SamplingConfig
-    from .pack import AxisPack
     from .queries import read_queries
     from .steering import generate
 
@@ -173,7 +187,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         **_loop_guard(args),
     )
     lm = _load(args.model, args)
-    steer = {AxisPack.load(path, lm): strength for path, strength in wanted}
+    steer = {_open_pack(path, lm): strength for path, strength in wanted}
     for answer in generate(lm, prompts, steer, settings, sampling):
         _emit(
             {
@@ -190,7 +204,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from .evaluate import EvalConfig, evaluate
     from .judges import JUDGE_NAMES
-    from .pack import AxisPack
     from .queries import read_queries
 
     strengths = parse_floats(args.strengths, "--strengths")
@@ -209,7 +222,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                         repetition_penalty=args.repetition_penalty,
                         **_loop_guard(args))  # fmt: skip
     lm = _load(args.model)
-    pack = AxisPack.load(args.axis, lm)
+    pack = _open_pack(args.axis, lm)
     if not rules:  # the rule the pack's slider was calibrated with
         config = replace(config, rules=(pack.fitted_rule(),))
     report = evaluate(lm, pack, prompts.queries, config, progress=_progress)
@@ -225,16 +238,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from .pack import AxisPack
-
-    _emit(AxisPack.load(args.pack).info())
+    _emit(_open_pack(args.pack).info())
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from .interop import export_control_vector
-    from .pack import AxisPack
 
-    pack = AxisPack.load(args.pack)
+    pack = _open_pack(args.pack)
     path = export_control_vector(pack, args.out, args.strength, _settings(args))
     _emit({"axis": pack.name, "out": str(path), "strength": args.strength,
            "layers": sorted(_gguf_layers(path))})  # fmt: skip
@@ -339,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt")
     source.add_argument("--prompts", help="text file, one prompt per line")
-    gen.add_argument("--axis", action="append", default=[], metavar="PACK:STRENGTH")
+    gen.add_argument("--axis", action="append", default=[], metavar="PACK:STRENGTH", help=PACK_HELP)
     _add_layer_args(gen)
     gen.add_argument(
         "--positions", choices=POSITIONS, default=None, help="default: each pack's own"
@@ -354,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(run=cmd_generate)
 
     ev = sub.add_parser("eval", help="judge an axis: scores and fluency per rule × strength")
-    ev.add_argument("--axis", required=True, metavar="PACK")
+    ev.add_argument("--axis", required=True, metavar="PACK", help=PACK_HELP)
     ev.add_argument("--prompts", required=True, help="text file, one prompt per line")
     ev.add_argument("--strengths", default="-2,-1,0,1,2", help="e.g. --strengths=-2,-1,0,1,2")
     ev.add_argument(
@@ -377,11 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(run=cmd_eval)
 
     info = sub.add_parser("info", help="print an axis pack's metadata")
-    info.add_argument("pack")
+    info.add_argument("pack", help=PACK_HELP)
     info.set_defaults(run=cmd_info)
 
     export = sub.add_parser("export", help="write a pack as a llama.cpp control vector (GGUF)")
-    export.add_argument("pack")
+    export.add_argument("pack", help=PACK_HELP)
     export.add_argument("--format", choices=("gguf",), default="gguf")
     export.add_argument("--out", required=True)
     export.add_argument("--strength", type=float, default=1.0, help="the slider value to bake in")

@@ -44,6 +44,7 @@ def test_the_wheel_carries_the_engines_data_and_complete_metadata(dist):
         )
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt")))
     assert {f"alignez_core/assets/{name}" for name in DATA} <= names
+    assert "alignez_core/assets/packs/cheerful.safetensors" in names
     assert "alignez_core/py.typed" in names and not any(n.endswith(".png") for n in names)
     assert not any(n.startswith(("ui/", "tests/", "bench/")) for n in names)
     assert meta["License-Expression"] == "Apache-2.0" and any("LICENSE" in n for n in names)
@@ -60,8 +61,8 @@ def test_the_wheel_carries_the_engines_data_and_complete_metadata(dist):
 
 
 def test_the_installed_wheel_runs_without_the_repository(dist, tmp_path):
-    """Installed elsewhere and run from elsewhere: presets, seed queries and judge anchors come
-    from the wheel, and the console script answers."""
+    """Installed elsewhere and run from elsewhere: presets, seed queries, judge anchors and the
+    pre-fitted packs come from the wheel, and the console script answers."""
     (wheel,) = dist.glob("*.whl")
     target = tmp_path / "site"
     installed = subprocess.run(
@@ -74,9 +75,11 @@ def test_the_installed_wheel_runs_without_the_repository(dist, tmp_path):
     code = (
         "from alignez_core.axis import ASSETS, preset, seed_queries\n"
         "from alignez_core.judges import anchors\n"
+        "from alignez_core.prefit import prefitted_pack\n"
         "print(ASSETS)\n"
         "assert preset('cheerful').positive and len(seed_queries()) >= 24\n"
         "assert all(anchors(preset('cheerful')))\n"
+        "assert prefitted_pack('cheerful').axis == preset('cheerful')\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True)  # fmt: skip

@@ -1,0 +1,50 @@
+"""The pre-fitted packs in assets/packs: one per preset, made with today's defaults on the
+embedded model, and refused for any other model with a message that says what to do."""
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from alignez_core.axis import preset, preset_names
+from alignez_core.errors import PackError
+from alignez_core.fit import FitConfig
+from alignez_core.model import DEFAULT_MODEL_NAME
+from alignez_core.prefit import prefitted_names, prefitted_pack
+from tests.test_cli import run_cli
+
+
+def test_every_preset_ships_a_pack():
+    assert prefitted_names() == sorted(preset_names())
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_a_shipped_pack_is_the_default_fit_of_its_preset_on_the_embedded_model(name):
+    """Stale packs fail here: a changed default or preset means `make packs` is due."""
+    pack = prefitted_pack(name)
+    assert pack.axis == preset(name)
+    assert pack.model_id == DEFAULT_MODEL_NAME
+    assert (pack.hidden_size, pack.num_layers) == (576, 30)
+    defaults = json.loads(json.dumps(asdict(FitConfig())))
+    assert pack.fit_config == defaults | {"queries": FitConfig().n_queries}
+    assert pack.calibration is not None and len(pack.pairs) == FitConfig().n_queries
+    assert sum(rank > 0 for rank in pack.ranks()) >= pack.num_layers // 2
+
+
+def test_a_shipped_pack_is_refused_for_another_model(tiny_llama):
+    with pytest.raises(PackError, match=f"fitted on {DEFAULT_MODEL_NAME}, and the loaded model"):
+        prefitted_pack("cheerful", tiny_llama)
+
+
+@pytest.mark.parametrize("name", ["nope", "../presets", ""])
+def test_an_unknown_name_lists_what_ships(name):
+    with pytest.raises(PackError, match=r"No pre-fitted pack for .*shipped: cheerful"):
+        prefitted_pack(name)
+
+
+def test_the_cli_takes_a_preset_name_where_a_pack_path_goes(tmp_path):
+    info = run_cli("info", "simple")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["axis"]["positive"] == "simple"
+    missing = run_cli("info", str(tmp_path / "nope.safetensors"))
+    assert missing.returncode != 0 and "Cannot read axis pack" in missing.stderr
