@@ -171,3 +171,33 @@ def test_uploading_a_non_pack_shows_a_message(app_url, browser, tmp_path):
     chooser.value.set_files(str(bogus))
     page.wait_for_selector("#axes-status:has-text('pickle')", timeout=60_000)
     page.close()
+
+
+def test_a_pre_fitted_preset_steers_at_once_and_custom_poles_hide_it(app_url, browser):
+    """The demo path: no fit, the preset's shipped pack, slider −1 reads gloomier at once."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    vader = SentimentIntensityAnalyzer()
+    context = browser.new_context(viewport={"width": 1500, "height": 1900})
+    page = context.new_page()
+    page.goto(app_url)
+    page.click("#use-prefitted")  # the cheerful preset is chosen when the page opens
+    page.wait_for_selector("#fit-status:has-text('Loaded the pre-fitted cheerful')")
+    assert "calibrated clean edge" in page.inner_text("#slider-0")
+    set_number(page, "slider-0", "-1", enter=False)
+    answers = [generate(page, p) for p in ("What should I do this weekend?",
+                                           "Describe your morning commute.")]  # fmt: skip
+    tone = {c: sum(vader.polarity_scores(a[c])["compound"] for a in answers) / 2
+            for c in ("base", "edited")}  # fmt: skip
+    assert tone["edited"] < tone["base"] - 0.2, (tone, answers)
+    # Typed poles (keystrokes, as a user types) make a custom axis: no pre-fitted pack, and the
+    # name follows the last keystroke, not the first.
+    pole = page.locator("#positive textarea, #positive input")
+    pole.fill("")
+    pole.press_sequentially("pirate")
+    page.wait_for_selector("#use-prefitted", state="hidden")
+    name = "#axis-name textarea, #axis-name input"
+    page.wait_for_function(
+        "sel => document.querySelector(sel).value === 'pirate-gloomy'", arg=name, timeout=10_000
+    )
+    context.close()

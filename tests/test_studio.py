@@ -92,10 +92,23 @@ def test_generate_uses_the_slider_values_sent_with_the_click(studio, tiny_pack):
 
 
 def test_the_axis_name_follows_typed_poles_until_the_user_types_a_name():
-    preset, name = AxesPanel.on_pole_typed("talks like a pirate", "talks plainly", False)
+    preset, name, prefit = AxesPanel.on_pole_typed("talks like a pirate", "talks plainly", False)
     assert preset == CUSTOM and name == "talks like a pirate-talks plainly"
-    preset, name = AxesPanel.on_pole_typed("talks like a pirate", "talks plainly", True)
+    assert prefit["visible"] is False  # a custom axis has no pre-fitted pack
+    preset, name, _ = AxesPanel.on_pole_typed("talks like a pirate", "talks plainly", True)
     assert preset == CUSTOM and name == {"__type__": "update"}
+
+
+def test_pre_fitted_packs_are_offered_per_preset_and_refused_for_another_model(studio, tiny_pack):
+    assert studio.axes.on_preset("simple")[-1]["visible"] is True
+    assert studio.axes.on_preset(CUSTOM)[-1]["visible"] is False
+    session = session_with(tiny_pack)
+    view = studio.manage.on_prefitted("simple", session)
+    assert "fitted on SmolLM2-135M-Instruct, and the loaded model" in view[studio.axes.fit_status]
+    assert set(view) <= set(studio.axes_outputs())
+    view = studio.manage.on_prefitted(CUSTOM, session)
+    assert "No pre-fitted pack" in view[studio.axes.fit_status]
+    assert session.names() == ["cheerful"] and session.strengths["cheerful"] == 1.0
 
 
 def test_the_sweep_offers_the_prompting_baseline(studio, tiny_pack):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 import time
@@ -18,13 +17,14 @@ from alignez_core.fit import READOUTS, FitConfig, fit_axis
 from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
 from alignez_core.pairs import PairConfig
+from alignez_core.prefit import prefitted_names
 from alignez_core.queries import parse_queries
 from alignez_core.session import MAX_AXES, StudioSession
 
 from .render import status
 from .shared import FitJobs, ModelHolder
+from .sliders import SLIDER_RANGE
 
-SLIDER_RANGE = 2.0
 DEFAULT_FIT_QUERIES = 16
 CUSTOM = "(custom: type the poles)"
 AxesView = Callable[..., dict]  # (session, fit_status=, axes_status=, focus=) → every axes output
@@ -33,6 +33,11 @@ AxesView = Callable[..., dict]  # (session, fit_status=, axes_status=, focus=) �
 def default_name(positive: str, negative: str) -> str:
     """The name an axis gets when the user typed none: its poles."""
     return f"{(positive or '').strip()}-{(negative or '').strip()}"
+
+
+def has_prefit(preset_name: str | None) -> bool:
+    """Whether the preset ships a pack fitted on the embedded model (`alignez_core.prefit`)."""
+    return bool(preset_name) and preset_name in prefitted_names()
 
 
 def session_key(request: gr.Request | None) -> str:
@@ -83,6 +88,9 @@ class AxesPanel:
             )  # fmt: skip
         with gr.Row():
             self.fit_button = gr.Button("Fit axis", variant="primary", elem_id="fit")
+            self.prefit_button = gr.Button(
+                "Use pre-fitted (instant)", elem_id="use-prefitted", visible=has_prefit("cheerful")
+            )
             self.cancel_button = gr.Button("Cancel fit", elem_id="cancel-fit")
         self.fit_status = gr.Markdown(elem_id="fit-status")
 
@@ -131,16 +139,18 @@ class AxesPanel:
 
     def on_preset(self, name: str):
         """A preset fills the poles; choosing 'custom' keeps what is typed."""
+        shipped = gr.update(visible=has_prefit(name))
         if name == CUSTOM or not name:
-            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), False
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), False, shipped
         axis = preset(name)
         return (axis.positive, axis.negative, axis.name, axis.positive_description,
-                axis.negative_description, False)  # fmt: skip
+                axis.negative_description, False, shipped)  # fmt: skip
 
     @staticmethod
     def on_pole_typed(positive: str, negative: str, name_typed: bool):
         """Typed poles make a custom axis; its name follows them unless the user typed one."""
-        return CUSTOM, (gr.update() if name_typed else default_name(positive, negative))
+        name = gr.update() if name_typed else default_name(positive, negative)
+        return CUSTOM, name, gr.update(visible=False)
 
     def on_fit(
         self, preset_name, name, positive, negative, positive_desc, negative_desc, queries_text,
@@ -261,19 +271,3 @@ class AxesPanel:
             return session
 
         return on_slider
-
-
-def apply_sliders(session: StudioSession, strengths: Sequence[float | None]) -> None:
-    """Slider values as the page shows them now, in axis order, into the session."""
-    names = session.names()
-    values = [None if v is None else float(v) for v in strengths]
-    for i, value in enumerate(values):  # every slider, shown or not: nothing odd gets in
-        if value is not None and not (math.isfinite(value) and abs(value) <= SLIDER_RANGE):
-            which = names[i] if i < len(names) else f"#{i + 1}"
-            raise AlignEZError(
-                f"The slider for {which} is {value}: use a number from −{SLIDER_RANGE:g} to "
-                f"{SLIDER_RANGE:g}."
-            )
-    for name, value in zip(names, values, strict=False):
-        if value is not None:
-            session.strengths[name] = value

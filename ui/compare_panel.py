@@ -27,9 +27,9 @@ from alignez_core.steering import (
 )
 
 from . import plots
-from .axes_panel import apply_sliders
 from .plots_panel import PlotsPanel
 from .render import answer_columns, status
+from .sliders import apply_sliders
 
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 256

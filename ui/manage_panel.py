@@ -13,11 +13,13 @@ from alignez_core import AlignEZError
 from alignez_core.interop import load_axis_file
 from alignez_core.memory import release_freed_memory
 from alignez_core.pack import AxisPack
+from alignez_core.prefit import prefitted_pack
 from alignez_core.session import StudioSession, StudioSettings
 
-from .axes_panel import AxesView, apply_sliders
+from .axes_panel import AxesView
 from .render import status
 from .shared import ModelHolder
+from .sliders import apply_sliders
 
 
 class ManagePanel:
@@ -102,6 +104,20 @@ class ManagePanel:
         return self.view(
             session, axes_status=status(f"Loaded axis {pack.name}.", "ok"), focus=pack.name
         )
+
+    def on_prefitted(self, preset_name, session: StudioSession):
+        """Add the preset's shipped pack: it steers at once, with no fit (embedded model only)."""
+        try:
+            pack = prefitted_pack(preset_name or "", self.holder.lm)
+            session.add(pack)
+        except AlignEZError as exc:
+            return self.view(session, fit_status=status(str(exc), "error"))
+        done = status(
+            f"Loaded the pre-fitted {pack.name} pack ({len(pack.pairs)} pairs, fitted with the "
+            "defaults): its slider steers now.",
+            "ok",
+        )
+        return self.view(session, fit_status=done, focus=pack.name)
 
     def on_download_pack(self, name, session: StudioSession):
         pack = session.axes.get(name) if name else None

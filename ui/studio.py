@@ -91,13 +91,14 @@ class Studio:
             axes.on_preset,
             axes.preset,
             [axes.positive, axes.negative, axes.name, axes.positive_desc, axes.negative_desc,
-             axes.name_typed],
+             axes.name_typed, axes.prefit_button],
         )  # fmt: skip
         for pole in (axes.positive, axes.negative):
             pole.input(
                 axes.on_pole_typed,
                 [axes.positive, axes.negative, axes.name_typed],
-                [axes.preset, axes.name],
+                [axes.preset, axes.name, axes.prefit_button],
+                trigger_mode="always_last",  # each keystroke fires: the last value must win
             )
         axes.name.input(lambda: True, None, axes.name_typed)
         self.model_bar.load.click(
@@ -107,6 +108,9 @@ class Studio:
         )
         axes.fit_button.click(axes.on_fit, [*axes.fit_inputs(), state], outputs, api_name="fit",
                               concurrency_limit=2, concurrency_id="fit")  # fmt: skip
+        axes.prefit_button.click(
+            manage.on_prefitted, [axes.preset, state], outputs, api_name="use_prefitted"
+        )
         manage.refit_button.click(
             axes.on_refit, [manage.axis, state], outputs, concurrency_id="fit", api_name="refit"
         )
