@@ -37,7 +37,7 @@ def default_name(positive: str, negative: str) -> str:
 
 def has_prefit(preset_name: str | None) -> bool:
     """Whether the preset ships a pack fitted on the embedded model (`alignez_core.prefit`)."""
-    return bool(preset_name) and preset_name in prefitted_names()
+    return preset_name in prefitted_names()
 
 
 def session_key(request: gr.Request | None) -> str:
@@ -89,7 +89,7 @@ class AxesPanel:
         with gr.Row():
             self.fit_button = gr.Button("Fit axis", variant="primary", elem_id="fit")
             self.prefit_button = gr.Button(
-                "Use pre-fitted (instant)", elem_id="use-prefitted", visible=has_prefit("cheerful")
+                "Use pre-fitted (instant)", elem_id="use-prefitted", visible=has_prefit(start.name)
             )
             self.cancel_button = gr.Button("Cancel fit", elem_id="cancel-fit")
         self.fit_status = gr.Markdown(elem_id="fit-status")
