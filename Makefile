@@ -63,7 +63,7 @@ results: peers
 # Every preset fitted on the embedded model with the CLI's defaults, shipped in assets/packs
 # (tests/test_prefit.py fails when a default changes and they go stale); ~75 s each here.
 packs: setup
-	for p in $$($(PY) -c "from alignez_core.axis import preset_names; print(*preset_names())"); \
+	for p in $$($(PY) -c "from alignez_core.axes.axis import preset_names; print(*preset_names())"); \
 		do $(PY) -m alignez_core fit --preset $$p --out assets/packs/$$p.safetensors >/dev/null; done
 
 loadtest: setup

@@ -1,10 +1,25 @@
-"""AlignEZ Studio engine: steer a language model along axes named in plain words.
+"""AlignEZ Studio: steer a language model along axes you name in plain words.
 
-Data flows model → pairs → activations → subspace → edit → generation; each step is a module.
+The user's flow in one import::
+
+    import alignez_core as az
+    lm = az.load_model()
+    pack = az.prefitted_pack("cheerful", lm)          # or az.fit_axis(lm, az.preset("cheerful"))
+    print(az.generate(lm, ["Describe a rainy day."], {pack: -1})[0].edited)
+    with az.steer(lm, {pack: -1}):                    # or steer your own model.generate(...)
+        ...
+
+The stages live in subpackages, each importing only those below it (docs/architecture.md):
+`engine` (model, edits, hooks, generation) → `axes` (axis, subspace, pack file) → `steering`,
+`measure` → `fitting` → `evaluation`, `interop` → `cli`.
 """
 
-from .edit import Edit, LayerEdit
-from .errors import (
+from alignez_core.axes.axis import Axis, preset, preset_names
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.prefit import prefitted_names, prefitted_pack
+from alignez_core.engine.generation import LoopGuard, SamplingConfig
+from alignez_core.engine.model import LoadedModel, load_model
+from alignez_core.errors import (
     AlignEZError,
     EditError,
     FitCancelled,
@@ -14,31 +29,41 @@ from .errors import (
     PackError,
     UnsupportedModelError,
 )
-from .generation import Row, RowOutput, SamplingConfig, generate_grid, generate_rows, stream_rows
-from .model import LoadedModel, load_model
-from .rules import get_rule, register_kernel, register_rule, rule_names
+from alignez_core.fitting.fit import FitConfig, fit_axis
+from alignez_core.steering import SteeredAnswer, SteerSettings, generate, steer, stream
+
+
+def loop_guard(size: int = 8) -> LoopGuard:
+    """A `transformers` `LogitsProcessor` that decodes as our `generate` does: an answer never
+    repeats one of its own `size`-token spans verbatim. Use a new one per `generate` call."""
+    return LoopGuard(size)
+
 
 __all__ = [
     "AlignEZError",
-    "Edit",
+    "Axis",
+    "AxisPack",
     "EditError",
     "FitCancelled",
+    "FitConfig",
     "FitError",
     "ForeignPackError",
-    "LayerEdit",
     "LoadedModel",
+    "LoopGuard",
     "ModelLoadError",
     "PackError",
-    "Row",
-    "RowOutput",
     "SamplingConfig",
+    "SteerSettings",
+    "SteeredAnswer",
     "UnsupportedModelError",
-    "generate_grid",
-    "generate_rows",
-    "get_rule",
+    "fit_axis",
+    "generate",
     "load_model",
-    "register_kernel",
-    "register_rule",
-    "rule_names",
-    "stream_rows",
+    "loop_guard",
+    "prefitted_names",
+    "prefitted_pack",
+    "preset",
+    "preset_names",
+    "steer",
+    "stream",
 ]

@@ -27,11 +27,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .axis import Axis
-from .errors import ForeignPackError, PackError
-from .pack import AxisPack, SliderCalibration
-from .steering import SteerSettings
-from .subspace import LayerSubspace
+from alignez_core.axes.axis import Axis
+from alignez_core.axes.pack import AxisPack, SliderCalibration
+from alignez_core.axes.subspace import LayerSubspace
+from alignez_core.errors import ForeignPackError, PackError
+from alignez_core.steering import SteerSettings
 
 ARCH = "controlvector"
 MAX_VECTOR_FILE_BYTES = 64 * 1024 * 1024

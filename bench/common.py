@@ -9,11 +9,13 @@ from dataclasses import replace
 
 import torch
 
-from alignez_core import Edit, LoadedModel, Row, SamplingConfig, generate_rows, profiling
-from alignez_core.edit import compile_plan
-from alignez_core.pack import AxisPack
-from alignez_core.prompting import prompted
+from alignez_core.axes.pack import AxisPack
+from alignez_core.engine import Edit, LoadedModel, Row, SamplingConfig, generate_rows
+from alignez_core.engine.edit import compile_plan
+from alignez_core.engine.warmup import enable_compile, warm_compile
 from alignez_core.steering import SteerSettings, combine, plan_edits
+from alignez_core.steering.prompting import prompted
+from tests import profiling
 
 PROMPT = "Tell me about a walk in the park on a spring morning."
 
@@ -193,7 +195,7 @@ def print_results(results: dict) -> None:
 
 
 def compiled_ratios(lm: LoadedModel, pack: AxisPack, tokens: int, runs: int, sync: bool) -> dict:
-    """The compiled decoding path (`LoadedModel.enable_compile`) against eager on the same model:
+    """The compiled decoding path (`enable_compile`) against eager on the same model:
     warm-up per bucket, speed, the edit's overhead and recompiles across 10 slider moves."""
     forced = SamplingConfig(tokens, min_new_tokens=tokens)
     edit = axis_edit(lm, pack)
@@ -222,11 +224,11 @@ def compiled_ratios(lm: LoadedModel, pack: AxisPack, tokens: int, runs: int, syn
 def compile_with_warmup(lm: LoadedModel, batches: tuple[int, ...] = (1, 2)) -> dict:
     """Switch `lm` to compiled decoding and time each batch bucket's first compile; where it
     cannot compile, the reason instead."""
-    lm.enable_compile(warm_batches=())
+    enable_compile(lm, warm_batches=())
     out: dict = {}
     for batch in batches:
         started = time.perf_counter()
-        lm.warm_compile((batch,))
+        warm_compile(lm, (batch,))
         out[f"compile_warmup_s_batch{batch}"] = round(time.perf_counter() - started, 1)
     return out if lm.compiled is not None else out | {"compiled": lm.compile_note}
 
@@ -238,7 +240,7 @@ def scaled_edit(edit: Edit, factor: float) -> Edit:
 
 def recompiles_over_slider_moves(lm: LoadedModel, edit: Edit, forced: SamplingConfig) -> int:
     """Graphs compiled while the slider moves ten times (new strengths, same shapes)."""
-    from alignez_core.compiled import graphs_compiled
+    from alignez_core.engine.compiled import graphs_compiled
 
     before = graphs_compiled()
     for k in range(10):

@@ -4,7 +4,7 @@ Prints, from one run on one machine: the measured read bandwidth and the tokens/
 sets per weight dtype (a token reads every weight once; each share of the ceiling pairs every
 timed run with a bandwidth read just before it), plain and steered (base + edited
 batch) decoding in float32 and bfloat16, eager, measured pair by pair with runs alternating;
-and, with --compile, the engine's compiled decoding (`LoadedModel.enable_compile`: static KV
+and, with --compile, the engine's compiled decoding (`enable_compile`: static KV
 cache + `torch.compile`, graph-safe edits, multiply-reduce linears on CPUs) in each dtype against
 today's float32 eager path and against eager in its own dtype: the warm-up per batch bucket,
 plain and steered speed, the share of the ceiling, graphs compiled across 10 slider moves, and
@@ -37,7 +37,8 @@ from common import (  # noqa: E402
     recompiles_over_slider_moves,
 )
 
-from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, load_model  # noqa: E402
+from alignez_core import SamplingConfig, load_model  # noqa: E402
+from alignez_core.engine import Edit, LayerEdit, Row, generate_rows  # noqa: E402
 
 
 def cpu_model() -> str:

@@ -35,8 +35,8 @@ from common import (  # noqa: E402
 from peers import PEERS, peer_ratios  # noqa: E402
 
 from alignez_core import load_model  # noqa: E402
-from alignez_core.axis import preset  # noqa: E402
-from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
+from alignez_core.axes.axis import preset  # noqa: E402
+from alignez_core.fitting.fit import FitConfig, fit_axis  # noqa: E402
 
 _LOAD_PROBE = """
 import json, os, time, resource

@@ -36,11 +36,11 @@ from common import (  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from alignez_core import LoadedModel  # noqa: E402
-from alignez_core.axis import preset  # noqa: E402
-from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
-from alignez_core.pairs import PairConfig  # noqa: E402
-from alignez_core.subspace import SubspaceConfig  # noqa: E402
-from alignez_core.toy import byte_tokenizer  # noqa: E402
+from alignez_core.axes.axis import preset  # noqa: E402
+from alignez_core.axes.subspace import SubspaceConfig  # noqa: E402
+from alignez_core.fitting.fit import FitConfig, fit_axis  # noqa: E402
+from alignez_core.fitting.pairs import PairConfig  # noqa: E402
+from tests.toy import byte_tokenizer  # noqa: E402
 
 
 def llama_8b_shapes(layers: int) -> LlamaConfig:

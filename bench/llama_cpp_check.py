@@ -33,14 +33,14 @@ import gguf  # noqa: E402
 import llama_cpp  # noqa: E402
 
 from alignez_core import load_model  # noqa: E402
-from alignez_core.axis import ASSETS, preset  # noqa: E402
-from alignez_core.edit import ALL_LAYERS  # noqa: E402
-from alignez_core.fit import FitConfig, fit_axis  # noqa: E402
-from alignez_core.generation import SamplingConfig  # noqa: E402
+from alignez_core.axes.axis import ASSETS, preset  # noqa: E402
+from alignez_core.axes.queries import read_queries  # noqa: E402
+from alignez_core.engine.edit import ALL_LAYERS  # noqa: E402
+from alignez_core.engine.generation import SamplingConfig  # noqa: E402
+from alignez_core.engine.model import _default_gguf  # noqa: E402
+from alignez_core.fitting.fit import FitConfig, fit_axis  # noqa: E402
 from alignez_core.interop import export_control_vector, import_control_vector  # noqa: E402
-from alignez_core.judges import tone  # noqa: E402
-from alignez_core.model import _default_gguf  # noqa: E402
-from alignez_core.queries import read_queries  # noqa: E402
+from alignez_core.measure.judges import tone  # noqa: E402
 from alignez_core.steering import SteerSettings, generate  # noqa: E402
 
 

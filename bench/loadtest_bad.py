@@ -42,8 +42,8 @@ def make_packs(workdir: Path) -> list[Path]:
 def _foreign_pack(workdir: Path) -> Path:
     """A pack fitted on a tiny random model of another width (hidden size 96)."""
     sys.path.insert(0, str(ROOT))
-    from alignez_core.axis import preset
-    from alignez_core.fit import FitConfig, fit_axis
+    from alignez_core.axes.axis import preset
+    from alignez_core.fitting.fit import FitConfig, fit_axis
     from tests.tiny import make_model
 
     pack = fit_axis(

@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from peers import PEERS, make_peers_importable
 
 from alignez_core import LoadedModel
-from alignez_core.axis import Axis
-from alignez_core.calibrate import CalibrationConfig, calibrate
-from alignez_core.edit import ALL_LAYERS
+from alignez_core.axes.axis import Axis
+from alignez_core.axes.pack import AxisPack
+from alignez_core.engine.edit import ALL_LAYERS
+from alignez_core.fitting.calibrate import CalibrationConfig, calibrate
+from alignez_core.fitting.pairs import persona_prompt
 from alignez_core.interop import import_control_vector, import_steering_vector, save_steering_vector
-from alignez_core.pack import AxisPack
-from alignez_core.pairs import persona_prompt
 from alignez_core.steering import SteerSettings
 
 # How the peers apply a vector: its own layers (every layer it has), every position, a plain add.

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from common import paired_time_ratios
 
-from alignez_core import Edit, LayerEdit, LoadedModel, Row, SamplingConfig, generate_rows
-from alignez_core.profiling import ops_per_forward
+from alignez_core import LoadedModel, SamplingConfig
+from alignez_core.engine import Edit, LayerEdit, Row, generate_rows
+from tests.profiling import ops_per_forward
 
 PEERS = Path(__file__).resolve().parent.parent / ".bench-peers"
 LAYERS = tuple(range(12, 19))  # steering-vectors' usual mid-network range on this model

@@ -7,7 +7,7 @@ the same pairs) and `paper` at slider −2 … +2, beside the prompting baseline
 in words); the same axis fitted with the other readout, its rules as rows 'READOUT RULE'; and
 the peers' own trained vectors, on the dev prompt set (never used to fit or calibrate); then
 every pair of the three at ±1, with the shared budget and without
-(`alignez_core.composition`). Writes docs/RESULTS.md (tables; the analysis section
+(`alignez_core.evaluation.composition`). Writes docs/RESULTS.md (tables; the analysis section
 is kept between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
 
     python bench/results.py [--queries 24] [--prompts 24] [--tokens 64] [--no-compose]
@@ -30,14 +30,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from alignez_core import load_model  # noqa: E402
-from alignez_core.axis import preset, seed_queries  # noqa: E402
-from alignez_core.composition import compose, composition_table  # noqa: E402
-from alignez_core.evaluate import EvalConfig, evaluate  # noqa: E402
-from alignez_core.fit import READOUTS, FitConfig, fit_axis  # noqa: E402
-from alignez_core.generation import SamplingConfig  # noqa: E402
-from alignez_core.judges import make_judge  # noqa: E402
-from alignez_core.queries import read_queries  # noqa: E402
-from alignez_core.report import eval_figure, markdown_table  # noqa: E402
+from alignez_core.axes.axis import preset, seed_queries  # noqa: E402
+from alignez_core.axes.queries import read_queries  # noqa: E402
+from alignez_core.engine.generation import SamplingConfig  # noqa: E402
+from alignez_core.evaluation.composition import compose, composition_table  # noqa: E402
+from alignez_core.evaluation.evaluate import EvalConfig, evaluate  # noqa: E402
+from alignez_core.evaluation.report import eval_figure, markdown_table  # noqa: E402
+from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis  # noqa: E402
+from alignez_core.measure.judges import make_judge  # noqa: E402
 from alignez_core.steering import SteerSettings  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alignez_core.axis import preset  # noqa: E402
-from alignez_core.evaluate import bootstrap_interval  # noqa: E402
-from alignez_core.judges import make_judge  # noqa: E402
+from alignez_core.axes.axis import preset  # noqa: E402
+from alignez_core.evaluation.evaluate import bootstrap_interval  # noqa: E402
+from alignez_core.measure.judges import make_judge  # noqa: E402
 
 
 def _cell(cells: list[dict], rule: str, strength: float) -> dict:

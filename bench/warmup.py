@@ -1,7 +1,7 @@
 """Where compiled decoding's warm-up is paid, and what requests feel meanwhile.
 
 On the real default model, a client asks for a 16-token base + edited pair every `--gap` seconds
-(a user reading the last answer) while the studio's warm-up (`LoadedModel.enable_compile`,
+(a user reading the last answer) while the studio's warm-up (`enable_compile`,
 buckets 2 and 4) runs, with an empty inductor cache unless `--cache` names one. Per phase —
 eager before the warm-up, the warm-up's child process, this process compiling from the cache,
 after — the pair's time (median, max), how late a 50 ms timer fires in another thread of this
@@ -39,7 +39,8 @@ def main() -> None:
     from common import print_results
 
     from alignez_core import load_model
-    from alignez_core.generation import Row, SamplingConfig, generate_rows
+    from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
+    from alignez_core.engine.warmup import enable_compile
 
     lm = load_model()
     greedy = SamplingConfig(max_new_tokens=16)
@@ -69,7 +70,7 @@ def main() -> None:
         pair()
         time.sleep(args.gap)
     began = time.perf_counter()
-    worker = lm.enable_compile(warm_batches=(2, 4), warm_process=args.mode == "child")
+    worker = enable_compile(lm, warm_batches=(2, 4), warm_process=args.mode == "child")
     while worker.is_alive() and time.perf_counter() - began < args.limit:
         phase = "compiling here" if "process" in lm.warmup_seconds else "warm-up process"
         if args.mode == "thread":

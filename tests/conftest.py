@@ -33,9 +33,9 @@ def tiny_pack(tiny_llama):
     """A cheerful ↔ gloomy axis fitted on the tiny Llama (random weights, real pipeline), read
     on the self-generated answers (AlignEZ's subspace path; `test_fit.py` covers the persona
     readout)."""
-    from alignez_core.axis import preset
-    from alignez_core.fit import FitConfig, fit_axis
-    from alignez_core.pairs import PairConfig
+    from alignez_core.axes.axis import preset
+    from alignez_core.fitting.fit import FitConfig, fit_axis
+    from alignez_core.fitting.pairs import PairConfig
 
     # Random weights make mean-pooled answers alike (cos > 0.8); the last token differs.
     pairs = PairConfig(insight_tokens=8, answer_tokens=12)
@@ -45,8 +45,8 @@ def tiny_pack(tiny_llama):
 
 @pytest.fixture(scope="session")
 def real_cheerful(real_lm):
-    from alignez_core.axis import preset
-    from alignez_core.fit import FitConfig, fit_axis
+    from alignez_core.axes.axis import preset
+    from alignez_core.fitting.fit import FitConfig, fit_axis
 
     return fit_axis(real_lm, preset("cheerful"), config=FitConfig(n_queries=8))
 

@@ -1,6 +1,6 @@
 import torch
 
-from alignez_core.activations import answer_embeddings, pooled_outputs, query_embeddings
+from alignez_core.engine.activations import answer_embeddings, pooled_outputs, query_embeddings
 
 
 def manual_outputs(lm, text: str, site: str = "mlp") -> torch.Tensor:
@@ -74,7 +74,7 @@ def test_query_embedding_reads_the_prompt_alone(tiny_llama):
 
 
 def test_query_embeddings_are_cached_per_prompt_and_pooling(tiny_llama, monkeypatch):
-    from alignez_core import activations
+    from alignez_core.engine import activations
 
     tiny_llama.query_cache.clear()
     calls = []

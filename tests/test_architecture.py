@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, MistralConfig, MistralForCausalLM
 
-from alignez_core.architecture import find_decoder_layout
+from alignez_core.engine.architecture import find_decoder_layout
 from alignez_core.errors import UnsupportedModelError
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from alignez_core.axis import Axis, preset, preset_band, preset_names, seed_queries
+from alignez_core.axes.axis import Axis, preset, preset_band, preset_names, seed_queries
+from alignez_core.axes.queries import MAX_QUERIES, parse_queries, read_queries
 from alignez_core.errors import FitError
-from alignez_core.queries import MAX_QUERIES, parse_queries, read_queries
 
 
 def test_paper_presets_verbatim_and_ours():

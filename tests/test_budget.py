@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from alignez_core.axis import preset
-from alignez_core.budget import apply_budget, budget_summary
-from alignez_core.edit import EditError, LayerEdit
-from alignez_core.fit import FitConfig, fit_axis
-from alignez_core.generation import SamplingConfig
+from alignez_core.axes.axis import preset
+from alignez_core.engine.budget import apply_budget, budget_summary
+from alignez_core.engine.edit import EditError, LayerEdit
+from alignez_core.engine.generation import SamplingConfig
+from alignez_core.fitting.fit import FitConfig, fit_axis
 from alignez_core.steering import SteerSettings, generate, plan_edits
 
 GREEDY = SamplingConfig(max_new_tokens=12, min_new_tokens=12)
@@ -91,8 +91,8 @@ def test_two_axes_at_shared_layers_are_budgeted_in_the_batch(tiny_llama, tiny_pa
 def test_composition_reports_each_axis_shift_as_a_share_of_alone(
     tiny_llama, tiny_pack, second_pack
 ):
-    from alignez_core.composition import compose, composition_table
-    from alignez_core.judges import make_judge
+    from alignez_core.evaluation.composition import compose, composition_table
+    from alignez_core.measure.judges import make_judge
 
     axes = {"cheerful": (tiny_pack, make_judge("words", tiny_pack.axis)),
             "concise": (second_pack, make_judge("words", second_pack.axis))}  # fmt: skip

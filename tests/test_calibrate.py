@@ -2,10 +2,10 @@ from dataclasses import replace
 
 import pytest
 
-from alignez_core.calibrate import CalibrationConfig, _last_clean, calibrate
+from alignez_core.axes.pack import SliderCalibration
 from alignez_core.errors import FitError
-from alignez_core.judges import degenerate
-from alignez_core.pack import SliderCalibration
+from alignez_core.fitting.calibrate import CalibrationConfig, _last_clean, calibrate
+from alignez_core.measure.judges import degenerate
 from alignez_core.steering import SteerSettings, plan_edits
 
 GRID = (0.02, 0.04, 0.06)

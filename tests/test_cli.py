@@ -72,9 +72,9 @@ def test_errors_exit_non_zero_with_one_clear_line(model_dir, tmp_path):
 
 
 def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path):
-    from alignez_core.axis import preset
-    from alignez_core.fit import FitConfig, fit_axis
-    from alignez_core.model import load_model
+    from alignez_core.axes.axis import preset
+    from alignez_core.engine.model import load_model
+    from alignez_core.fitting.fit import FitConfig, fit_axis
 
     lm = load_model(str(model_dir))
     pack = fit_axis(

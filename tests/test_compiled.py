@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignez_core.compiled import CompiledDecoder, CompileSettings, graphs_compiled
-from alignez_core.edit import Edit, LayerEdit
-from alignez_core.generation import Row, SamplingConfig, generate_rows, stream_rows
-from alignez_core.matvec import MatVecLinear, use_matvec_linears
+from alignez_core.engine.compiled import CompiledDecoder, CompileSettings, graphs_compiled
+from alignez_core.engine.edit import Edit, LayerEdit
+from alignez_core.engine.generation import Row, SamplingConfig, generate_rows, stream_rows
+from alignez_core.engine.matvec import MatVecLinear, use_matvec_linears
+from alignez_core.engine.warmup import enable_compile
 from tests.tiny import make_model
 
 PROMPT = "hello there"
@@ -22,7 +23,7 @@ def pair():
     """(eager model, compiled model): two wraps of the same weights, only one compiled."""
     eager = make_model("llama", layers=3, hidden=64)
     compiled = make_model("llama", layers=3, hidden=64)
-    compiled.enable_compile(warm_batches=(2, 4)).join()
+    enable_compile(compiled, warm_batches=(2, 4)).join()
     assert compiled.compiled is not None, compiled.compile_note
     return eager, compiled
 
@@ -112,7 +113,7 @@ def test_the_users_model_is_untouched_and_weights_are_shared(pair):
 
 def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
     lm = make_model("llama", layers=3, hidden=64, seed=1)
-    lm.enable_compile(warm_batches=())
+    enable_compile(lm, warm_batches=())
 
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler")
@@ -127,7 +128,7 @@ def test_a_failing_compile_falls_back_to_eager_and_says_why(monkeypatch):
 def test_split_models_are_refused_with_a_reason():
     lm = make_model("llama", layers=2, hidden=64)
     lm.model.hf_device_map = {"model.layers.0": "cpu", "model.layers.1": "disk"}
-    assert lm.enable_compile() is None
+    assert enable_compile(lm) is None
     assert lm.compiled is None and "split across devices" in lm.compile_note
     assert isinstance(CompiledDecoder.bucket(3), int) and CompiledDecoder.bucket(9) is None
 
@@ -149,7 +150,7 @@ def test_traced_streaming_matches_eager_states(pair):
 def test_other_architectures_decode_compiled_like_eager(arch):
     eager = make_model(arch, layers=2, hidden=64, seed=4)
     compiled = make_model(arch, layers=2, hidden=64, seed=4)
-    compiled.enable_compile(warm_batches=())
+    enable_compile(compiled, warm_batches=())
     edit = Edit((LayerEdit(1, _direction(5), 0.8, "caa", "residual"),), positions="all")
     mlp = Edit((LayerEdit(0, _direction(6), 2.0, "add", "mlp"),), positions="last")
     rows = [Row(PROMPT), Row(PROMPT, edit), Row(PROMPT, mlp)]
@@ -182,7 +183,7 @@ def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
     from torch._dynamo.utils import counters
 
     from alignez_core import load_model
-    from alignez_core.warmup import warm_command
+    from alignez_core.engine.warmup import warm_command
 
     built = make_model("llama", layers=2, hidden=48, seed=9)
     built.model.save_pretrained(tmp_path / "model")
@@ -192,7 +193,7 @@ def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
     assert lm.load_spec is not None and lm.load_spec.spec == str(tmp_path / "model")
     assert "--batches" in warm_command(lm.load_spec, CompileSettings(), (2,))
     misses, hits = (counters["inductor"][k] for k in ("fxgraph_cache_miss", "fxgraph_cache_hit"))
-    lm.enable_compile(warm_batches=(2,)).join()
+    enable_compile(lm, warm_batches=(2,)).join()
     assert lm.compiled is not None, lm.compile_note
     assert set(lm.warmup_seconds) == {"process", "here"}
     assert counters["inductor"]["fxgraph_cache_miss"] == misses  # nothing compiled cold here
@@ -203,12 +204,12 @@ def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
 
 
 def test_a_failing_warm_up_process_turns_compiling_off_with_its_reason(model_dir, monkeypatch):
-    import alignez_core.model
+    import alignez_core.engine.warmup
     from alignez_core import load_model
 
     lm = load_model(str(model_dir))
-    monkeypatch.setattr(alignez_core.model, "warm_in_child", lambda *a: "it broke (exit 1)")
-    lm.enable_compile(warm_batches=(2,)).join()
+    monkeypatch.setattr(alignez_core.engine.warmup, "warm_in_child", lambda *a: "it broke (exit 1)")
+    enable_compile(lm, warm_batches=(2,)).join()
     assert lm.compiled is None and lm.compile_note == "Compiled decoding is off: it broke (exit 1)"
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from alignez_core import load_model
-from alignez_core.activations import answer_embeddings
-from alignez_core.edit import Edit, LayerEdit
-from alignez_core.generation import Row, SamplingConfig, generate_rows
+from alignez_core.engine.activations import answer_embeddings
+from alignez_core.engine.edit import Edit, LayerEdit
+from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
 from tests.tiny import make_model
 
 

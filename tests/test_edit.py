@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from alignez_core import Edit, EditError, LayerEdit, SamplingConfig, generate_grid
+from alignez_core import EditError, SamplingConfig
+from alignez_core.engine import Edit, LayerEdit, generate_grid
 
 
 def edit_with(layer=1, directions=None, strength=1.0, rule="add", hidden=64):
@@ -43,7 +44,7 @@ def test_edits_combine_and_bad_sampling_is_rejected():
 
 
 def _plan_for(positions, hidden=4):
-    from alignez_core.edit import compile_plan
+    from alignez_core.engine.edit import compile_plan
 
     edit = Edit((LayerEdit(0, torch.ones(1, hidden), 1.0, "add", "residual", positions),))
     return compile_plan([edit], 1, hidden, torch.device("cpu"))
@@ -68,7 +69,7 @@ def test_prompt_positions_change_the_answer_through_the_cache(tiny_llama):
 
 
 def test_one_row_holds_axes_at_different_positions():
-    from alignez_core.edit import compile_plan
+    from alignez_core.engine.edit import compile_plan
 
     every = Edit((LayerEdit(0, torch.ones(1, 4), 1.0, "add", "residual"),), positions="all")
     last = Edit((LayerEdit(0, torch.ones(1, 4), 10.0, "add", "residual"),), positions="last")

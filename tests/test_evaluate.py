@@ -3,8 +3,8 @@ import json
 import pytest
 
 from alignez_core.errors import AlignEZError, PackError
-from alignez_core.evaluate import EvalConfig, bootstrap_interval, evaluate
-from alignez_core.report import eval_figure, markdown_table
+from alignez_core.evaluation.evaluate import EvalConfig, bootstrap_interval, evaluate
+from alignez_core.evaluation.report import eval_figure, markdown_table
 from tests.tiny import make_model
 
 CONFIG = EvalConfig(strengths=(-4.0, 0.0, 4.0), rules=("steer", "caa"), judges=("words", "tone"),

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from alignez_core.axis import preset
+from alignez_core.axes.axis import preset
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.subspace import SubspaceConfig
 from alignez_core.errors import FitError
-from alignez_core.fit import FitConfig, fit_axis
-from alignez_core.pack import AxisPack
-from alignez_core.pairs import PairConfig, persona_prompt
-from alignez_core.subspace import SubspaceConfig
+from alignez_core.fitting.fit import FitConfig, fit_axis
+from alignez_core.fitting.pairs import PairConfig, persona_prompt
 from tests.test_activations import manual_outputs
 
 QUERIES = ["why?", "how so?", "what now?", "where to?"]
@@ -49,8 +49,8 @@ def test_the_readout_travels_in_the_pack_and_an_unknown_one_is_refused(tiny_llam
 
 
 def test_a_default_fit_steers_with_its_readouts_settings_and_calibrates_with_them(tiny_llama):
-    from alignez_core.calibrate import CalibrationConfig
-    from alignez_core.fit import READOUT_SETTINGS
+    from alignez_core.fitting.calibrate import CalibrationConfig
+    from alignez_core.fitting.fit import READOUT_SETTINGS
     from alignez_core.steering import SteerSettings, plan_edits
 
     calibration = CalibrationConfig(n_queries=2, max_new_tokens=4)
@@ -70,7 +70,7 @@ def test_a_default_fit_steers_with_its_readouts_settings_and_calibrates_with_the
 
 
 def test_an_axis_with_a_band_is_fitted_and_calibrated_on_it(tiny_llama):
-    from alignez_core.calibrate import CalibrationConfig
+    from alignez_core.fitting.calibrate import CalibrationConfig
     from alignez_core.steering import SteerSettings, plan_edits
 
     axis = preset("concise")

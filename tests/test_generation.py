@@ -3,18 +3,10 @@ import itertools
 import pytest
 import torch
 
-from alignez_core import (
-    AlignEZError,
-    Edit,
-    LayerEdit,
-    Row,
-    SamplingConfig,
-    generate_grid,
-    generate_rows,
-    stream_rows,
-)
-from alignez_core.generation import _LoopGuard
-from alignez_core.profiling import ops_per_forward
+from alignez_core import AlignEZError, SamplingConfig
+from alignez_core.engine import Edit, LayerEdit, Row, generate_grid, generate_rows, stream_rows
+from alignez_core.engine.generation import LoopGuard
+from tests.profiling import ops_per_forward
 
 # plain greedy, so it can be compared with transformers' own generate
 GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20, loop_guard=0)
@@ -113,7 +105,7 @@ def test_an_edited_layer_costs_at_most_three_tensor_ops_per_forward(tiny_llama):
 
 def test_traces_follow_the_site_an_axis_was_read_at(tiny_llama):
     """The projection plot projects traced states on an axis's directions: same site, same space."""
-    from alignez_core.generation import stream_rows
+    from alignez_core.engine.generation import stream_rows
     from tests.test_activations import manual_outputs
 
     config = SamplingConfig(max_new_tokens=3)
@@ -154,7 +146,7 @@ def test_loop_guard_stops_verbatim_repeats_and_changes_nothing_before(tiny_llama
 
 
 def test_loop_guard_lets_an_answer_quote_its_prompt():
-    guard = _LoopGuard(3, prompt_length=3)
+    guard = LoopGuard(3, prompt_length=3)
     prompt = [5, 6, 7]
     scores = guard(torch.tensor([prompt]), torch.zeros(1, 10))
     for token in (5, 6):  # the answer restates the prompt: nothing banned

@@ -5,7 +5,8 @@ import threading
 import pytest
 import torch
 
-from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows, rules, stream_rows
+from alignez_core import SamplingConfig
+from alignez_core.engine import Edit, LayerEdit, Row, generate_rows, rules, stream_rows
 
 CONFIG = SamplingConfig(max_new_tokens=24, min_new_tokens=24)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignez_core.edit import ALL_LAYERS, Edit, LayerEdit
+from alignez_core.engine.edit import ALL_LAYERS, Edit, LayerEdit
+from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
 from alignez_core.errors import PackError
-from alignez_core.generation import Row, SamplingConfig, generate_rows
 from alignez_core.interop import (
     control_vectors,
     export_control_vector,
@@ -158,9 +158,9 @@ def _tone_shift_as_peers_apply(lm, pack, strengths) -> dict[float, float]:
     steering-vectors apply theirs: `caa`, every layer it holds, every position."""
     import statistics
 
-    from alignez_core.axis import ASSETS
-    from alignez_core.judges import tone
-    from alignez_core.queries import read_queries
+    from alignez_core.axes.axis import ASSETS
+    from alignez_core.axes.queries import read_queries
+    from alignez_core.measure.judges import tone
 
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
     settings = SteerSettings(rule="caa", band=ALL_LAYERS, positions="all")

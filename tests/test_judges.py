@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from alignez_core.axis import Axis, preset
+from alignez_core.axes.axis import Axis, preset
 from alignez_core.errors import AlignEZError
-from alignez_core.judges import (
+from alignez_core.measure.judges import (
     anchors,
     distinct_2,
     grade,
@@ -52,7 +52,8 @@ def test_unknown_judge_is_refused():
 
 
 def test_perplexity_is_lower_for_the_models_own_answer(tiny_llama):
-    from alignez_core import Row, SamplingConfig, generate_rows
+    from alignez_core import SamplingConfig
+    from alignez_core.engine import Row, generate_rows
 
     own = generate_rows(tiny_llama, [Row("hello")], SamplingConfig(16, min_new_tokens=16))[0].text
     (ppl_own, ppl_other) = perplexities(tiny_llama, ["hello", "hello"], [own, "zq xv kw pj"])

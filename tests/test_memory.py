@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignez_core.memory import release_freed_memory
+from alignez_core.engine.memory import release_freed_memory
 
 
 def rss_mb() -> float:

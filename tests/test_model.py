@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from alignez_core import ModelLoadError, load_model
-from alignez_core.model import _cache_is_intact, _default_gguf, _gguf_cache_dir
+from alignez_core.engine.model import _cache_is_intact, _default_gguf, _gguf_cache_dir
 
 
 def test_missing_path_is_named(tmp_path):
@@ -86,7 +86,7 @@ def test_without_the_wheel_offline_the_error_says_how_to_install(without_wheel, 
 
 
 def test_without_the_wheel_online_it_asks_the_hub_for_the_same_model(without_wheel, monkeypatch):
-    from alignez_core import model as model_module
+    from alignez_core.engine import model as model_module
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     asked = []

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from alignez_core.axes.pack import AxisPack
 from alignez_core.errors import PackError
-from alignez_core.pack import AxisPack
 
 
 def test_round_trip_keeps_everything(tiny_pack, tmp_path):
@@ -68,7 +68,7 @@ def test_text_and_foreign_safetensors_are_refused(tmp_path):
 
 
 def _rewrite(pack: AxisPack, path, edit_meta=None, edit_tensors=None, rehash=True):
-    from alignez_core import pack as pack_module
+    from alignez_core.axes import pack as pack_module
 
     tensors = pack._tensors()
     meta = pack._metadata()

@@ -73,9 +73,9 @@ def test_the_installed_wheel_runs_without_the_repository(dist, tmp_path):
     assert installed.returncode == 0, installed.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
-        "from alignez_core.axis import ASSETS, preset, seed_queries\n"
-        "from alignez_core.judges import anchors\n"
-        "from alignez_core.prefit import prefitted_pack\n"
+        "from alignez_core.axes.axis import ASSETS, preset, seed_queries\n"
+        "from alignez_core.measure.judges import anchors\n"
+        "from alignez_core.axes.prefit import prefitted_pack\n"
         "print(ASSETS)\n"
         "assert preset('cheerful').positive and len(seed_queries()) >= 24\n"
         "assert all(anchors(preset('cheerful')))\n"

@@ -3,9 +3,9 @@ import threading
 import pytest
 import torch
 
-from alignez_core.axis import preset
+from alignez_core.axes.axis import preset
 from alignez_core.errors import FitCancelled, FitError
-from alignez_core.pairs import PairConfig, answer_prompt, generate_pairs, insight_prompt
+from alignez_core.fitting.pairs import PairConfig, answer_prompt, generate_pairs, insight_prompt
 from tests.tiny import make_model
 
 SMALL = PairConfig(insight_tokens=6, answer_tokens=8)

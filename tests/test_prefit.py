@@ -6,11 +6,11 @@ from dataclasses import asdict
 
 import pytest
 
-from alignez_core.axis import preset, preset_names
+from alignez_core.axes.axis import preset, preset_names
+from alignez_core.axes.prefit import prefitted_names, prefitted_pack
+from alignez_core.engine.model import DEFAULT_MODEL_NAME
 from alignez_core.errors import PackError
-from alignez_core.fit import FitConfig
-from alignez_core.model import DEFAULT_MODEL_NAME
-from alignez_core.prefit import prefitted_names, prefitted_pack
+from alignez_core.fitting.fit import FitConfig
 from tests.test_cli import run_cli
 
 

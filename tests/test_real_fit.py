@@ -5,8 +5,8 @@ import statistics
 
 import pytest
 
-from alignez_core.axis import ASSETS
-from alignez_core.generation import SamplingConfig
+from alignez_core.axes.axis import ASSETS
+from alignez_core.engine.generation import SamplingConfig
 from alignez_core.steering import SteerSettings, generate
 from tests.test_cli import run_cli
 
@@ -38,9 +38,9 @@ def test_pack_round_trip_in_a_new_process_gives_identical_generations(
 
 def test_cheerful_at_minus_one_lowers_the_tone_of_prompts_it_never_saw(real_lm, real_cheerful):
     """The slider steers held-out text: dev prompts, never fit or calibration queries."""
-    from alignez_core.axis import seed_queries
-    from alignez_core.judges import tone
-    from alignez_core.queries import read_queries
+    from alignez_core.axes.axis import seed_queries
+    from alignez_core.axes.queries import read_queries
+    from alignez_core.measure.judges import tone
 
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
     assert not set(prompts) & set(seed_queries())
@@ -53,9 +53,9 @@ def test_cheerful_at_minus_one_lowers_the_tone_of_prompts_it_never_saw(real_lm, 
 
 def test_the_shipped_cheerful_pack_steers_held_out_prompts_both_ways(real_lm):
     """The demo path, no fit: measured −0.46 / +0.43 on these 6 prompts at 48 tokens."""
-    from alignez_core.judges import tone
-    from alignez_core.prefit import prefitted_pack
-    from alignez_core.queries import read_queries
+    from alignez_core.axes.prefit import prefitted_pack
+    from alignez_core.axes.queries import read_queries
+    from alignez_core.measure.judges import tone
 
     pack = prefitted_pack("cheerful", real_lm)
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]

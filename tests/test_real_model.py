@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from alignez_core import Edit, LayerEdit, Row, SamplingConfig, generate_rows
+from alignez_core import SamplingConfig
+from alignez_core.engine import Edit, LayerEdit, Row, generate_rows
 
 pytestmark = pytest.mark.real_model
 GREEDY = SamplingConfig(max_new_tokens=24, loop_guard=0)  # plain greedy, as HF decodes

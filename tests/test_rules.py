@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from alignez_core import rules
-from alignez_core.rules import get_rule, register_rule, rule_names
+from alignez_core.engine import rules
+from alignez_core.engine.rules import get_rule, register_rule, rule_names
 
 X = torch.tensor([[3.0, 4.0, 0.0]])  # ‖x‖ = 5
 E0 = torch.tensor([[1.0, 0.0, 0.0]])

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from alignez_core.axes.selection import conditioned_directions, layer_scores, select_layers
+from alignez_core.axes.subspace import LayerSubspace
 from alignez_core.errors import EditError
-from alignez_core.selection import conditioned_directions, layer_scores, select_layers
-from alignez_core.subspace import LayerSubspace
 
 E = torch.eye(4)
 

@@ -4,14 +4,14 @@ import math
 import pytest
 import torch
 
-from alignez_core.axis import preset
-from alignez_core.edit import EditError
+from alignez_core.axes.axis import preset
+from alignez_core.axes.subspace import SubspaceConfig
+from alignez_core.engine.edit import EditError
+from alignez_core.engine.generation import SamplingConfig
 from alignez_core.errors import FitError
-from alignez_core.fit import FitConfig, fit_axis
-from alignez_core.generation import SamplingConfig
-from alignez_core.overlap import subspace_overlap
+from alignez_core.fitting.fit import FitConfig, fit_axis
 from alignez_core.steering import SteerSettings, axis_edit, generate, plan_edits, stream
-from alignez_core.subspace import SubspaceConfig
+from alignez_core.steering.overlap import subspace_overlap
 
 GREEDY = SamplingConfig(max_new_tokens=12, min_new_tokens=12)
 

@@ -5,11 +5,11 @@ import threading
 import pytest
 import torch
 
-from alignez_core.model import WARMUP_THREAD
-from alignez_core.session import StudioSession
+from alignez_core.engine.warmup import WARMUP_THREAD
 from tests.tiny import make_model
 from ui.axes_panel import CUSTOM, AxesPanel
 from ui.compare_panel import MAX_PROMPT_CHARS
+from ui.session import StudioSession
 from ui.shared import ModelHolder
 from ui.studio import Studio
 
@@ -131,8 +131,8 @@ def test_uploading_bad_files_keeps_the_other_axes(studio, tiny_pack, tmp_path):
     view = studio.manage.on_upload_pack(str(text), session)
     assert "not a valid safetensors file" in view[studio.manage.status]
     other = make_model(hidden=96)
-    from alignez_core.axis import preset
-    from alignez_core.fit import FitConfig, fit_axis
+    from alignez_core.axes.axis import preset
+    from alignez_core.fitting.fit import FitConfig, fit_axis
 
     foreign = fit_axis(other, preset("humor"), ["a?", "b?", "c?"], FitConfig(n_queries=3,
                        pooling="last"))  # fmt: skip

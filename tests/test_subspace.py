@@ -1,6 +1,6 @@
 import torch
 
-from alignez_core.subspace import SubspaceConfig, fit_layer_subspace
+from alignez_core.axes.subspace import SubspaceConfig, fit_layer_subspace
 
 
 def pairs_along(direction: torch.Tensor, n: int = 8, noise: float = 0.01, seed: int = 0):

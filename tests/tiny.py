@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from alignez_core import LoadedModel
-from alignez_core.toy import byte_tokenizer
+from tests.toy import byte_tokenizer
 
 ARCHES = {
     "llama": (LlamaConfig, LlamaForCausalLM, {}),

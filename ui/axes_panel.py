@@ -11,15 +11,15 @@ from dataclasses import replace
 import gradio as gr
 
 from alignez_core import AlignEZError
-from alignez_core.axis import Axis, preset, preset_band, preset_names
+from alignez_core.axes.axis import Axis, preset, preset_band, preset_names
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.prefit import prefitted_names
+from alignez_core.axes.queries import parse_queries
+from alignez_core.engine.memory import release_freed_memory
 from alignez_core.errors import FitCancelled
-from alignez_core.fit import READOUTS, FitConfig, fit_axis
-from alignez_core.memory import release_freed_memory
-from alignez_core.pack import AxisPack
-from alignez_core.pairs import PairConfig
-from alignez_core.prefit import prefitted_names
-from alignez_core.queries import parse_queries
-from alignez_core.session import MAX_AXES, StudioSession
+from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis
+from alignez_core.fitting.pairs import PairConfig
+from ui.session import MAX_AXES, StudioSession
 
 from .render import status
 from .shared import FitJobs, ModelHolder
@@ -36,7 +36,7 @@ def default_name(positive: str, negative: str) -> str:
 
 
 def has_prefit(preset_name: str | None) -> bool:
-    """Whether the preset ships a pack fitted on the embedded model (`alignez_core.prefit`)."""
+    """Whether the preset ships a pack fitted on the embedded model (`alignez_core.axes.prefit`)."""
     return preset_name in prefitted_names()
 
 

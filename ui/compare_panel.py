@@ -9,14 +9,11 @@ import gradio as gr
 import torch
 
 from alignez_core import AlignEZError, SamplingConfig
-from alignez_core.budget import budget_summary
-from alignez_core.edit import ALL_LAYERS, POSITIONS
-from alignez_core.explain import layer_report
-from alignez_core.generation import Row, stream_rows
-from alignez_core.pack import AxisPack
-from alignez_core.parse import parse_layers
-from alignez_core.prompting import prompted
-from alignez_core.session import AS_FITTED, MAX_AXES, StudioSession
+from alignez_core.axes.pack import AxisPack
+from alignez_core.cli.arguments import parse_layers
+from alignez_core.engine.budget import budget_summary
+from alignez_core.engine.edit import ALL_LAYERS, POSITIONS
+from alignez_core.engine.generation import Row, stream_rows
 from alignez_core.steering import (
     DEFAULT_BUDGET,
     STEER_RULES,
@@ -25,6 +22,9 @@ from alignez_core.steering import (
     layer_budgets,
     sweep_rows,
 )
+from alignez_core.steering.explain import layer_report
+from alignez_core.steering.prompting import prompted
+from ui.session import AS_FITTED, MAX_AXES, StudioSession
 
 from . import plots
 from .plots_panel import PlotsPanel

@@ -5,14 +5,14 @@ from __future__ import annotations
 import gradio as gr
 
 from alignez_core import AlignEZError
-from alignez_core.evaluate import EvalConfig, evaluate
-from alignez_core.judges import JUDGE_NAMES
-from alignez_core.pack import AxisPack
-from alignez_core.parse import parse_floats
-from alignez_core.queries import parse_queries
-from alignez_core.report import eval_figure, markdown_table
-from alignez_core.session import StudioSession
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.queries import parse_queries
+from alignez_core.cli.arguments import parse_floats
+from alignez_core.evaluation.evaluate import EvalConfig, evaluate
+from alignez_core.evaluation.report import eval_figure, markdown_table
+from alignez_core.measure.judges import JUDGE_NAMES
 from alignez_core.steering import STEER_RULES
+from ui.session import StudioSession
 
 from .render import status
 from .shared import ModelHolder

@@ -10,11 +10,11 @@ from pathlib import Path
 import gradio as gr
 
 from alignez_core import AlignEZError
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.prefit import prefitted_pack
+from alignez_core.engine.memory import release_freed_memory
 from alignez_core.interop import load_axis_file
-from alignez_core.memory import release_freed_memory
-from alignez_core.pack import AxisPack
-from alignez_core.prefit import prefitted_pack
-from alignez_core.session import StudioSession, StudioSettings
+from ui.session import StudioSession, StudioSettings
 
 from .axes_panel import AxesView
 from .render import status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from alignez_core import AlignEZError
-from alignez_core.session import StudioSession
+from ui.session import StudioSession
 
 from .render import status
 from .shared import ModelHolder

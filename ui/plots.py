@@ -8,9 +8,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from alignez_core.explain import LayerReport, explained_per_layer, project
-from alignez_core.overlap import subspace_overlap
-from alignez_core.pack import AxisPack
+from alignez_core.axes.pack import AxisPack
+from alignez_core.steering.explain import LayerReport, explained_per_layer, project
+from alignez_core.steering.overlap import subspace_overlap
 
 POSITIVE, NEGATIVE, BASE, EDITED, PROMPTED = "#16a34a", "#dc2626", "#6b7280", "#6366f1", "#d97706"
 

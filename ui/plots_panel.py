@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from alignez_core.explain import best_layer
-from alignez_core.pack import AxisPack
-from alignez_core.session import StudioSession
+from alignez_core.axes.pack import AxisPack
+from alignez_core.steering.explain import best_layer
+from ui.session import StudioSession
 
 from . import plots
 from .shared import ModelHolder

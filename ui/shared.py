@@ -8,6 +8,7 @@ import threading
 import torch
 
 from alignez_core import LoadedModel, load_model
+from alignez_core.engine.warmup import enable_compile
 from alignez_core.errors import ModelLoadError
 
 DTYPES = ("float32", "bfloat16")
@@ -26,7 +27,7 @@ def serving_model(spec: str | None) -> LoadedModel:
     device_map = os.environ.get("ALIGNEZ_DEVICE_MAP") or None  # "auto": across every GPU
     lm = load_model(spec, dtype=getattr(torch, dtype), device_map=device_map)
     if os.environ.get("ALIGNEZ_COMPILE", "1") != "0":
-        lm.enable_compile(warm_batches=(2, 4))
+        enable_compile(lm, warm_batches=(2, 4))
     return lm
 
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from alignez_core import AlignEZError
-from alignez_core.session import StudioSession
+from ui.session import StudioSession
 
 SLIDER_RANGE = 2.0
 

@@ -11,7 +11,7 @@ import os
 
 import gradio as gr
 
-from alignez_core.session import StudioSession
+from ui.session import StudioSession
 
 from .axes_panel import AxesPanel
 from .compare_panel import ComparePanel

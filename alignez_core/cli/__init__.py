@@ -1,0 +1,5 @@
+"""The `alignez` command line (`alignez --help`)."""
+
+from .main import main
+
+__all__ = ["main"]

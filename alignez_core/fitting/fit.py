@@ -1,0 +1,166 @@
+"""fit_axis: model → self-generated pairs → activations → per-layer subspaces → AxisPack,
+then the slider's clean edge per sign (`calibrate.py`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+import torch
+
+from alignez_core.axes.axis import Axis, seed_queries
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.queries import MAX_QUERIES
+from alignez_core.axes.subspace import SubspaceConfig, fit_layer_subspace
+from alignez_core.engine.activations import Pooling, answer_embeddings, prompt_end_embeddings
+from alignez_core.engine.architecture import SITES, Site
+from alignez_core.engine.model import LoadedModel
+from alignez_core.errors import FitCancelled, FitError
+from alignez_core.steering import DEFAULT_BAND, SteerSettings
+
+from .calibrate import CalibrationConfig, calibrate
+from .pairs import PairConfig, ProgressFn, generate_pairs, persona_prompt
+
+Readout = Literal["answers", "persona"]
+READOUTS: tuple[str, ...] = ("answers", "persona")
+# How each readout's pack steers unless told otherwise (calibrated with it, stored in the pack):
+# the answers' per-query subspace at each new token in the middle band; the persona difference
+# added at every position (with `steer` it does not carry the positive side) in a later band
+# (docs/RESULTS.md).
+READOUT_SETTINGS: dict[str, SteerSettings] = {
+    "answers": SteerSettings(rule="steer", band=DEFAULT_BAND, positions="last"),
+    "persona": SteerSettings(rule="caa", band=(0.4, 0.85), positions="all"),
+}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that decides a fit; stored in the pack so a fit can be reproduced."""
+
+    n_queries: int = 24
+    pooling: Pooling = "mean"
+    site: Site = "residual"  # where Φ is read: the decoder block's output, or "mlp" (the paper)
+    # what Φ is read on: the last token of the pole asked for as an instruction ("persona", the
+    # peers' recipe), or the self-generated answers, pooled ("answers", AlignEZ's pairs). Measured
+    # on held-out seed queries (docs/RESULTS.md), calibrated as a user gets them: persona moves
+    # cheerful −0.60 / +0.18 against −0.08 / −0.01 and concise words −6 against −0.5; answers
+    # reach further on simple, half of it refusals at +1.
+    readout: Readout = "persona"
+    pairs: PairConfig = field(default_factory=PairConfig)
+    subspace: SubspaceConfig = field(default_factory=SubspaceConfig)
+    batch_size: int = 16
+    # None: no calibration (slider ±1 = the rule's default scale). Runs for residual packs only.
+    calibration: CalibrationConfig | None = field(default_factory=CalibrationConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_queries <= MAX_QUERIES:
+            raise FitError(f"n_queries must be 1–{MAX_QUERIES}, got {self.n_queries}.")
+        if self.pooling not in ("last", "mean"):
+            raise FitError(f"pooling must be 'last' or 'mean', got {self.pooling!r}.")
+        if self.site not in SITES:
+            raise FitError(f"site must be one of {', '.join(SITES)}, got {self.site!r}.")
+        if self.readout not in READOUTS:
+            raise FitError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}.")
+
+
+def fit_axis(
+    lm: LoadedModel,
+    axis: Axis,
+    queries: Sequence[str] | None = None,
+    config: FitConfig = FitConfig(),
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    settings: SteerSettings = SteerSettings(),
+) -> AxisPack:
+    """Fit one axis on `lm`. User queries are used when given, else the built-in seed set.
+
+    The slider is calibrated with `settings` (the rule and layers it will be used with; a rule,
+    band or positions left None is the readout's, `READOUT_SETTINGS`, and the band the axis's
+    own where it has one) on the first few of the same queries, and the pack keeps them.
+    """
+    defaults = READOUT_SETTINGS[config.readout]
+    settings = settings.filled_from(replace(defaults, band=axis.band or defaults.band))
+    chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
+    chosen = chosen[: config.n_queries]
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    pairs = generate_pairs(lm, axis, chosen, config.pairs, progress, cancel)
+    timings["self_generation"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    texts_q = [p.query for p in pairs]
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("activations", done, total)
+
+    both = answer_embeddings(
+        lm,
+        texts_q + texts_q,
+        [p.positive for p in pairs] + [p.negative for p in pairs],
+        config.pooling,
+        config.site,
+        config.batch_size,
+        report,
+        cancel,
+    )
+    positive, negative = both[: len(pairs)], both[len(pairs) :]
+    if config.readout == "persona":  # the answers above still set the residual units
+        asked = [persona_prompt(axis, q, pole) for pole in (True, False) for q in texts_q]
+        ends = prompt_end_embeddings(lm, asked, config.site, config.batch_size, cancel)
+        positive, negative = ends[: len(pairs)], ends[len(pairs) :]
+    timings["activations"] = time.perf_counter() - started
+
+    if cancel is not None and cancel.is_set():
+        raise FitCancelled("Fit cancelled.")
+    started = time.perf_counter()
+    # The pair filter drops answers too alike to learn from; two persona prompts differ by a few
+    # words by construction, so every pair is kept (filtered, cheerful lost layers 8–9 and
+    # moved −0.63 with 3/24 looping at −1; kept, −0.73 with 1/24: docs/RESULTS.md).
+    subspace = (
+        config.subspace
+        if config.readout == "answers"
+        else replace(config.subspace, max_pair_cosine=1.0)
+    )
+    layers = [
+        fit_layer_subspace(positive[:, layer], negative[:, layer], subspace)
+        for layer in range(lm.num_layers)
+    ]
+    timings["svd"] = time.perf_counter() - started
+    if progress is not None:
+        progress("subspace", lm.num_layers, lm.num_layers)
+    if all(layer.rank == 0 for layer in layers):
+        raise FitError(
+            f"Every one of the {len(pairs)} pairs was filtered out at every layer (its two "
+            f"answers' embeddings have cosine > {config.subspace.max_pair_cosine}): the poles "
+            f"{axis.positive!r} and {axis.negative!r} gave answers too alike to learn from. "
+            "Try more queries, more samples per pole, or more distinct poles."
+        )
+    pack = AxisPack(
+        axis=axis,
+        model_id=lm.model_id,
+        hidden_size=lm.hidden_size,
+        layers=layers,
+        pooling=config.pooling,
+        site=config.site,
+        residual_norms=both.norm(dim=-1).mean(0).tolist() if config.site == "residual" else [],
+        pairs=pairs,
+        fit_config=asdict(config) | {"queries": len(chosen)},
+        rule_defaults=asdict(settings),
+        timings=timings,
+    )
+    pack.pair_coords = [
+        torch.cat([positive[:, i], negative[:, i]]) @ pack.top2(i).T for i in range(lm.num_layers)
+    ]
+    if config.calibration is not None and config.site == "residual":
+        if progress is not None:
+            progress("calibration", 0, 1)
+        pack.calibration = calibrate(lm, pack, chosen, settings, config.calibration, cancel)
+        timings["calibration"] = pack.calibration.seconds
+        if progress is not None:
+            progress("calibration", 1, 1)
+    return pack

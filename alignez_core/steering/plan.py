@@ -1,0 +1,138 @@
+"""Per prompt, each axis's edit: its layers, directions, rule and strength, then one row's
+edit from several axes (their shared layers kept within the budget).
+
+Rules (docs/method.md §6): `steer` pushes along the oriented mean difference projected onto the
+query's AlignEZ subspace; `caa` along the unit mean difference; `paper` amplifies what the state
+holds along the subspace (x + α·Σ⟨x,θ⟩θ); `tanh` is its norm-scaled form. Layers: every layer of
+the pack's band by default; `top_n` keeps the per-query best n, `layers` pins them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.selection import LayerChoice, select_layers
+from alignez_core.engine.activations import query_embeddings
+from alignez_core.engine.budget import LayerBudget, apply_budget
+from alignez_core.engine.edit import Edit, LayerEdit, check_strength
+from alignez_core.engine.model import LoadedModel
+
+from .settings import ADDITIVE_RULES, SteerSettings
+
+
+@dataclass(frozen=True)
+class AxisEdit:
+    """What one axis does to one prompt: its layers and the edit."""
+
+    axis: str
+    strength: float
+    layers: tuple[int, ...]
+    edit: Edit
+    choices: tuple[LayerChoice, ...] = field(default=(), repr=False)
+
+
+def _unit(vector: torch.Tensor) -> torch.Tensor | None:
+    norm = vector.norm()
+    return vector / norm if norm > 1e-8 else None
+
+
+def _layer_directions(pack: AxisPack, choice: LayerChoice, rule: str) -> torch.Tensor | None:
+    """The (k, d) directions a rule is given at one layer, or None when it has nothing to do."""
+    if rule in ("paper", "tanh"):
+        return choice.directions if choice.directions.shape[0] else None
+    mean = pack.layers[choice.layer].mean_difference
+    if rule == "caa":
+        unit = _unit(mean)
+    else:  # steer: the mean difference restricted to span Θ_l(q)
+        if choice.directions.shape[0] == 0:
+            return None
+        unit = _unit((choice.directions @ mean) @ choice.directions)
+    return None if unit is None else unit[None, :]
+
+
+def _layer_edit(
+    pack: AxisPack, layer: int, directions: torch.Tensor, strength: float, rule: str
+) -> LayerEdit:
+    """The edit at one layer. Additive rules on a residual pack push a fixed step in the layer's
+    residual units (`add`); otherwise the rule runs as named, relative to the token's state.
+
+    `paper` and `tanh` amplify what the state already holds along Θ, so they always edit the MLP
+    output (the paper's site): on the residual stream, x + ⟨x,θ⟩θ at α = 1 turned every answer
+    on every axis into a loop (docs/RESULTS.md)."""
+    if rule in ADDITIVE_RULES:
+        if pack.site == "residual" and pack.residual_norms:
+            step = strength * pack.residual_norms[layer]
+            return LayerEdit(layer, directions, step, "add", "residual")
+        return LayerEdit(layer, directions, strength, "steer", pack.site)  # type: ignore[arg-type]
+    return LayerEdit(layer, directions, strength, rule, "mlp")
+
+
+def axis_edit(
+    pack: AxisPack, strength: float, query: torch.Tensor, settings: SteerSettings
+) -> AxisEdit:
+    """One axis's edit for one prompt whose per-layer embedding is `query` (L × d)."""
+    strength = check_strength(strength, f"strength of axis {pack.name!r}")
+    settings = settings.for_pack(pack)
+    if strength == 0:
+        return AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
+    choices = select_layers(
+        query,
+        pack.layers,
+        settings.top_n,
+        settings.layers,
+        toward_positive=strength > 0,
+        within=settings.band_layers(pack.num_layers),
+    )
+    scaled = strength * settings.scale_for(pack, strength)
+    layer_edits = []
+    for choice in choices:
+        directions = _layer_directions(pack, choice, settings.rule)
+        if directions is not None:
+            item = _layer_edit(pack, choice.layer, directions, scaled, settings.rule)
+            # each layer edit keeps this axis's positions when rows combine several axes
+            layer_edits.append(replace(item, positions=settings.positions))
+    edit = Edit(tuple(layer_edits), settings.positions)
+    used = tuple(item.layer for item in layer_edits)
+    return AxisEdit(pack.name, strength, used, edit, tuple(choices))
+
+
+def plan_edits(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    steer: Mapping[AxisPack, float],
+    settings: SteerSettings = SteerSettings(),
+) -> list[list[AxisEdit]]:
+    """Per prompt, every axis's edit (validated against the model before anything runs)."""
+    for pack, strength in steer.items():
+        pack.check_compatible(lm)
+        check_strength(strength, f"strength of axis {pack.name!r}")
+    active = {pack: s for pack, s in steer.items() if s != 0}
+    embeddings = {
+        key: query_embeddings(lm, prompts, *key)  # type: ignore[arg-type]
+        for key in {(pack.pooling, pack.site) for pack in active}
+    }
+    return [
+        [
+            axis_edit(pack, strength, embeddings[pack.pooling, pack.site][i], settings)
+            if pack in active
+            else AxisEdit(pack.name, 0.0, (), Edit(positions=settings.for_pack(pack).positions))
+            for pack, strength in steer.items()
+        ]
+        for i in range(len(prompts))
+    ]
+
+
+def layer_budgets(edits: Sequence[AxisEdit], settings: SteerSettings) -> tuple[LayerBudget, ...]:
+    """Where one row's axes share layers, and how the budget scaled them there."""
+    return apply_budget([item for e in edits for item in e.edit.layer_edits], settings.budget)[1]
+
+
+def combine(edits: Sequence[AxisEdit], settings: SteerSettings = SteerSettings()) -> Edit:
+    """One row's edit from every axis's, their shared layers kept within the budget."""
+    parts = [item for e in edits for item in e.edit.resolved()]
+    budgeted, _ = apply_budget(parts, settings.budget)
+    return Edit(budgeted, settings.positions or "last")

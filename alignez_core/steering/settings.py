@@ -1,0 +1,97 @@
+"""How slider values become rule strengths: the rule, the layers, the positions, the units.
+
+Units (docs/method.md §5): a pack read at the residual stream pushes the additive rules by
+slider × c × ‖h_l‖, with ‖h_l‖ the layer's typical residual norm stored at fit time and c the
+pack's calibrated clean edge for the slider's sign, so ±1 is the last fluent strength measured
+on the axis's own queries. Packs read at the MLP output push by slider × 0.25 × the token's
+MLP-output norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from alignez_core.axes.pack import AxisPack
+from alignez_core.engine.edit import STEER_RULES, Positions, check_positions, check_strength
+from alignez_core.errors import EditError
+
+ADDITIVE_RULES = ("steer", "caa")
+# Slider value → rule strength where a pack carries no calibration. `paper` is exactly α. The
+# additive rules push by a fraction of a norm per edited layer: of the layer's typical residual
+# norm for residual packs (the probe's clean point on SmolLM2), of the token's own MLP-output
+# norm for MLP packs.
+DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.04, "caa": 0.04}
+MLP_SITE_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
+DEFAULT_BAND = (0.25, 0.7)  # for packs that store no band of their own
+DEFAULT_BUDGET = 1.0
+
+
+@dataclass(frozen=True)
+class SteerSettings:
+    """How sliders become edits: the rule, which layers, which positions, what scale.
+
+    `rule`, `band`, `positions` None: each pack's own, the ones its slider was calibrated with
+    (`AxisPack.fitted_rule`), so a pack steers as fitted unless the caller says otherwise.
+    """
+
+    rule: str | None = None
+    top_n: int | None = None  # None: every layer of the band; n: the per-query best n
+    layers: tuple[int, ...] | None = None  # pinned layers instead of band / top-n
+    band: tuple[float, float] | None = None  # [from, to) as fractions of depth; ALL_LAYERS
+    positions: Positions | None = None
+    scale: float | None = None  # None: the pack's calibration, else the rule's default
+    # Several axes at one layer: their combined push stays within budget × the strongest single
+    # push (`budget.py`); None adds them raw.
+    budget: float | None = DEFAULT_BUDGET
+
+    def __post_init__(self) -> None:
+        if self.rule is not None and self.rule not in STEER_RULES:
+            raise EditError(f"Unknown rule {self.rule!r}; choose one of {', '.join(STEER_RULES)}.")
+        if self.positions is not None:
+            check_positions(self.positions)
+        if self.top_n is not None and not 1 <= self.top_n <= 64:
+            raise EditError(f"top_n must be 1–64, got {self.top_n}.")
+        if self.band is not None:
+            low, high = (check_strength(b, "band") for b in self.band)
+            if not 0 <= low < high <= 1:
+                raise EditError(f"band must be two fractions 0 ≤ from < to ≤ 1, got {self.band}.")
+        if self.scale is not None:
+            check_strength(self.scale, "scale")
+        if self.budget is not None and not 0 < check_strength(self.budget, "budget") <= 10:
+            raise EditError(f"budget must be in (0, 10] or None, got {self.budget}.")
+
+    def band_layers(self, num_layers: int) -> tuple[int, ...]:
+        """The layers of the band on a model of `num_layers` (never empty); with no band set
+        (no pack to take one from), `DEFAULT_BAND`'s."""
+        band = self.band or DEFAULT_BAND
+        low, high = round(band[0] * num_layers), round(band[1] * num_layers)
+        return tuple(range(min(low, num_layers - 1), max(high, low + 1)))
+
+    def filled_from(self, defaults: SteerSettings) -> SteerSettings:
+        """These settings with the rule, band and positions they leave open (None) taken from
+        `defaults`."""
+        return replace(
+            self,
+            rule=self.rule or defaults.rule,
+            band=self.band or defaults.band,
+            positions=self.positions or defaults.positions,
+        )
+
+    def for_pack(self, pack: AxisPack) -> SteerSettings:
+        """These settings with what they leave open taken from the pack (as it was fitted)."""
+        fitted = SteerSettings(
+            rule=pack.fitted_rule(),
+            band=pack.fitted_band() or DEFAULT_BAND,
+            positions=pack.fitted_positions(),  # type: ignore[arg-type]  # checked on load
+        )
+        return self.filled_from(fitted)
+
+    def scale_for(self, pack: AxisPack, strength: float) -> float:
+        """Rule strength per unit of slider for this pack and the slider's sign."""
+        if self.scale is not None:
+            return self.scale
+        if pack.site == "mlp":
+            return MLP_SITE_SCALE[self.rule]
+        if self.rule in ADDITIVE_RULES and pack.calibration is not None:
+            return pack.calibration.for_sign(strength)
+        return DEFAULT_SCALE[self.rule]
