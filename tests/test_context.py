@@ -37,6 +37,11 @@ def engine_edited(lm, prompt, axes, settings=CAA, tokens=TOKENS, loop_guard=0):
     return az.generate(lm, [prompt], axes, settings, sampling)[0]
 
 
+def enter(model, axes, settings=None) -> None:
+    with az.steer(model, axes, settings):
+        pass
+
+
 def hooks_on(lm) -> int:
     blocks = (*lm.layout.blocks, *lm.layout.mlps)
     return sum(len(module._forward_hooks) for module in blocks)
@@ -138,11 +143,9 @@ def test_loop_guard_processor_decodes_as_the_engine_does(tiny_llama, tiny_pack):
 
 def test_prompt_dependent_settings_are_refused_with_a_reason(tiny_llama, tiny_pack):
     with pytest.raises(az.EditError, match="each prompt's own subspace"):
-        with az.steer(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(rule="paper")):
-            pass
+        enter(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(rule="paper"))
     with pytest.raises(az.EditError, match="top_n ranks layers per prompt"):
-        with az.steer(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(top_n=2)):
-            pass
+        enter(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(top_n=2))
     assert hooks_on(tiny_llama) == 0
 
 
@@ -156,14 +159,11 @@ def test_the_steer_rule_travels_as_its_prompt_free_mean_difference(tiny_llama, t
 def test_a_pack_for_another_model_is_refused(tiny_pack):
     wider = make_model(hidden=96)
     with pytest.raises(az.PackError, match="hidden size"):
-        with az.steer(wider.model, {tiny_pack: 1.0}):
-            pass
+        enter(wider.model, {tiny_pack: 1.0})
     with pytest.raises(az.EditError, match="strength"):
-        with az.steer(make_model().model, {tiny_pack: float("nan")}):
-            pass
+        enter(make_model().model, {tiny_pack: float("nan")})
     with pytest.raises(az.EditError, match="LoadedModel or a transformers model"):
-        with az.steer("gpt2", {tiny_pack: 1.0}):  # type: ignore[arg-type]
-            pass
+        enter("gpt2", {tiny_pack: 1.0})  # type: ignore[arg-type]
 
 
 @pytest.mark.real_model
