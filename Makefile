@@ -1,5 +1,6 @@
-# Two commands: `make run` (the studio) and `make test` (lint + the whole suite).
-# Both set up .venv from requirements.txt and the embedded model on first use.
+# Two commands: `make run` (the studio) and `make test` (lint, types and the whole suite).
+# Both set up .venv from requirements.txt and the embedded model on first use; `make test` adds
+# the development tools of requirements-dev.txt.
 
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
@@ -7,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.alignez-installed
+DEV_STAMP := $(VENV)/.alignez-dev-installed
 PIP := $(PY) -m pip install -q
 # pip warns about local index folders this machine does not have; keep the log readable.
 QUIET := { grep -v "^WARNING: Location" || true; }
@@ -15,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint peers bench results llamacpp loadtest browser packs clean
+.PHONY: setup dev run test lint types peers bench results llamacpp loadtest browser packs clean
 
 setup: $(STAMP)
 
@@ -26,17 +28,26 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) --no-deps -e . 2>&1 | $(QUIET)
 	touch $@
 
+dev: $(DEV_STAMP)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PIP) -r requirements-dev.txt 2>&1 | $(QUIET)
+	touch $@
+
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 run: setup
 	$(PY) app.py
 
-lint: setup
+lint: dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: setup browser lint
+types: dev
+	$(PY) -m mypy
+
+test: dev browser lint types
 	$(PY) -m pytest
 
 peers: setup

@@ -8,7 +8,8 @@ in words); the same axis fitted with the other readout, its rules as rows 'READO
 the peers' own trained vectors, on the dev prompt set (never used to fit or calibrate); then
 every pair of the three at ±1, with the shared budget and without
 (`alignez_core.evaluation.composition`). Writes docs/RESULTS.md (tables; the analysis section
-is kept between the markers), docs/results.json and one figure per axis (docs/results-AXIS.html).
+is kept between the markers), docs/results.json and one figure per axis
+(docs/results-cheerful.html and the like).
 
     python bench/results.py [--queries 24] [--prompts 24] [--tokens 64] [--no-compose]
 """

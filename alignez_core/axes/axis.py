@@ -1,4 +1,4 @@
-"""Axes: a named preference with two poles, e.g. helpful ↔ useless (METHOD §1)."""
+"""Axes: a named preference with two poles, e.g. helpful ↔ useless (docs/method.md §1)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alignez_core.errors import FitError
 
@@ -83,10 +84,10 @@ class Axis:
         return cls(**{k: data[k] for k in keys if k in data}, band=data.get("band"))
 
 
-def _check_band(band: object) -> tuple[float, float]:
+def _check_band(band: Any) -> tuple[float, float]:
     """A band as two fractions of depth, 0 ≤ from < to ≤ 1, or a FitError naming it."""
     try:
-        low, high = (float(b) for b in band)  # type: ignore[union-attr]
+        low, high = (float(b) for b in band)
     except (TypeError, ValueError):
         raise FitError(f"An axis band must be two fractions of depth, got {band!r}.") from None
     if not 0 <= low < high <= 1:
@@ -116,7 +117,7 @@ def preset_band(name: str | None, axis: Axis) -> tuple[float, float] | None:
     which steers on the default band); None otherwise."""
     if name not in _preset_data():
         return None
-    known = preset(name)  # type: ignore[arg-type]
+    known = preset(name)
     same = (axis.positive, axis.negative) == (known.positive, known.negative)
     return known.band if same else None
 

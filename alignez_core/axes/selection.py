@@ -1,4 +1,4 @@
-"""Sample-conditioned directions and layers (METHOD §5).
+"""Sample-conditioned directions and layers (docs/method.md §5).
 
 For a query q at layer l, Θ_l(q) keeps the directions q does not already express
 (cos(Φ_l(q), θ) ≤ 0 for a push toward the positive pole; ≥ 0 toward the negative one), and layers

@@ -1,4 +1,4 @@
-"""The alignment subspace of one layer from pair differences, by SVD (METHOD §4)."""
+"""The alignment subspace of one layer from pair differences, by SVD (docs/method.md §4)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class SubspaceConfig:
-    """[choice]s of METHOD §4, with the scripts' values as defaults."""
+    """The choices of docs/method.md §4, with their defaults."""
 
     max_pair_cosine: float = 0.8  # drop a pair whose two embeddings are more similar than this
     # ... measured after subtracting the layer's mean embedding (over both poles of every pair).

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alignez_core.engine.warmup import enable_compile
 from alignez_core.errors import AlignEZError
@@ -21,7 +22,7 @@ PACK_HELP = (
 )
 
 
-def _loop_guard(args: argparse.Namespace) -> dict[str, int]:
+def _loop_guard(args: argparse.Namespace) -> dict[str, Any]:
     """The --loop-guard a user gave, else nothing (the library's default)."""
     return {} if args.loop_guard is None else {"loop_guard": args.loop_guard}
 

@@ -1,6 +1,6 @@
 """Embeddings Φ_l: every layer's output at a site for a text, pooled, in one batched forward.
 
-Two choices (METHOD §3): the readout `site` — `residual` (the decoder block's output, the
+Two choices (docs/method.md §3): the readout `site` — `residual` (the decoder block's output, the
 default: on SmolLM2 its pair differences steer the right way) or `mlp` (the MLP's output, the
 paper's site) — and the pooling — `last` (the scripts: last token) or `mean` (mean over the
 answer's tokens, or over the prompt's tokens for a query embedding).

@@ -1,9 +1,9 @@
 """Find the decoder layers and their MLP modules of a causal LM by structure.
 
-Axes are read and edited at one of two sites per decoder layer (METHOD §3, §6): the `residual`
-stream (the decoder block's output) or the paper's `mlp` output. The engine needs, for any
-supported model, the ordered decoder blocks and the MLP inside each. We find them by looking
-at the module tree instead of hard-coding one attribute path.
+Axes are read and edited at one of two sites per decoder layer (docs/method.md §3, §6): the
+`residual` stream (the decoder block's output) or the paper's `mlp` output. The engine needs,
+for any supported model, the ordered decoder blocks and the MLP inside each. We find them by
+looking at the module tree instead of hard-coding one attribute path.
 """
 
 from __future__ import annotations

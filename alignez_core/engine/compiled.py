@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import GenerationConfig, StaticCache
+from transformers import GenerationConfig, PreTrainedModel, StaticCache
 from transformers.generation.configuration_utils import CompileConfig
 
 from alignez_core.errors import AlignEZError
@@ -72,7 +72,7 @@ class CompileSettings:
         return device.type == "cpu" and not self.matvec_on(device)
 
 
-def _shared_clone(model: nn.Module) -> nn.Module:
+def _shared_clone(model: PreTrainedModel) -> PreTrainedModel:
     """New module objects (own hooks, own attributes) over the very same parameter tensors."""
     memo = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
     return copy.deepcopy(model, memo)
@@ -111,6 +111,8 @@ class _Tables:
                 if item.positions == "prompt":  # the prompt's tokens only: nothing while decoding
                     continue
                 kind = table_kind(item.rule)
+                if kind is None:  # `supports` sends such batches to the eager path
+                    raise CompileUnavailable(f"rule {item.rule!r} has no compiled table.")
                 directions = torch.as_tensor(item.directions, dtype=torch.float32)
                 push = float(item.strength) * directions.reshape(-1, directions.shape[-1]).sum(0)
                 staged[kind][item.site][item.layer, row, 0] += push.to(staged[kind][item.site])
@@ -122,8 +124,11 @@ class _Tables:
 class CompiledDecoder:
     """Generate with a compiled decoding step on a weight-sharing clone of `model`."""
 
-    def __init__(self, model: nn.Module, settings: CompileSettings = CompileSettings()) -> None:
-        if getattr(model, "hf_device_map", None) and len(set(model.hf_device_map.values())) > 1:
+    def __init__(
+        self, model: PreTrainedModel, settings: CompileSettings = CompileSettings()
+    ) -> None:
+        device_map = getattr(model, "hf_device_map", None)
+        if device_map and len(set(device_map.values())) > 1:
             raise CompileUnavailable("the model is split across devices (device_map).")
         self.settings = settings
         self.model = _shared_clone(model)
@@ -168,6 +173,8 @@ class CompiledDecoder:
                     return None
                 return (edited, *output[1:]) if isinstance(output, tuple) else edited
             tables = self._active
+            if tables is None:  # a forward outside `generate` (none is run on this clone)
+                return None
             scaled = tables.tensors["scaled"][site][layer]
             added = tables.tensors["added"][site][layer]
             edited = (hidden + _norm32(hidden) * scaled + added).to(hidden.dtype)
@@ -197,7 +204,9 @@ class CompiledDecoder:
 
     def mark_warm(self, batch: int) -> None:
         """`batch`'s bucket is compiled: requests of that size may decode through it."""
-        self._warm.add(self.bucket(batch))
+        bucket = self.bucket(batch)
+        if bucket is not None:
+            self._warm.add(bucket)
 
     @staticmethod
     def bucket(batch: int) -> int | None:
@@ -254,6 +263,8 @@ class CompiledDecoder:
 
     def step_states(self, site: str, layer: int) -> torch.Tensor:
         """The last decoding step's (rows, d) state at (site, layer), on the host."""
+        if self._active is None:
+            raise CompileUnavailable("no compiled generation is running.")
         state = self._active.states[site][layer][: self._rows]
         return state.to("cpu", torch.float32, copy=True)  # a copy: the buffer is rewritten
 
@@ -261,6 +272,8 @@ class CompiledDecoder:
         rows, prompt = inputs["input_ids"].shape
         self._rows = rows
         batch = self.bucket(rows)
+        if batch is None:  # `supports` sends such batches to the eager path
+            raise CompileUnavailable(f"no compiled step for {rows} rows.")
         pad = batch - rows
         if pad:  # dummy unedited rows, dropped below: one graph serves 3 rows as 4
             inputs = {k: torch.cat([v, v[-1:].expand(pad, -1)]) for k, v in inputs.items()}
@@ -275,7 +288,7 @@ class CompiledDecoder:
         config = copy.deepcopy(generation_config)
         config.compile_config = CompileConfig(dynamic=False, **self._mode_or_options())
         config.compile_config._compile_all_devices = True
-        output = self.model.generate(
+        output = self.model.generate(  # type: ignore[operator]  # nn.Module's __getattr__
             **inputs, past_key_values=self._cache(batch, length), generation_config=config, **kwargs
         )
         return output[:rows]

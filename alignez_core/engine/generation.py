@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
@@ -97,7 +98,7 @@ class _RowSampler(LogitsProcessor):
         draws += [p.argmax(-1, keepdim=True) for p in probs[n:]]
         chosen = torch.stack(draws).to(scores.device)
         masked = torch.full_like(scores, float("-inf"))
-        return masked.scatter(-1, chosen, 0.0)
+        return cast(torch.FloatTensor, masked.scatter(-1, chosen, 0.0))
 
 
 class LoopGuard(LogitsProcessor):
@@ -144,7 +145,8 @@ class _Cancel(StoppingCriteria):
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
     ) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        stop = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+        return cast(torch.BoolTensor, stop)
 
 
 class _QueueStreamer(BaseStreamer):
@@ -240,7 +242,7 @@ def _generate(
             if output is not None:
                 return output
     with lm.hooks.applying(plan, traces, trace_site):
-        return lm.model.generate(**inputs, **kwargs)
+        return lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
 
 
 def _trim(tokens: Sequence[int], eos: set[int]) -> list[int]:
@@ -273,7 +275,7 @@ def generate_rows(
     for sequence in output[:, start:].tolist():
         tokens = _trim(sequence, prepared["eos"])
         text = lm.tokenizer.decode(tokens, skip_special_tokens=True)
-        results.append(RowOutput(text=text, token_ids=tuple(tokens)))
+        results.append(RowOutput(text=str(text), token_ids=tuple(tokens)))
     return results
 
 
@@ -320,7 +322,7 @@ def stream_rows(
                     done[i] = True
                 else:
                     tokens[i].append(token)
-            yield [lm.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+            yield [str(lm.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
         if failure:
             raise failure[0]
     finally:

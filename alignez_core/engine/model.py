@@ -19,13 +19,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
@@ -89,7 +90,7 @@ class LoadedModel:
     per call (see `alignez_core.engine.hooks`).
     """
 
-    model: nn.Module
+    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     model_id: str
     layout: DecoderLayout
@@ -116,7 +117,11 @@ class LoadedModel:
 
     @classmethod
     def wrap(
-        cls, model: nn.Module, tokenizer: PreTrainedTokenizerBase, model_id: str, source: str = ""
+        cls,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        model_id: str,
+        source: str = "",
     ) -> LoadedModel:
         """Wrap an already loaded model (e.g. one built in code) for the engine."""
         model.eval()
@@ -175,8 +180,10 @@ class LoadedModel:
         Chat models get their own chat template; base models a plain `Human:/Assistant:` frame.
         """
         if self.is_chat:
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+            text = str(
+                self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+                )
             )
         else:
             text = f"Human: {user}\nAssistant:"
@@ -256,7 +263,7 @@ def _load_pretrained(
     return model, tokenizer
 
 
-def _forget_gguf_quantization(model: nn.Module) -> None:
+def _forget_gguf_quantization(model: Any) -> None:
     """GGUF weights are dequantized on load; drop the marker that blocks `save_pretrained`."""
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

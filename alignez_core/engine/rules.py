@@ -85,7 +85,7 @@ def add(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torc
 
 @register_rule("paper", "project")
 def project(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torch.Tensor:
-    """x + s·Σ⟨x,θ⟩θ (METHOD §6, the paper's rule): s > 0 amplifies, s = −1 removes."""
+    """x + s·Σ⟨x,θ⟩θ (docs/method.md §6, the paper's rule): s > 0 amplifies, s = −1 removes."""
     return hidden + strength * (hidden @ directions.T) @ directions
 
 

@@ -133,7 +133,7 @@ def _warm_in_background(
     requests."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux: normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    if child:  # `enable_compile` checked that `load_spec` is set
+    if child and lm.load_spec is not None:  # `enable_compile` checked that it is set
         started = time.perf_counter()
         failed = warm_in_child(lm.load_spec, settings, batches)
         lm.warmup_seconds["process"] = time.perf_counter() - started

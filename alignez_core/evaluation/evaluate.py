@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class EvalReport:
     cells: list[Cell]
 
     def to_dict(self, texts: bool = False) -> dict:
-        data = {
+        data: dict[str, Any] = {
             "axis": self.axis,
             "model": self.model_id,
             "n_prompts": len(self.prompts),

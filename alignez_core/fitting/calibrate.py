@@ -1,4 +1,4 @@
-"""Per-axis, per-sign slider calibration at fit time (METHOD §6, units).
+"""Per-axis, per-sign slider calibration at fit time (docs/method.md §7).
 
 The usable strength differs per axis, per sign and per layer band, so no fixed slider scale fits
 every axis. After a fit, a few of the axis's *own* fit queries (never evaluation prompts) are

@@ -1,4 +1,5 @@
-"""Self-generated preference pairs: the model writes its own good and bad answers (METHOD §2).
+"""Self-generated preference pairs: the model writes its own good and bad answers
+(docs/method.md §2).
 
 Two stages, both run by the model being steered, each as few batched `generate` calls:
 1. insights: what a {pos} / {neg} assistant's answer to q should do (short);

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,7 +49,7 @@ class _Target:
 
     @property
     def hidden_size(self) -> int:
-        config = self.model.config
+        config: Any = getattr(self.model, "config", None)
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         return int(text_config.hidden_size)
 

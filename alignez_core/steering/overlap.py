@@ -1,4 +1,4 @@
-"""How much two axes' subspaces overlap per layer (METHOD §7): overlapping sliders fight."""
+"""How much two axes' subspaces overlap per layer (docs/method.md §9): overlapping sliders fight."""
 
 from __future__ import annotations
 

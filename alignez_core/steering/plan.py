@@ -78,7 +78,7 @@ def axis_edit(
     strength = check_strength(strength, f"strength of axis {pack.name!r}")
     settings = settings.for_pack(pack)
     if strength == 0:
-        return AxisEdit(pack.name, 0.0, (), Edit(positions=settings.positions))
+        return AxisEdit(pack.name, 0.0, (), Edit(positions=settings.chosen_positions))
     choices = select_layers(
         query,
         pack.layers,
@@ -90,12 +90,12 @@ def axis_edit(
     scaled = strength * settings.scale_for(pack, strength)
     layer_edits = []
     for choice in choices:
-        directions = _layer_directions(pack, choice, settings.rule)
+        directions = _layer_directions(pack, choice, settings.chosen_rule)
         if directions is not None:
-            item = _layer_edit(pack, choice.layer, directions, scaled, settings.rule)
+            item = _layer_edit(pack, choice.layer, directions, scaled, settings.chosen_rule)
             # each layer edit keeps this axis's positions when rows combine several axes
             layer_edits.append(replace(item, positions=settings.positions))
-    edit = Edit(tuple(layer_edits), settings.positions)
+    edit = Edit(tuple(layer_edits), settings.chosen_positions)
     used = tuple(item.layer for item in layer_edits)
     return AxisEdit(pack.name, strength, used, edit, tuple(choices))
 
@@ -119,7 +119,9 @@ def plan_edits(
         [
             axis_edit(pack, strength, embeddings[pack.pooling, pack.site][i], settings)
             if pack in active
-            else AxisEdit(pack.name, 0.0, (), Edit(positions=settings.for_pack(pack).positions))
+            else AxisEdit(
+                pack.name, 0.0, (), Edit(positions=settings.for_pack(pack).chosen_positions)
+            )
             for pack, strength in steer.items()
         ]
         for i in range(len(prompts))

@@ -86,12 +86,24 @@ class SteerSettings:
         )
         return self.filled_from(fitted)
 
+    @property
+    def chosen_rule(self) -> str:
+        """The rule, once `for_pack` has filled in what these settings left open."""
+        if self.rule is None:
+            raise EditError("No rule chosen: take the pack's with SteerSettings.for_pack.")
+        return self.rule
+
+    @property
+    def chosen_positions(self) -> Positions:
+        """The positions, once `for_pack` has filled in what these settings left open."""
+        return check_positions(self.positions or "last")
+
     def scale_for(self, pack: AxisPack, strength: float) -> float:
         """Rule strength per unit of slider for this pack and the slider's sign."""
         if self.scale is not None:
             return self.scale
         if pack.site == "mlp":
-            return MLP_SITE_SCALE[self.rule]
+            return MLP_SITE_SCALE[self.chosen_rule]
         if self.rule in ADDITIVE_RULES and pack.calibration is not None:
             return pack.calibration.for_sign(strength)
-        return DEFAULT_SCALE[self.rule]
+        return DEFAULT_SCALE[self.chosen_rule]
