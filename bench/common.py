@@ -76,7 +76,7 @@ def generation_ratios(
     decoding at batch 1–2 it should cost next to nothing).
     """
     config = SamplingConfig(max_new_tokens=tokens, min_new_tokens=tokens)
-    enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
+    enc = lm.encode(lm.format_prompt(prompt), return_tensors="pt")
     enc = enc.to(lm.device)
     enc2 = {key: value.repeat(2, 1) for key, value in enc.items()}
 

@@ -154,7 +154,7 @@ def main() -> None:
     forced = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False)
 
     def plain(lm, **extra):
-        enc = lm.tokenizer(lm.format_prompt(PROMPT), return_tensors="pt", add_special_tokens=False)
+        enc = lm.encode(lm.format_prompt(PROMPT), return_tensors="pt")
         return lambda: lm.model.generate(**enc, **forced, **extra,
                                          pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
 

@@ -47,7 +47,7 @@ def peer_ratios(lm: LoadedModel, prompt: str, tokens: int, runs: int) -> dict[st
     torch.manual_seed(0)
     vector = torch.randn(lm.hidden_size)
     vector = 4.0 * vector / vector.norm()
-    enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
+    enc = lm.encode(lm.format_prompt(prompt), return_tensors="pt")
 
     def forced(n: int) -> dict:
         return dict(max_new_tokens=n, min_new_tokens=n, do_sample=False,

@@ -16,7 +16,7 @@ def manual_outputs(lm, text: str, site: str = "mlp") -> torch.Tensor:
         for i, module in enumerate(modules)
     ]
     try:
-        enc = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        enc = lm.encode(text, return_tensors="pt")
         with torch.no_grad():
             lm.model(**enc)
     finally:
@@ -59,7 +59,7 @@ def test_residual_readout_is_the_decoder_layers_output_pooled(tiny_any):
     # ... and it is not the MLP output: the two sites are different readouts.
     assert not torch.allclose(pooled[0], manual_outputs(tiny_any, full)[:, prompt_len:].mean(1))
     # The last hidden state HF reports is after the final norm; ours is the block's own output.
-    enc = tiny_any.tokenizer(full, return_tensors="pt", add_special_tokens=False)
+    enc = tiny_any.encode(full, return_tensors="pt")
     with torch.no_grad():
         states = tiny_any.backbone(**enc, output_hidden_states=True).hidden_states
     assert torch.allclose(pooled[0][0], states[1][0, prompt_len:].mean(0), atol=1e-4)

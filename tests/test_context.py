@@ -20,7 +20,7 @@ PROMPTS = ["Tell me about the sea.", "hi"]
 def own_generate(lm, prompt, tokens=TOKENS, **kwargs):
     """`transformers`' greedy generate on the model itself, as a user would call it."""
     text = lm.format_prompt(prompt)
-    encoded = lm.tokenizer(text, return_tensors="pt", add_special_tokens=not lm.is_chat)
+    encoded = lm.encode(text, return_tensors="pt")
     with torch.inference_mode():
         out = lm.model.generate(
             **encoded,

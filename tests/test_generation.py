@@ -18,7 +18,7 @@ def steer(lm, strength: float, layer: int = 1) -> Edit:
 
 
 def plain_generate(lm, prompt: str, config: SamplingConfig) -> tuple[int, ...]:
-    enc = lm.tokenizer(lm.format_prompt(prompt), return_tensors="pt", add_special_tokens=False)
+    enc = lm.encode(lm.format_prompt(prompt), return_tensors="pt")
     out = lm.model.generate(
         **enc,
         max_new_tokens=config.max_new_tokens,

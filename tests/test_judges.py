@@ -82,8 +82,8 @@ def test_batched_perplexity_with_a_shared_prompt_cache_equals_a_full_forward(tin
     lm = tiny_any
 
     def full_forward(prompt: str, answer: str) -> float:
-        prefix = lm.tokenizer(lm.format_prompt(prompt), add_special_tokens=not lm.is_chat)
-        ids = lm.tokenizer(lm.format_prompt(prompt) + answer, add_special_tokens=not lm.is_chat)
+        prefix = lm.encode(lm.format_prompt(prompt))
+        ids = lm.encode(lm.format_prompt(prompt) + answer)
         start, ids = len(prefix["input_ids"]), torch.tensor([ids["input_ids"]])
         with torch.inference_mode():
             logits = lm.model(input_ids=ids).logits[0, start - 1 : -1]

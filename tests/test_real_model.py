@@ -21,9 +21,7 @@ def edit(lm, strength: float) -> Edit:
 
 
 def test_zero_edit_reproduces_plain_generate_token_for_token(real_lm):
-    enc = real_lm.tokenizer(
-        real_lm.format_prompt(PROMPT), return_tensors="pt", add_special_tokens=False
-    )
+    enc = real_lm.encode(real_lm.format_prompt(PROMPT), return_tensors="pt")
     plain = real_lm.model.generate(**enc, max_new_tokens=24, do_sample=False)
     eos = real_lm.tokenizer.eos_token_id
     plain_ids = [t for t in plain[0, enc["input_ids"].shape[1] :].tolist()]

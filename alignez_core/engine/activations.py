@@ -23,16 +23,6 @@ Pooling = Literal["last", "mean"]
 POOLINGS: tuple[str, ...] = ("last", "mean")
 
 
-def _encode(lm: LoadedModel, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    return lm.tokenizer(
-        list(texts),
-        return_tensors="pt",
-        padding=True,
-        padding_side="left",
-        add_special_tokens=not lm.is_chat,
-    ).to(lm.device)
-
-
 def _pool_weights(
     mask: torch.Tensor, span_lengths: Sequence[int], pooling: Pooling
 ) -> torch.Tensor:
@@ -49,7 +39,7 @@ def _pool_weights(
 
 
 def _token_count(lm: LoadedModel, text: str) -> int:
-    return len(lm.tokenizer(text, add_special_tokens=not lm.is_chat)["input_ids"])
+    return len(lm.encode(text)["input_ids"])
 
 
 @torch.inference_mode()
@@ -72,7 +62,7 @@ def pooled_outputs(
     for start in range(0, len(texts), batch_size):
         if cancel is not None and cancel.is_set():
             raise FitCancelled("Fit cancelled.")
-        encoded = _encode(lm, texts[start : start + batch_size])
+        encoded = lm.encode_batch(texts[start : start + batch_size])
         weights = _pool_weights(
             encoded["attention_mask"], span_lengths[start : start + batch_size], pooling
         )

@@ -36,9 +36,10 @@ from alignez_core.errors import AlignEZError
 
 from .architecture import SITES, find_decoder_layout
 from .edit import BatchPlan, Edit
+from .hooks import apply_and_trace, hidden_of, with_hidden
 from .matvec import use_matvec_linears
 from .rules import add as add_rule
-from .rules import get_rule, scaled_add
+from .rules import get_rule, norm32, scaled_add
 
 BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4)
 
@@ -82,10 +83,6 @@ def table_kind(rule: str) -> str | None:
     """'scaled' or 'added' for a rule the decoding tables can hold; None for the others."""
     fn = get_rule(rule)
     return "scaled" if fn is scaled_add else "added" if fn is add_rule else None
-
-
-def _norm32(hidden: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32)
 
 
 class _Tables:
@@ -161,25 +158,22 @@ class CompiledDecoder:
         key = (site, layer)
 
         def hook(module: nn.Module, args: tuple, output):
-            hidden = output[0] if isinstance(output, tuple) else output
+            hidden = hidden_of(output)
+            if hidden is None:
+                return None
             if hidden.shape[1] > 1:  # the prefill, eager: the row plan, as on the eager path
-                plan = self._prefill_plan
-                edited = plan.apply(key, hidden) if plan is not None else None
-                traces = self._traces
-                if traces is not None and site == self._trace_site and layer in traces:
-                    current = hidden if edited is None else edited
-                    traces[layer].append(current[: self._rows, -1].float().cpu())
-                if edited is None:
-                    return None
-                return (edited, *output[1:]) if isinstance(output, tuple) else edited
+                edited = apply_and_trace(
+                    self._prefill_plan, key, hidden, self._traces, self._trace_site, self._rows
+                )
+                return None if edited is None else with_hidden(output, edited)
             tables = self._active
             if tables is None:  # a forward outside `generate` (none is run on this clone)
                 return None
             scaled = tables.tensors["scaled"][site][layer]
             added = tables.tensors["added"][site][layer]
-            edited = (hidden + _norm32(hidden) * scaled + added).to(hidden.dtype)
+            edited = (hidden + norm32(hidden) * scaled + added).to(hidden.dtype)
             tables.states[site][layer].copy_(edited[:, -1])
-            return (edited, *output[1:]) if isinstance(output, tuple) else edited
+            return with_hidden(output, edited)
 
         return hook
 

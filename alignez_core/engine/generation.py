@@ -181,13 +181,7 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
     if not rows:
         raise AlignEZError("Nothing to generate: no rows given.")
     texts = [row.prompt if row.raw else lm.format_prompt(row.prompt) for row in rows]
-    encoded = lm.tokenizer(
-        texts,
-        return_tensors="pt",
-        padding=True,
-        padding_side="left",
-        add_special_tokens=not lm.is_chat,
-    ).to(lm.device)
+    encoded = lm.encode_batch(texts)
     plan = compile_plan([row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.layer_device)
     eos = _eos_ids(lm)
     generation_config = GenerationConfig(

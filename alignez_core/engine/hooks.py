@@ -143,28 +143,50 @@ def hooks_for(model: nn.Module, layout: DecoderLayout) -> EditHooks:
         return hooks
 
 
+def hidden_of(output: object) -> torch.Tensor | None:
+    """The hidden state in a block's or MLP's output: MoE MLPs return (hidden, router logits),
+    some decoder blocks (hidden, ...)."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    return hidden if isinstance(hidden, torch.Tensor) else None
+
+
+def with_hidden(output: object, edited: torch.Tensor) -> object:
+    """`output` with its hidden state replaced by `edited`."""
+    return (edited, *output[1:]) if isinstance(output, tuple) else edited
+
+
+def apply_and_trace(
+    plan: BatchPlan | None,
+    key: SiteLayer,
+    hidden: torch.Tensor,
+    traces: dict[int, list[torch.Tensor]] | None,
+    trace_site: str,
+    rows: int | None = None,
+) -> torch.Tensor | None:
+    """Apply `plan` at (site, layer) and append the first `rows` rows' last-position state to
+    `traces`; the edited state, or None when the plan has no edit here."""
+    edited = plan.apply(key, hidden) if plan is not None else None
+    site, layer = key
+    if traces is not None and site == trace_site and layer in traces:
+        current = hidden if edited is None else edited
+        traces[layer].append(current[:rows, -1].detach().float().cpu())
+    return edited
+
+
 def _make_hook(site: str, layer: int):
     key = (site, layer)
 
     def hook(module: nn.Module, args: tuple, output):
         state = _STATE.get()
-        if state is None:
+        hidden = hidden_of(output) if state is not None else None
+        if state is None or hidden is None:
             return None
-        # MoE MLPs return (hidden, router logits); some decoder blocks return (hidden, ...).
-        hidden = output[0] if isinstance(output, tuple) else output
-        if not isinstance(hidden, torch.Tensor):
-            return None
-        edited = state.plan.apply(key, hidden) if state.plan is not None else None
+        edited = apply_and_trace(state.plan, key, hidden, state.traces, state.trace_site)
         if state.pool_weights is not None and site == state.capture_site:
             current = hidden if edited is None else edited
             weights = state.pool_weights.to(current.device, current.dtype)
             pooled = torch.einsum("bt,btd->bd", weights, current).float()
             state.captured[layer] = pooled.to(state.pool_weights.device)  # one device for all
-        if state.traces is not None and site == state.trace_site and layer in state.traces:
-            current = hidden if edited is None else edited
-            state.traces[layer].append(current[:, -1].detach().float().cpu())
-        if edited is None:
-            return None
-        return (edited, *output[1:]) if isinstance(output, tuple) else edited
+        return None if edited is None else with_hidden(output, edited)
 
     return hook

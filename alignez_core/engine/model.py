@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    BatchEncoding,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -173,6 +175,17 @@ class LoadedModel:
     @property
     def is_chat(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode(self, texts: str | list[str], **kwargs: Any) -> BatchEncoding:
+        """Tokenize model input as every caller must: a chat template already holds its special
+        tokens, so they are added only to a base model's frame (its start token)."""
+        return self.tokenizer(texts, add_special_tokens=not self.is_chat, **kwargs)
+
+    def encode_batch(self, texts: Sequence[str]) -> BatchEncoding:
+        """Several inputs as one left-padded batch on the model's input device."""
+        return self.encode(list(texts), return_tensors="pt", padding=True, padding_side="left").to(
+            self.device
+        )
 
     def format_prompt(self, user: str, assistant: str | None = None) -> str:
         """The text the model sees for a user turn (and optionally the start of its answer).

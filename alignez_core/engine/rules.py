@@ -110,7 +110,8 @@ def scaled_add(hidden: torch.Tensor, directions: torch.Tensor, strength: float) 
 # operands) compute in float32 and round once on the write, as the pure rules on `.float()` do.
 
 
-def _norm32(view: torch.Tensor) -> torch.Tensor:
+def norm32(view: torch.Tensor) -> torch.Tensor:
+    """Each row's norm in float32, whatever the view's dtype (kernels and the compiled step)."""
     return torch.linalg.vector_norm(view, dim=-1, keepdim=True, dtype=torch.float32)
 
 
@@ -129,7 +130,7 @@ def _scaled_add_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit
     shift = strength * directions.sum(dim=0)
 
     def apply(view: torch.Tensor) -> None:
-        view.addcmul_(_norm32(view), shift)
+        view.addcmul_(norm32(view), shift)
 
     return apply
 
@@ -161,7 +162,7 @@ def _tanh_kernel(directions: torch.Tensor, strength: float) -> InPlaceEdit:
 
     def apply(view: torch.Tensor) -> None:
         x = view.float()
-        norm = _norm32(x).clamp_min_(1e-6)
+        norm = norm32(x).clamp_min_(1e-6)
         _add_coefficients(view, x, (x @ transposed).div_(norm).tanh_().mul_(norm), scaled)
 
     return apply

@@ -160,7 +160,7 @@ def warm_compile(lm: LoadedModel, batches: tuple[int, ...]) -> None:
     config = GenerationConfig(max_new_tokens=2, do_sample=False, pad_token_id=pad)
     for batch in batches:
         text = [lm.format_prompt("Hello there.")] * batch
-        encoded = lm.tokenizer(text, return_tensors="pt", add_special_tokens=not lm.is_chat)
+        encoded = lm.encode(text, return_tensors="pt")
         inputs = dict(encoded.to(lm.device))
         try:
             with torch.inference_mode():  # a request holding the decoder: wait for it

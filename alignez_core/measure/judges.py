@@ -205,7 +205,7 @@ def perplexities(
             return perplexities(lm, prompts, answers, batch_size)
 
     def encode(text: str) -> list[int]:
-        return lm.tokenizer(text, add_special_tokens=not lm.is_chat)["input_ids"]
+        return lm.encode(text)["input_ids"]
 
     if len(prompts) != len(answers):
         raise ValueError("perplexities needs one prompt per answer.")
