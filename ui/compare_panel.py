@@ -10,12 +10,10 @@ import torch
 
 from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.axes.pack import AxisPack
-from alignez_core.cli.arguments import parse_layers
 from alignez_core.engine.budget import budget_summary
-from alignez_core.engine.edit import ALL_LAYERS, POSITIONS
+from alignez_core.engine.edit import POSITIONS
 from alignez_core.engine.generation import Row, stream_rows
 from alignez_core.steering import (
-    DEFAULT_BUDGET,
     STEER_RULES,
     SteerSettings,
     build_rows,
@@ -23,6 +21,7 @@ from alignez_core.steering import (
     sweep_rows,
 )
 from alignez_core.steering.explain import layer_report
+from alignez_core.steering.options import settings_from_text
 from alignez_core.steering.prompting import prompted
 from ui.session import AS_FITTED, MAX_AXES, StudioSession
 
@@ -48,13 +47,14 @@ LAYER_MODES_INFO = (
 
 
 def steer_settings(rule, layer_mode, pinned, top_n, positions, budget) -> SteerSettings:
-    rule = None if rule in (None, "", AS_FITTED) else rule
-    positions = None if positions in (None, "", AS_FITTED) else positions
-    layers = parse_layers(pinned or "") if layer_mode == "pinned" else None
-    band = ALL_LAYERS if layer_mode == "top-n (paper)" else None  # None: each axis's own band
-    top = int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None
-    return SteerSettings(rule, top, layers, band, positions,
-                         budget=DEFAULT_BUDGET if budget else None)  # fmt: skip
+    return settings_from_text(
+        rule=None if rule == AS_FITTED else rule,
+        layers=(pinned or "") if layer_mode == "pinned" else None,
+        band="all" if layer_mode == "top-n (paper)" else None,  # None: each axis's own band
+        top_n=int(top_n) if layer_mode in ("band top-n", "top-n (paper)") else None,
+        positions=None if positions == AS_FITTED else positions,
+        budget=None if budget else "off",
+    )
 
 
 def edited_label(active: dict[AxisPack, float]) -> str:

@@ -7,11 +7,11 @@ import gradio as gr
 from alignez_core import AlignEZError
 from alignez_core.axes.pack import AxisPack
 from alignez_core.axes.queries import parse_queries
-from alignez_core.cli.arguments import parse_floats
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
 from alignez_core.evaluation.report import eval_figure, markdown_table
 from alignez_core.measure.judges import JUDGE_NAMES
 from alignez_core.steering import STEER_RULES
+from alignez_core.steering.options import parse_floats
 from ui.session import StudioSession
 
 from .render import status

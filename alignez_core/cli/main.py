@@ -12,8 +12,12 @@ from typing import Any
 
 from alignez_core.engine.warmup import enable_compile
 from alignez_core.errors import AlignEZError
-
-from .arguments import parse_band, parse_budget, parse_floats, parse_layers
+from alignez_core.steering.options import (
+    parse_band,
+    parse_floats,
+    parse_layers,
+    settings_from_text,
+)
 
 LOOP_GUARD = "never repeat one of the answer's own N-token spans verbatim (0 = off; default 8)"
 PACK_HELP = (
@@ -132,16 +136,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from alignez_core.steering import SteerSettings
-
-    return SteerSettings(
+    return settings_from_text(
         rule=args.rule,
+        layers=args.layers,
+        band=args.band,
         top_n=args.top_n,
-        layers=parse_layers(args.layers),
-        band=parse_band(args.band),
         positions=getattr(args, "positions", None),
         scale=args.scale,
-        budget=parse_budget(getattr(args, "budget", "off")),
+        budget=getattr(args, "budget", "off"),
     )
 
 

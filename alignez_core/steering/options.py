@@ -1,9 +1,12 @@
-"""Comma lists typed by a user (CLI flags, studio text boxes), parsed with one clear error."""
+"""Steering options typed by a user (CLI flags, studio text boxes), parsed with one clear error,
+and the one place that turns them into `SteerSettings`."""
 
 from __future__ import annotations
 
 from alignez_core.engine.edit import ALL_LAYERS
 from alignez_core.errors import AlignEZError
+
+from .settings import DEFAULT_BUDGET, SteerSettings
 
 
 def parse_layers(value: str) -> tuple[int, ...] | None:
@@ -53,3 +56,26 @@ def parse_budget(value: str) -> float | None:
     if number is None or not 0 < number <= 10:
         raise AlignEZError(f"--budget expects 'off' or a number in (0, 10], got {value!r}.")
     return number
+
+
+def settings_from_text(
+    rule: str | None = None,
+    layers: str | None = None,
+    band: str | None = None,
+    top_n: int | None = None,
+    positions: str | None = None,
+    scale: float | None = None,
+    budget: str | None = None,
+) -> SteerSettings:
+    """SteerSettings from what a user typed: None leaves a choice open (each pack's own rule,
+    band and positions; the default budget), `layers` 'auto' or '8,9', `band` 'fitted', 'all'
+    or 'FROM,TO', `budget` 'off' or a number."""
+    return SteerSettings(
+        rule=rule or None,
+        top_n=top_n,
+        layers=parse_layers(layers) if layers is not None else None,
+        band=parse_band(band),
+        positions=positions or None,  # type: ignore[arg-type]  # SteerSettings checks it
+        scale=scale,
+        budget=DEFAULT_BUDGET if budget is None else parse_budget(budget),
+    )
