@@ -13,8 +13,7 @@ from alignez_core.axes.pack import AxisPack
 from alignez_core.engine import Edit, LoadedModel, Row, SamplingConfig, generate_rows
 from alignez_core.engine.edit import compile_plan
 from alignez_core.engine.warmup import enable_compile, warm_compile
-from alignez_core.steering import SteerSettings, combine, plan_edits
-from alignez_core.steering.prompting import prompted
+from alignez_core.steering import SteerSettings, combine, comparison_rows, plan_edits
 from tests import profiling
 
 PROMPT = "Tell me about a walk in the park on a spring morning."
@@ -101,10 +100,8 @@ def generation_ratios(
     def side_by_side() -> None:
         generate_rows(lm, [Row(prompt), Row(prompt, axis_edit(lm, pack, prompt))], config)
 
-    def three_column() -> None:
-        prompted_row = Row(prompted(prompt, [(pack.axis, 1.0)]))
-        rows = [Row(prompt), Row(prompt, axis_edit(lm, pack, prompt)), prompted_row]
-        generate_rows(lm, rows, config)
+    def three_column() -> None:  # the studio's three columns, as it builds them
+        generate_rows(lm, comparison_rows(lm, prompt, {pack: 1.0}, SteerSettings()).rows, config)
 
     def sequential() -> None:
         ours_base()

@@ -12,7 +12,7 @@ from tests.profiling import ops_per_forward
 GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20, loop_guard=0)
 
 
-def steer(lm, strength: float, layer: int = 1) -> Edit:
+def edit_at(lm, strength: float, layer: int = 1) -> Edit:
     direction = torch.linspace(-1, 1, lm.hidden_size)
     return Edit((LayerEdit(layer, direction / direction.norm(), strength, "steer"),))
 
@@ -30,13 +30,13 @@ def plain_generate(lm, prompt: str, config: SamplingConfig) -> tuple[int, ...]:
 
 
 def test_zero_edit_reproduces_plain_generate(tiny_any):
-    ours = generate_rows(tiny_any, [Row("tell me a story", steer(tiny_any, 0.0))], GREEDY)
+    ours = generate_rows(tiny_any, [Row("tell me a story", edit_at(tiny_any, 0.0))], GREEDY)
     assert ours[0].token_ids == plain_generate(tiny_any, "tell me a story", GREEDY)
 
 
 def test_nonzero_edit_changes_the_tokens(tiny_any):
     base, edited = generate_rows(
-        tiny_any, [Row("tell me a story"), Row("tell me a story", steer(tiny_any, 4.0))], GREEDY
+        tiny_any, [Row("tell me a story"), Row("tell me a story", edit_at(tiny_any, 4.0))], GREEDY
     )
     assert base.token_ids != edited.token_ids
 
@@ -44,8 +44,8 @@ def test_nonzero_edit_changes_the_tokens(tiny_any):
 def test_each_batched_row_matches_running_it_alone(tiny_llama):
     rows = [
         Row("short"),
-        Row("a much longer prompt than the first one", steer(tiny_llama, 2.0)),
-        Row("short", steer(tiny_llama, -2.0, layer=2)),
+        Row("a much longer prompt than the first one", edit_at(tiny_llama, 2.0)),
+        Row("short", edit_at(tiny_llama, -2.0, layer=2)),
     ]
     batched = generate_rows(tiny_llama, rows, GREEDY)
     alone = [generate_rows(tiny_llama, [row], GREEDY)[0] for row in rows]
@@ -54,7 +54,7 @@ def test_each_batched_row_matches_running_it_alone(tiny_llama):
 
 def test_sampling_uses_the_same_seed_per_row(tiny_llama):
     sampled = SamplingConfig(max_new_tokens=16, min_new_tokens=16, temperature=1.0, seed=7)
-    batch = generate_rows(tiny_llama, [Row("hi"), Row("hi", steer(tiny_llama, 3.0))], sampled)
+    batch = generate_rows(tiny_llama, [Row("hi"), Row("hi", edit_at(tiny_llama, 3.0))], sampled)
     alone = generate_rows(tiny_llama, [Row("hi")], sampled)
     assert batch[0].token_ids == alone[0].token_ids
     other_seed = SamplingConfig(max_new_tokens=16, min_new_tokens=16, temperature=1.0, seed=8)
@@ -62,13 +62,13 @@ def test_sampling_uses_the_same_seed_per_row(tiny_llama):
 
 
 def test_generate_returns_prompts_by_edits(tiny_llama):
-    out = generate_grid(tiny_llama, ["a", "b"], [None, steer(tiny_llama, 3.0)], GREEDY)
+    out = generate_grid(tiny_llama, ["a", "b"], [None, edit_at(tiny_llama, 3.0)], GREEDY)
     assert len(out) == 2 and all(len(row) == 2 for row in out)
     assert out[0][0] != out[0][1]
 
 
 def test_stream_grows_and_ends_with_the_batched_result(tiny_llama):
-    rows = [Row("stream me"), Row("stream me", steer(tiny_llama, 3.0))]
+    rows = [Row("stream me"), Row("stream me", edit_at(tiny_llama, 3.0))]
     snapshots = list(stream_rows(tiny_llama, rows, GREEDY))
     assert len(snapshots) == GREEDY.max_new_tokens
     assert all(len(a[0]) <= len(b[0]) for a, b in itertools.pairwise(snapshots))
@@ -77,7 +77,7 @@ def test_stream_grows_and_ends_with_the_batched_result(tiny_llama):
 
 
 def test_closing_a_stream_early_stops_generation_and_removes_hooks(tiny_llama):
-    rows = [Row("stream me", steer(tiny_llama, 3.0))]
+    rows = [Row("stream me", edit_at(tiny_llama, 3.0))]
     stream = stream_rows(tiny_llama, rows, SamplingConfig(max_new_tokens=200, min_new_tokens=200))
     next(stream)
     stream.close()
@@ -85,7 +85,7 @@ def test_closing_a_stream_early_stops_generation_and_removes_hooks(tiny_llama):
 
 
 def test_all_positions_edit_differs_from_last_position(tiny_llama):
-    last = steer(tiny_llama, 2.0)
+    last = edit_at(tiny_llama, 2.0)
     every = Edit(last.layer_edits, positions="all")
     a, b = generate_rows(tiny_llama, [Row("some prompt", last), Row("some prompt", every)], GREEDY)
     assert a.token_ids != b.token_ids
@@ -94,7 +94,7 @@ def test_all_positions_edit_differs_from_last_position(tiny_llama):
 def test_an_edited_layer_costs_at_most_three_tensor_ops_per_forward(tiny_llama):
     """Decoding on a GPU is bound by kernel launches: the edit must add almost none per token."""
     layers = (0, 2)
-    both = steer(tiny_llama, 1.0, layers[0]) + steer(tiny_llama, 1.0, layers[1])
+    both = edit_at(tiny_llama, 1.0, layers[0]) + edit_at(tiny_llama, 1.0, layers[1])
 
     def run(row: Row):
         return lambda n: generate_rows(tiny_llama, [row], SamplingConfig(n, min_new_tokens=n))

@@ -4,6 +4,7 @@ baseline (the poles asked for in words), streamed from one batch; or one axis sw
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import gradio as gr
 import torch
@@ -12,17 +13,17 @@ from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.budget import budget_summary
 from alignez_core.engine.edit import POSITIONS
-from alignez_core.engine.generation import Row, stream_rows
+from alignez_core.engine.generation import stream_rows
 from alignez_core.steering import (
     STEER_RULES,
     SteerSettings,
-    build_rows,
+    comparison_rows,
     layer_budgets,
     sweep_rows,
 )
 from alignez_core.steering.explain import layer_report
 from alignez_core.steering.options import settings_from_text
-from alignez_core.steering.prompting import prompted
+from alignez_core.steering.prompting import prompted_row
 from ui.session import AS_FITTED, MAX_AXES, StudioSession
 
 from . import plots
@@ -31,6 +32,30 @@ from .render import answer_columns, status
 from .sliders import apply_sliders
 
 MAX_PROMPT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What the page sent with Generate, in the order of its widgets (`studio.py`)."""
+
+    prompt: str
+    rule: str | None
+    layer_mode: str
+    pinned: str | None
+    top_n: float
+    positions: str | None
+    max_tokens: float
+    temperature: float
+    seed: float | None
+    budget: bool
+    sweep: bool
+    sweep_axis: str | None
+    show_prompted: bool
+    plot_axis: str | None
+    plot_layer: float | None
+    trajectory: bool
+
+
 MAX_NEW_TOKENS = 256
 SWEEP_STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 EXAMPLES = [
@@ -147,63 +172,81 @@ class ComparePanel:
         session: StudioSession, *strengths,
     ):  # fmt: skip
         """Generate with the sliders' values as the page shows them (`strengths`, axis order)."""
-        lm = self.holder.lm
-        prompt = prompt or ""
+        request = GenerateRequest(
+            prompt or "", rule, layer_mode, pinned, top_n, positions, max_tokens, temperature,
+            seed, budget, bool(sweep), sweep_axis, bool(show_prompted), plot_axis, plot_layer,
+            bool(trajectory),
+        )  # fmt: skip
         try:
-            if not prompt.strip():
-                raise AlignEZError("Type a prompt first.")
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise AlignEZError(
-                    f"The prompt is {len(prompt)} characters; the cap is "
-                    f"{MAX_PROMPT_CHARS}. Shorten it and try again."
-                )
-            if layer_mode == "pinned" and not (pinned or "").strip():
-                raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose band.")
-            apply_sliders(session, strengths)
-            settings = steer_settings(rule, layer_mode, pinned, top_n, positions, budget)
-            sampling = SamplingConfig(
-                max_new_tokens=int(max_tokens), temperature=float(temperature), seed=int(seed or 0)
-            )
-            for pack in session.axes.values():
-                pack.check_compatible(lm)
+            settings, sampling = self._checked(request, session, strengths)
         except AlignEZError as exc:
             yield {self.status: status(str(exc), "error")}
             return
-        if sweep:
-            pack = session.axes.get(sweep_axis) if sweep_axis else None
-            yield from self._sweep(lm, prompt, pack, settings, sampling, bool(show_prompted))
+        if request.sweep:
+            pack = session.axes.get(request.sweep_axis) if request.sweep_axis else None
+            yield from self._sweep(
+                self.holder.lm, request.prompt, pack, settings, sampling, request.show_prompted
+            )
             return
-        steer = session.steer()
-        active = {p: s for p, s in steer.items() if s != 0}
-        with_prompted = bool(show_prompted) and bool(active)
+        yield from self._compare(request, session, settings, sampling)
+
+    def _checked(
+        self, request: GenerateRequest, session: StudioSession, strengths: tuple
+    ) -> tuple[SteerSettings, SamplingConfig]:
+        """The request's settings, after every check that can refuse it (nothing has run)."""
+        prompt = request.prompt
+        if not prompt.strip():
+            raise AlignEZError("Type a prompt first.")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise AlignEZError(
+                f"The prompt is {len(prompt)} characters; the cap is "
+                f"{MAX_PROMPT_CHARS}. Shorten it and try again."
+            )
+        if request.layer_mode == "pinned" and not (request.pinned or "").strip():
+            raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose band.")
+        apply_sliders(session, strengths)
+        settings = steer_settings(
+            request.rule, request.layer_mode, request.pinned, request.top_n, request.positions,
+            request.budget,
+        )  # fmt: skip
+        sampling = SamplingConfig(
+            max_new_tokens=int(request.max_tokens),
+            temperature=float(request.temperature),
+            seed=int(request.seed or 0),
+        )
+        for pack in session.axes.values():
+            pack.check_compatible(self.holder.lm)
+        return settings, sampling
+
+    def _compare(self, request, session, settings, sampling):
+        """Base, edited and prompted answers streamed from one batch, then the plots."""
+        lm, prompt = self.holder.lm, request.prompt
+        strengths = session.pack_strengths()
+        active = {p: s for p, s in strengths.items() if s != 0}
         note = "" if active else " No axis is active (fit one and move its slider): base only."
         label = edited_label(active)
         instruction_label = "Prompted: " + ", ".join(
             f"{p.axis.positive if s > 0 else p.axis.negative}" for p, s in active.items()
         )
-        plot_pack = session.axes.get(plot_axis) if plot_axis else None
-        layer = int(plot_layer or 0)
-        traces = {layer: []} if plot_pack is not None else None
+        plot_pack = session.axes.get(request.plot_axis) if request.plot_axis else None
+        layer = int(request.plot_layer or 0)
+        traces: dict[int, list[torch.Tensor]] | None = {layer: []} if plot_pack else None
         started = time.perf_counter()
         first_token = None
         columns = answer_columns("", "", label)
         try:
-            rows, plans = (
-                build_rows(lm, [prompt], active, settings) if active else ([Row(prompt)], [[]])
-            )
-            shared = budget_summary(layer_budgets(plans[0], settings), settings.budget)
-            if with_prompted:
-                rows.append(Row(prompted(prompt, [(p.axis, s) for p, s in active.items()])))
+            batch = comparison_rows(lm, prompt, active, settings, request.show_prompted)
+            shared = budget_summary(layer_budgets(batch.plans, settings), settings.budget)
             site = plot_pack.site if plot_pack is not None else "residual"
-            for texts in stream_rows(lm, rows, sampling, traces, site):
+            for texts in stream_rows(lm, batch.rows, sampling, traces, site):
                 first_token = first_token or time.perf_counter() - started
-                edited = texts[1] if active else ""
-                shown = texts[2] if with_prompted else ""
+                edited = texts[batch.edited] if batch.edited is not None else ""
+                shown = texts[batch.prompted] if batch.prompted is not None else ""
                 columns = answer_columns(texts[0], edited, label, shown, instruction_label)
                 yield {
                     self.base_out: columns[0],
                     self.edited_out: columns[1],
-                    self.prompted_out: gr.update(value=columns[2], visible=bool(show_prompted)),
+                    self.prompted_out: gr.update(value=columns[2], visible=request.show_prompted),
                     self.status: status("Generating…", "busy"),
                     self.sweep_table: gr.update(visible=False),
                 }
@@ -219,19 +262,26 @@ class ComparePanel:
             # the final answers again: an API client reads them from the last update
             self.base_out: columns[0],
             self.edited_out: columns[1],
-            self.prompted_out: gr.update(value=columns[2], visible=bool(show_prompted)),
+            self.prompted_out: gr.update(value=columns[2], visible=request.show_prompted),
         }
         if plot_pack is not None and traces and traces[layer]:
-            steps = torch.stack(traces[layer])  # (T, B, d)
-            names = ["base", "edited", "prompted"][: steps.shape[1]] if active else ["base"]
-            session.last_traces = {n: steps[:, i] for i, n in enumerate(names)}
-            session.last_traces |= {"axis": plot_pack.name, "layer": layer}
-            report = layer_report(lm, prompt, plot_pack, steer.get(plot_pack, 0.0), settings)
-            view[self.plots.projection] = plots.projection_figure(
-                plot_pack, layer, session.last_traces, bool(trajectory)
-            )
-            view[self.plots.spectrum] = plots.spectrum_figure(plot_pack, report)
+            view |= self._plots(session, plot_pack, layer, traces[layer], request, settings)
         yield view
+
+    def _plots(self, session, plot_pack, layer, steps_at_layer, request, settings) -> dict:
+        """The projection and spectrum of the answers just generated, at the plotted layer."""
+        steps = torch.stack(steps_at_layer)  # (T, B, d)
+        names = ["base", "edited", "prompted"][: steps.shape[1]]
+        session.last_traces = {n: steps[:, i] for i, n in enumerate(names)}
+        session.last_traces |= {"axis": plot_pack.name, "layer": layer}
+        strength = session.pack_strengths().get(plot_pack, 0.0)
+        report = layer_report(self.holder.lm, request.prompt, plot_pack, strength, settings)
+        return {
+            self.plots.projection: plots.projection_figure(
+                plot_pack, layer, session.last_traces, request.trajectory
+            ),
+            self.plots.spectrum: plots.spectrum_figure(plot_pack, report),
+        }
 
     def _sweep(self, lm, prompt, pack, settings, sampling, with_prompted: bool):
         if pack is None:
@@ -241,7 +291,7 @@ class ComparePanel:
         rows = sweep_rows(lm, prompt, pack, SWEEP_STRENGTHS, settings)
         if with_prompted:
             for sign, pole in ((-1.0, pack.axis.negative), (1.0, pack.axis.positive)):
-                rows.append(Row(prompted(prompt, [(pack.axis, sign)])))
+                rows.append(prompted_row(prompt, {pack: sign}))
                 labels.append(f"prompted: {pole}")
         try:
             for texts in stream_rows(lm, rows, sampling):

@@ -91,7 +91,8 @@ class StudioSession:
         self.axes = {(new if k == old else k): v for k, v in self.axes.items()}
         self.strengths = {(new if k == old else k): v for k, v in self.strengths.items()}
 
-    def steer(self) -> dict[AxisPack, float]:
+    def pack_strengths(self) -> dict[AxisPack, float]:
+        """The slider values keyed by pack, as `generate` takes them."""
         return {pack: float(self.strengths.get(name, 0.0)) for name, pack in self.axes.items()}
 
     def to_bytes(self) -> bytes:

@@ -31,7 +31,7 @@ from alignez_core.measure.judges import (
     repetition,
 )
 from alignez_core.steering import STEER_RULES, SteerSettings, axis_edit
-from alignez_core.steering.prompting import prompted
+from alignez_core.steering.prompting import prompted_row
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -165,7 +165,7 @@ def _fluency(texts: Sequence[str], ppl: Sequence[float]) -> Fluency:
 
 def _row(pack: AxisPack, prompt: str, strength: float, query, rule: str, config: EvalConfig):
     if rule == "prompted":
-        return Row(prompted(prompt, [(pack.axis, strength)]))
+        return prompted_row(prompt, {pack: strength})
     edit = axis_edit(pack, strength, query, config.settings(rule)).edit
     return Row(prompt, None if edit.is_empty else edit)
 

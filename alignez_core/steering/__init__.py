@@ -6,7 +6,15 @@
 
 from alignez_core.engine.edit import STEER_RULES
 
-from .answers import SteeredAnswer, build_rows, generate, stream, sweep_rows
+from .answers import (
+    ComparisonRows,
+    SteeredAnswer,
+    build_rows,
+    comparison_rows,
+    generate,
+    stream,
+    sweep_rows,
+)
 from .context import steer
 from .plan import AxisEdit, axis_edit, combine, layer_budgets, plan_edits
 from .settings import (
@@ -26,11 +34,13 @@ __all__ = [
     "MLP_SITE_SCALE",
     "STEER_RULES",
     "AxisEdit",
+    "ComparisonRows",
     "SteerSettings",
     "SteeredAnswer",
     "axis_edit",
     "build_rows",
     "combine",
+    "comparison_rows",
     "generate",
     "layer_budgets",
     "plan_edits",

@@ -16,6 +16,7 @@ from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import EditError
 
 from .plan import AxisEdit, axis_edit, combine, plan_edits
+from .prompting import prompted_row
 from .settings import SteerSettings
 
 
@@ -30,13 +31,13 @@ class SteeredAnswer:
 def build_rows(
     lm: LoadedModel,
     prompts: Sequence[str],
-    steer: Mapping[AxisPack, float],
+    axes: Mapping[AxisPack, float],
     settings: SteerSettings,
 ) -> tuple[list[Row], list[list[AxisEdit]]]:
     """Two rows per prompt (base, then edited with every axis combined) and the plans."""
     if not prompts:
         raise EditError("No prompts given.")
-    planned = plan_edits(lm, prompts, steer, settings)
+    planned = plan_edits(lm, prompts, axes, settings)
     rows = []
     for prompt, edits in zip(prompts, planned, strict=True):
         rows.append(Row(prompt))
@@ -44,15 +45,43 @@ def build_rows(
     return rows, planned
 
 
+@dataclass(frozen=True)
+class ComparisonRows:
+    """One prompt's rows for a side-by-side view, in order: base, then edited and prompted
+    where there is an active axis (and the prompted column is wanted)."""
+
+    rows: list[Row]
+    plans: list[AxisEdit]
+    edited: int | None  # index of the edited row, None with no active axis
+    prompted: int | None  # index of the prompted row, None without one
+
+
+def comparison_rows(
+    lm: LoadedModel,
+    prompt: str,
+    axes: Mapping[AxisPack, float],
+    settings: SteerSettings,
+    with_prompted: bool = True,
+) -> ComparisonRows:
+    """Base, edited and prompted rows for one prompt, for one batch (the studio, the benches)."""
+    active = {pack: strength for pack, strength in axes.items() if strength != 0}
+    if not active:
+        return ComparisonRows([Row(prompt)], [], None, None)
+    rows, plans = build_rows(lm, [prompt], active, settings)
+    if not with_prompted:
+        return ComparisonRows(rows, plans[0], 1, None)
+    return ComparisonRows([*rows, prompted_row(prompt, active)], plans[0], 1, 2)
+
+
 def generate(
     lm: LoadedModel,
     prompts: Sequence[str],
-    steer: Mapping[AxisPack, float] | None = None,
+    axes: Mapping[AxisPack, float] | None = None,
     settings: SteerSettings = SteerSettings(),
     sampling: SamplingConfig = SamplingConfig(),
 ) -> list[SteeredAnswer]:
     """Base and edited answer for every prompt, as one batch of 2·N rows."""
-    rows, planned = build_rows(lm, prompts, steer or {}, settings)
+    rows, planned = build_rows(lm, prompts, axes or {}, settings)
     outputs = generate_rows(lm, rows, sampling)
     return [
         SteeredAnswer(
@@ -68,12 +97,12 @@ def generate(
 def stream(
     lm: LoadedModel,
     prompt: str,
-    steer: Mapping[AxisPack, float] | None = None,
+    axes: Mapping[AxisPack, float] | None = None,
     settings: SteerSettings = SteerSettings(),
     sampling: SamplingConfig = SamplingConfig(),
 ) -> Iterator[tuple[str, str]]:
     """Yield (base, edited) text for one prompt as tokens arrive."""
-    rows, _ = build_rows(lm, [prompt], steer or {}, settings)
+    rows, _ = build_rows(lm, [prompt], axes or {}, settings)
     for texts in stream_rows(lm, rows, sampling):
         yield texts[0], texts[1]
 

@@ -103,14 +103,14 @@ def axis_edit(
 def plan_edits(
     lm: LoadedModel,
     prompts: Sequence[str],
-    steer: Mapping[AxisPack, float],
+    axes: Mapping[AxisPack, float],
     settings: SteerSettings = SteerSettings(),
 ) -> list[list[AxisEdit]]:
     """Per prompt, every axis's edit (validated against the model before anything runs)."""
-    for pack, strength in steer.items():
+    for pack, strength in axes.items():
         pack.check_compatible(lm)
         check_strength(strength, f"strength of axis {pack.name!r}")
-    active = {pack: s for pack, s in steer.items() if s != 0}
+    active = {pack: s for pack, s in axes.items() if s != 0}
     embeddings = {
         key: query_embeddings(lm, prompts, *key)  # type: ignore[arg-type]
         for key in {(pack.pooling, pack.site) for pack in active}
@@ -122,7 +122,7 @@ def plan_edits(
             else AxisEdit(
                 pack.name, 0.0, (), Edit(positions=settings.for_pack(pack).chosen_positions)
             )
-            for pack, strength in steer.items()
+            for pack, strength in axes.items()
         ]
         for i in range(len(prompts))
     ]

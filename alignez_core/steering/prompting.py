@@ -7,9 +7,11 @@ prompt with each active axis's pole, chosen by the slider's sign, given as an in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from alignez_core.axes.axis import Axis
+from alignez_core.axes.pack import AxisPack
+from alignez_core.engine.generation import Row
 
 
 def pole_instruction(axes: Sequence[tuple[Axis, float]]) -> str:
@@ -23,3 +25,8 @@ def prompted(prompt: str, axes: Sequence[tuple[Axis, float]]) -> str:
     """`prompt` with the poles asked for in words; unchanged when every strength is 0."""
     instruction = pole_instruction(axes)
     return f"{instruction}\n{prompt}" if instruction else prompt
+
+
+def prompted_row(prompt: str, axes: Mapping[AxisPack, float]) -> Row:
+    """The prompting baseline's row for `prompt`: the active axes' poles asked for in words."""
+    return Row(prompted(prompt, [(pack.axis, strength) for pack, strength in axes.items()]))
