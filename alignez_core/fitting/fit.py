@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 
 from alignez_core.axes.axis import Axis, seed_queries
-from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.pack import AxisPack, PreferencePair
 from alignez_core.axes.queries import MAX_QUERIES
-from alignez_core.axes.subspace import SubspaceConfig, fit_layer_subspace
+from alignez_core.axes.subspace import LayerSubspace, SubspaceConfig, fit_layer_subspace
 from alignez_core.engine.activations import Pooling, answer_embeddings, prompt_end_embeddings
 from alignez_core.engine.architecture import SITES, Site
 from alignez_core.engine.model import LoadedModel
@@ -92,54 +92,16 @@ def fit_axis(
     timings["self_generation"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    texts_q = [p.query for p in pairs]
-
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            progress("activations", done, total)
-
-    both = answer_embeddings(
-        lm,
-        texts_q + texts_q,
-        [p.positive for p in pairs] + [p.negative for p in pairs],
-        config.pooling,
-        config.site,
-        config.batch_size,
-        report,
-        cancel,
-    )
-    positive, negative = both[: len(pairs)], both[len(pairs) :]
-    if config.readout == "persona":  # the answers above still set the residual units
-        asked = [persona_prompt(axis, q, pole) for pole in (True, False) for q in texts_q]
-        ends = prompt_end_embeddings(lm, asked, config.site, config.batch_size, cancel)
-        positive, negative = ends[: len(pairs)], ends[len(pairs) :]
+    answers, positive, negative = _read_pairs(lm, axis, pairs, config, progress, cancel)
     timings["activations"] = time.perf_counter() - started
 
     if cancel is not None and cancel.is_set():
         raise FitCancelled("Fit cancelled.")
     started = time.perf_counter()
-    # The pair filter drops answers too alike to learn from; two persona prompts differ by a few
-    # words by construction, so every pair is kept (filtered, cheerful lost layers 8–9 and
-    # moved −0.63 with 3/24 looping at −1; kept, −0.73 with 1/24: docs/RESULTS.md).
-    subspace = (
-        config.subspace
-        if config.readout == "answers"
-        else replace(config.subspace, max_pair_cosine=1.0)
-    )
-    layers = [
-        fit_layer_subspace(positive[:, layer], negative[:, layer], subspace)
-        for layer in range(lm.num_layers)
-    ]
+    layers = _fit_layers(lm, axis, len(pairs), positive, negative, config)
     timings["svd"] = time.perf_counter() - started
     if progress is not None:
         progress("subspace", lm.num_layers, lm.num_layers)
-    if all(layer.rank == 0 for layer in layers):
-        raise FitError(
-            f"Every one of the {len(pairs)} pairs was filtered out at every layer (its two "
-            f"answers' embeddings have cosine > {config.subspace.max_pair_cosine}): the poles "
-            f"{axis.positive!r} and {axis.negative!r} gave answers too alike to learn from. "
-            "Try more queries, more samples per pole, or more distinct poles."
-        )
     pack = AxisPack(
         axis=axis,
         model_id=lm.model_id,
@@ -147,7 +109,7 @@ def fit_axis(
         layers=layers,
         pooling=config.pooling,
         site=config.site,
-        residual_norms=both.norm(dim=-1).mean(0).tolist() if config.site == "residual" else [],
+        residual_norms=answers.norm(dim=-1).mean(0).tolist() if config.site == "residual" else [],
         pairs=pairs,
         fit_config=asdict(config) | {"queries": len(chosen)},
         rule_defaults=asdict(settings),
@@ -164,3 +126,68 @@ def fit_axis(
         if progress is not None:
             progress("calibration", 1, 1)
     return pack
+
+
+def _read_pairs(
+    lm: LoadedModel,
+    axis: Axis,
+    pairs: Sequence[PreferencePair],
+    config: FitConfig,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pairs' hidden states per layer (docs/method.md §3): every answer's (both poles; they
+    set the residual units), and the positive and negative readouts the directions come from."""
+    queries = [p.query for p in pairs]
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("activations", done, total)
+
+    answers = answer_embeddings(
+        lm,
+        queries + queries,
+        [p.positive for p in pairs] + [p.negative for p in pairs],
+        config.pooling,
+        config.site,
+        config.batch_size,
+        report,
+        cancel,
+    )
+    if config.readout == "answers":
+        return answers, answers[: len(pairs)], answers[len(pairs) :]
+    asked = [persona_prompt(axis, q, pole) for pole in (True, False) for q in queries]
+    ends = prompt_end_embeddings(lm, asked, config.site, config.batch_size, cancel)
+    return answers, ends[: len(pairs)], ends[len(pairs) :]
+
+
+def _fit_layers(
+    lm: LoadedModel,
+    axis: Axis,
+    pair_count: int,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    config: FitConfig,
+) -> list[LayerSubspace]:
+    """Every layer's subspace from the pair differences (docs/method.md §4), or a FitError when
+    every pair was filtered out everywhere."""
+    # The pair filter drops answers too alike to learn from; two persona prompts differ by a few
+    # words by construction, so every pair is kept (filtered, cheerful lost layers 8–9 and
+    # moved −0.63 with 3/24 looping at −1; kept, −0.73 with 1/24: docs/RESULTS.md).
+    subspace = (
+        config.subspace
+        if config.readout == "answers"
+        else replace(config.subspace, max_pair_cosine=1.0)
+    )
+    layers = [
+        fit_layer_subspace(positive[:, layer], negative[:, layer], subspace)
+        for layer in range(lm.num_layers)
+    ]
+    if all(layer.rank == 0 for layer in layers):
+        raise FitError(
+            f"Every one of the {pair_count} pairs was filtered out at every layer (its two "
+            f"answers' embeddings have cosine > {config.subspace.max_pair_cosine}): the poles "
+            f"{axis.positive!r} and {axis.negative!r} gave answers too alike to learn from. "
+            "Try more queries, more samples per pole, or more distinct poles."
+        )
+    return layers
