@@ -187,7 +187,7 @@ def _rank1_pack(
         calibration=SliderCalibration(1.0, 1.0, (), {}, 0, {"imported": path.name}, 0.0),
         fit_config={"imported_from": f"{kind} {path.name}"},
         # steered as its makers apply it: the fixed vector, added at every position
-        rule_defaults={"rule": "caa", "positions": "all", "band": None},
+        rule_defaults={"rule": "mean_diff", "positions": "all", "band": None},
     )
 
 

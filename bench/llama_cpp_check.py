@@ -89,7 +89,7 @@ def main() -> None:
             edited = llama_answers()
             llama_cpp.llama_set_adapter_cvec(llm._ctx.ctx, None, 0, n_embd, 1, n_layer)
             ours = generate(lm, prompts, {import_control_vector(path, lm): 1.0},
-                            SteerSettings(rule="caa", band=ALL_LAYERS, positions="all"),
+                            SteerSettings(rule="mean_diff", band=ALL_LAYERS, positions="all"),
                             SamplingConfig(args.tokens))  # fmt: skip
             result["signs"][f"{sign:+g}"] = {
                 "llama_cpp_tone_shift": statistics.mean(tone(edited)) - result["base_tone"],

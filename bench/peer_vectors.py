@@ -27,7 +27,7 @@ from alignez_core.interop import import_control_vector, import_steering_vector, 
 from alignez_core.steering import SteerSettings
 
 # How the peers apply a vector: its own layers (every layer it has), every position, a plain add.
-PEER_SETTINGS = SteerSettings(rule="caa", band=ALL_LAYERS, positions="all")
+PEER_SETTINGS = SteerSettings(rule="mean_diff", band=ALL_LAYERS, positions="all")
 # Multiples of the trained vector; the peers' norms differ by orders of magnitude between recipes.
 PEER_GRID = CalibrationConfig(grid=(0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
 

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import peer_vectors  # noqa: E402
 
 AXES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
-RULES = ("steer", "caa", "paper")
+RULES = ("subspace", "mean_diff", "project")
 # The readout beside the default: each axis is also fitted and evaluated with it.
 OTHER = next(r for r in READOUTS if r != FitConfig().readout)
 STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)

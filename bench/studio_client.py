@@ -103,7 +103,7 @@ def generate_args(prompt: str, sliders=(), tokens: int = 32, prompted: bool = Tr
     values = [*sliders, *[0.0] * SLIDERS][:SLIDERS]
     return [
         prompt,
-        "steer",
+        "subspace",
         "band",
         "",
         5,

@@ -34,7 +34,7 @@ def test_the_combined_push_never_exceeds_the_budget_and_keeps_the_sliders_ratio(
         LayerEdit(3, unit(16, seed * 10 + i), s, "add", "residual") for i, s in enumerate(steps)
     ]
     other_layer = LayerEdit(5, unit(16, 99), 2.0, "add", "residual")  # alone: never scaled
-    relative = LayerEdit(3, unit(16, 98), 2.0, "paper", "mlp")  # not additive: untouched
+    relative = LayerEdit(3, unit(16, 98), 2.0, "project", "mlp")  # not additive: untouched
     out, (report,) = apply_budget([*edits, other_layer, relative], budget)
     strongest = max(abs(s) for s in steps)
     assert float(combined(out).norm()) <= budget * strongest * (1 + 1e-5)

@@ -42,7 +42,7 @@ def test_fit_info_generate_round_trip(model_dir, tmp_path):
     assert pinned
     gen = run_cli(
         "generate", "--prompt", "hello", "--axis", f"{pack}:6", "--max-new-tokens", "8",
-        "--rule", "caa", "--layers", ",".join(map(str, pinned)), "--model", str(model_dir),
+        "--rule", "mean_diff", "--layers", ",".join(map(str, pinned)), "--model", str(model_dir),
     )  # fmt: skip
     assert gen.returncode == 0, gen.stderr
     (line,) = gen.stdout.splitlines()
@@ -86,7 +86,8 @@ def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path
     out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
     ok = run_cli(
         "eval", "--axis", str(pack_path), "--prompts", str(prompts), "--strengths=-4,0,4",
-        "--rules", "caa", "--judge", "words", "--max-new-tokens", "6", "--model", str(model_dir),
+        "--rules", "mean_diff", "--judge", "words", "--max-new-tokens", "6",
+        "--model", str(model_dir),
         "--json", str(out_json), "--plot", str(out_html),
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
@@ -100,7 +101,7 @@ def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path
     )  # fmt: skip
     assert own.returncode == 0, own.stderr
     # without --rules, the rule the pack was calibrated with (the persona readout's: caa)
-    assert {c["rule"] for c in json.loads(own.stdout)["cells"]} == {"caa"}
+    assert {c["rule"] for c in json.loads(own.stdout)["cells"]} == {"mean_diff"}
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
@@ -127,13 +128,16 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr
     info = json.loads(run_cli("info", str(pack)).stdout)
-    assert info["fit_config"]["readout"] == "persona" and "caa" in info["readout_note"]
+    assert info["fit_config"]["readout"] == "persona" and "mean_diff" in info["readout_note"]
     # the slider was calibrated with the readout's own settings, which the pack keeps as its own
     calibrated = info["calibration"]["settings"]
     assert (calibrated["rule"], calibrated["positions"], calibrated["band"]) == (
-        "caa", "all", [0.4, 0.85]
+        "mean_diff", "all", [0.4, 0.85]
     )  # fmt: skip
-    assert info["rule_defaults"]["rule"] == "caa" and info["rule_defaults"]["band"] == [0.4, 0.85]
+    assert info["rule_defaults"]["rule"] == "mean_diff" and info["rule_defaults"]["band"] == [
+        0.4,
+        0.85,
+    ]
 
 
 def test_generate_with_bf16_and_a_device_map_and_a_bad_one(model_dir, tmp_path):

@@ -34,7 +34,7 @@ def _direction(seed: int = 0) -> torch.Tensor:
     return (v / v.norm())[None]
 
 
-def _edit(strength: float, rule: str = "caa", positions: str = "all", seed: int = 0) -> Edit:
+def _edit(strength: float, rule: str = "scaled_add", positions: str = "all", seed: int = 0) -> Edit:
     items = tuple(LayerEdit(i, _direction(seed), strength, rule, "residual") for i in (1, 2))
     return Edit(items, positions=positions)
 
@@ -84,8 +84,8 @@ def test_streaming_and_sampling_go_through_the_compiled_step(pair):
 def test_projection_rules_and_large_batches_decode_eagerly(pair):
     eager, compiled = pair
     decoder = compiled.compiled
-    paper = [Row(PROMPT, _edit(0.5, rule="paper"))]
-    assert "paper" in decoder.supports([r.edit for r in paper], 1, 8)
+    paper = [Row(PROMPT, _edit(0.5, rule="project"))]
+    assert "project" in decoder.supports([r.edit for r in paper], 1, 8)
     assert "batch 5" in decoder.supports([None] * 5, 5, 8)
     before = graphs_compiled()
     assert _tokens(compiled, paper) == _tokens(eager, paper)
@@ -151,7 +151,7 @@ def test_other_architectures_decode_compiled_like_eager(arch):
     eager = make_model(arch, layers=2, hidden=64, seed=4)
     compiled = make_model(arch, layers=2, hidden=64, seed=4)
     enable_compile(compiled, warm_batches=())
-    edit = Edit((LayerEdit(1, _direction(5), 0.8, "caa", "residual"),), positions="all")
+    edit = Edit((LayerEdit(1, _direction(5), 0.8, "scaled_add", "residual"),), positions="all")
     mlp = Edit((LayerEdit(0, _direction(6), 2.0, "add", "mlp"),), positions="last")
     rows = [Row(PROMPT), Row(PROMPT, edit), Row(PROMPT, mlp)]
     before = graphs_compiled()
@@ -198,7 +198,7 @@ def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
     assert set(lm.warmup_seconds) == {"process", "here"}
     assert counters["inductor"]["fxgraph_cache_miss"] == misses  # nothing compiled cold here
     assert counters["inductor"]["fxgraph_cache_hit"] > hits
-    edit = Edit((LayerEdit(1, torch.ones(1, 48) / 48**0.5, 0.8, "caa", "residual"),), "all")
+    edit = Edit((LayerEdit(1, torch.ones(1, 48) / 48**0.5, 0.8, "scaled_add", "residual"),), "all")
     rows = [Row(PROMPT), Row(PROMPT, edit)]
     assert _tokens(lm, rows) == _tokens(built, rows)
 

@@ -13,7 +13,7 @@ from alignez_core.fitting.pairs import PairConfig
 from tests.tiny import make_model
 
 TOKENS = 12
-CAA = az.SteerSettings(rule="caa")
+CAA = az.SteerSettings(rule="mean_diff")
 PROMPTS = ["Tell me about the sea.", "hi"]
 
 
@@ -143,14 +143,14 @@ def test_loop_guard_processor_decodes_as_the_engine_does(tiny_llama, tiny_pack):
 
 def test_prompt_dependent_settings_are_refused_with_a_reason(tiny_llama, tiny_pack):
     with pytest.raises(az.EditError, match="each prompt's own subspace"):
-        enter(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(rule="paper"))
+        enter(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(rule="project"))
     with pytest.raises(az.EditError, match="top_n ranks layers per prompt"):
         enter(tiny_llama.model, {tiny_pack: 1.0}, az.SteerSettings(top_n=2))
     assert hooks_on(tiny_llama) == 0
 
 
 def test_the_steer_rule_travels_as_its_prompt_free_mean_difference(tiny_llama, tiny_pack):
-    with az.steer(tiny_llama.model, {tiny_pack: 8.0}, az.SteerSettings(rule="steer")):
+    with az.steer(tiny_llama.model, {tiny_pack: 8.0}, az.SteerSettings(rule="subspace")):
         as_steer = own_generate(tiny_llama, "hi")
     with az.steer(tiny_llama.model, {tiny_pack: 8.0}, CAA):
         assert own_generate(tiny_llama, "hi") == as_steer

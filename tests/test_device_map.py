@@ -40,7 +40,10 @@ def test_split_model_edits_equal_the_whole_model_token_for_token(tmp_path):
     torch.manual_seed(0)
     direction = torch.randn(1, 64)
     edit = Edit(
-        tuple(LayerEdit(i, direction / direction.norm(), 0.8, "caa", "residual") for i in (1, 2)),
+        tuple(
+            LayerEdit(i, direction / direction.norm(), 0.8, "scaled_add", "residual")
+            for i in (1, 2)
+        ),
         positions="all",
     )
     rows = [Row("hello there"), Row("hello there", edit)]

@@ -7,7 +7,8 @@ from alignez_core.evaluation.evaluate import EvalConfig, bootstrap_interval, eva
 from alignez_core.evaluation.report import eval_figure, markdown_table
 from tests.tiny import make_model
 
-CONFIG = EvalConfig(strengths=(-4.0, 0.0, 4.0), rules=("steer", "caa"), judges=("words", "tone"),
+CONFIG = EvalConfig(strengths=(-4.0, 0.0, 4.0), rules=("subspace", "mean_diff"),
+                    judges=("words", "tone"),
                     max_new_tokens=8, bootstrap=200)  # fmt: skip
 PROMPTS = ["hello", "tell me more", "why?"]
 

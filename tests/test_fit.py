@@ -61,7 +61,7 @@ def test_a_default_fit_steers_with_its_readouts_settings_and_calibrates_with_the
     assert (pack.fitted_rule(), pack.fitted_band(), pack.fitted_positions()) == (
         own.rule, own.band, own.positions
     )  # fmt: skip
-    assert pack.calibration.settings["rule"] == "caa"
+    assert pack.calibration.settings["rule"] == "mean_diff"
     assert pack.calibration.settings["positions"] == "all"
     (edits,) = plan_edits(tiny_llama, ["hello"], {pack: 1.0}, SteerSettings())
     items = edits[0].edit.layer_edits

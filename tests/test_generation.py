@@ -14,7 +14,7 @@ GREEDY = SamplingConfig(max_new_tokens=20, min_new_tokens=20, loop_guard=0)
 
 def edit_at(lm, strength: float, layer: int = 1) -> Edit:
     direction = torch.linspace(-1, 1, lm.hidden_size)
-    return Edit((LayerEdit(layer, direction / direction.norm(), strength, "steer"),))
+    return Edit((LayerEdit(layer, direction / direction.norm(), strength, "scaled_add"),))
 
 
 def plain_generate(lm, prompt: str, config: SamplingConfig) -> tuple[int, ...]:

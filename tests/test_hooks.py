@@ -13,7 +13,7 @@ CONFIG = SamplingConfig(max_new_tokens=24, min_new_tokens=24)
 
 def push(strength: float, hidden: int = 64) -> Edit:
     direction = torch.linspace(-1, 1, hidden)
-    return Edit((LayerEdit(1, direction, strength, "steer"),))
+    return Edit((LayerEdit(1, direction, strength, "scaled_add"),))
 
 
 def test_no_hook_remains_after_generation(tiny_llama):

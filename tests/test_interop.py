@@ -53,7 +53,7 @@ def test_import_gives_the_same_edit_as_the_original_token_for_token(
     path = export_control_vector(tiny_pack, tmp_path / "axis.gguf", 1.0)
     imported = import_control_vector(path, tiny_llama)
     assert imported.axis == tiny_pack.axis and imported.hidden_size == tiny_pack.hidden_size
-    settings = SteerSettings(rule="caa")
+    settings = SteerSettings(rule="mean_diff")
     (original,) = generate(tiny_llama, ["hi"], {tiny_pack: 1.0}, settings, sampling=GREEDY)
     (again,) = generate(tiny_llama, ["hi"], {imported: 1.0}, settings, sampling=GREEDY)
     assert (
@@ -163,7 +163,7 @@ def _tone_shift_as_peers_apply(lm, pack, strengths) -> dict[float, float]:
     from alignez_core.measure.judges import tone
 
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries[:6]
-    settings = SteerSettings(rule="caa", band=ALL_LAYERS, positions="all")
+    settings = SteerSettings(rule="mean_diff", band=ALL_LAYERS, positions="all")
     shift = {}
     for strength in strengths:
         # plain greedy, as the peers' own generate decoded their reference numbers

@@ -148,8 +148,8 @@ def test_bad_site_norms_and_calibration_are_refused(tiny_pack, tmp_path):
 
 def test_the_fitted_rule_round_trips_and_a_foreign_one_is_refused(tiny_pack, tmp_path):
     loaded = AxisPack.load(tiny_pack.save(tmp_path / "p.safetensors"))
-    assert (loaded.fitted_rule(), loaded.fitted_positions()) == ("steer", "last")
-    for bad in ({"rule": "teleport"}, {"rule": "caa", "positions": "middle"}):
+    assert (loaded.fitted_rule(), loaded.fitted_positions()) == ("subspace", "last")
+    for bad in ({"rule": "teleport"}, {"rule": "mean_diff", "positions": "middle"}):
         path = tmp_path / "bad.safetensors"
         _rewrite(tiny_pack, path, edit_meta=lambda m, bad=bad: m.update(rule_defaults=bad))
         with pytest.raises(PackError, match="unknown fitted rule"):

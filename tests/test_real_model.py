@@ -16,7 +16,7 @@ def edit(lm, strength: float) -> Edit:
     direction = torch.randn(lm.hidden_size)
     layers = range(8, 14)
     return Edit(
-        tuple(LayerEdit(i, direction / direction.norm(), strength, "steer") for i in layers)
+        tuple(LayerEdit(i, direction / direction.norm(), strength, "scaled_add") for i in layers)
     )
 
 

@@ -35,7 +35,7 @@ def test_strength_zero_reproduces_base_exactly(tiny_llama, tiny_pack):
     assert answer.base == answer.edited and answer.layers == {"cheerful": ()}
 
 
-@pytest.mark.parametrize("rule", ["steer", "paper", "tanh", "caa"])
+@pytest.mark.parametrize("rule", ["subspace", "project", "tanh", "mean_diff"])
 def test_each_rule_changes_the_edited_row_only(tiny_llama, tiny_pack, rule):
     (plain,) = generate(tiny_llama, ["hi"], {}, sampling=GREEDY)
     (answer,) = generate(
@@ -91,22 +91,22 @@ def test_unknown_rule_and_pinned_layers(tiny_llama, tiny_pack):
     with pytest.raises(EditError, match="Unknown rule 'magic'"):
         SteerSettings(rule="magic")
     query = torch.zeros(tiny_llama.num_layers, tiny_llama.hidden_size)
-    pinned = axis_edit(tiny_pack, 1.0, query, SteerSettings(rule="caa", layers=(0, 2)))
+    pinned = axis_edit(tiny_pack, 1.0, query, SteerSettings(rule="mean_diff", layers=(0, 2)))
     assert pinned.layers == (0, 2)
 
 
 def test_a_pack_steers_with_its_fitted_rule_and_positions_unless_told_otherwise(
     tiny_llama, tiny_pack
 ):
-    assert (tiny_pack.fitted_rule(), tiny_pack.fitted_positions()) == ("steer", "last")
+    assert (tiny_pack.fitted_rule(), tiny_pack.fitted_positions()) == ("subspace", "last")
     persona_like = copy.copy(tiny_pack)
-    persona_like.rule_defaults = {"rule": "caa", "positions": "all"}
+    persona_like.rule_defaults = {"rule": "mean_diff", "positions": "all"}
     prompts = ["Tell me about rain."]
     as_fitted = generate(tiny_llama, prompts, {persona_like: 1.0}, SteerSettings(), GREEDY)
-    told = SteerSettings(rule="caa", positions="all")
+    told = SteerSettings(rule="mean_diff", positions="all")
     explicit = generate(tiny_llama, prompts, {tiny_pack: 1.0}, told, GREEDY)
     assert as_fitted[0].edited == explicit[0].edited
-    for asked, rule in ((SteerSettings(), "add"), (SteerSettings("paper"), "paper")):
+    for asked, rule in ((SteerSettings(), "add"), (SteerSettings("project"), "project")):
         edit = plan_edits(tiny_llama, prompts, {persona_like: 1.0}, asked)[0][0].edit
         # the caller's rule wins; the positions it left open are the pack's
         assert {(item.rule, item.positions) for item in edit.layer_edits} == {(rule, "all")}

@@ -34,7 +34,7 @@ def session_with(pack) -> StudioSession:
 
 def generate(studio, session, prompt, sliders=None, **overrides):
     """The generate event as the page sends it; `sliders` default to the session's values."""
-    args = dict(rule="steer", layer_mode="band", pinned="", top_n=5, positions="last",
+    args = dict(rule="subspace", layer_mode="band", pinned="", top_n=5, positions="last",
                 max_tokens=8, temperature=0.0, seed=0, budget=True, sweep=False, sweep_axis=None,
                 show_prompted=True, plot_axis=None, plot_layer=0, trajectory=False)  # fmt: skip
     args.update(overrides)
@@ -154,12 +154,13 @@ def test_corrupt_session_file_is_refused_and_session_kept(studio, tiny_pack, tmp
 
 def test_session_export_import_round_trip(studio, tiny_pack, tmp_path):
     session = session_with(tiny_pack)
-    file_update, _ = studio.manage.on_export("my prompt", "caa", "pinned", "1,2", 3, "all", 32,
+    file_update, _ = studio.manage.on_export("my prompt", "mean_diff", "pinned", "1,2", 3, "all",
+                                             32,
                                              0.5, 7, False, session, -1.5)  # fmt: skip
     outputs = studio.manage.on_import(file_update["value"], StudioSession())
     loaded = outputs[0]
     assert loaded.names() == ["cheerful"] and loaded.strengths["cheerful"] == -1.5
-    assert outputs[-10:] == ["my prompt", "caa", "pinned", "1,2", 3, "all", 32, 0.5, 7, False]
+    assert outputs[-10:] == ["my prompt", "mean_diff", "pinned", "1,2", 3, "all", 32, 0.5, 7, False]
 
 
 def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
@@ -194,7 +195,7 @@ def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):
     status, figure, table = studio.evaluate.on_evaluate(
         "cheerful",
         ["words"],
-        ["caa"],
+        ["mean_diff"],
         "0,4",
         8,
         "hello\nwhy?",
@@ -203,12 +204,13 @@ def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):
         progress=lambda *a, **k: None,
     )
     assert "Evaluated cheerful on 2 prompts" in status
-    assert len(figure.data) == 6  # caa and the prompting baseline, per judge panel
-    assert "| caa | +4 |" in table and "| prompted |" in table
-    status, *_ = studio.evaluate.on_evaluate("cheerful", ["words"], ["caa"], "1,x", 8, "hi", False,
+    assert len(figure.data) == 6  # mean_diff and the prompting baseline, per judge panel
+    assert "| mean_diff | +4 |" in table and "| prompted |" in table
+    status, *_ = studio.evaluate.on_evaluate("cheerful", ["words"], ["mean_diff"], "1,x", 8, "hi",
+                                             False,
                                              session, progress=lambda *a, **k: None)  # fmt: skip
     assert "Strengths expects numbers" in status
-    status, *_ = studio.evaluate.on_evaluate(None, ["words"], ["caa"], "1", 8, "hi", False,
+    status, *_ = studio.evaluate.on_evaluate(None, ["words"], ["mean_diff"], "1", 8, "hi", False,
                                              session, progress=lambda *a, **k: None)  # fmt: skip
     assert "Pick a fitted axis" in status
 

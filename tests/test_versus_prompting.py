@@ -24,19 +24,19 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
     mixed = ["one"] * (n // 2) + ["one two three four five six seven"] * (n // 2)
     report = {
         "n_prompts": n,
-        "config": {"rules": ["caa"], "judges": ["words"], "bootstrap": 500, "seed": 0},
+        "config": {"rules": ["mean_diff"], "judges": ["words"], "bootstrap": 500, "seed": 0},
         "base": {"fluency": {"perplexity": 2.0}},
         "cells": [
-            _cell("caa", 1.0, short, -10.0),  # steering 2 words against prompting's 30
+            _cell("mean_diff", 1.0, short, -10.0),  # steering 2 words against prompting's 30
             _cell("prompted", 1.0, long, -28.0),
-            _cell("caa", -1.0, mixed, +2.0),  # 1 or 7 words against 4: a wash
+            _cell("mean_diff", -1.0, mixed, +2.0),  # 1 or 7 words against 4: a wash
             _cell("prompted", -1.0, mid, +2.0),
         ],
     }
     path = tmp_path / "results.json"
     behind = report | {"cells": [  # steering shortens by 2 words, prompting by 28: behind
-        _cell("caa", 1.0, ["w " * 28] * n, -2.0), _cell("prompted", 1.0, short, -28.0),
-        _cell("caa", -1.0, mid, +2.0), _cell("prompted", -1.0, mid, +2.0),
+        _cell("mean_diff", 1.0, ["w " * 28] * n, -2.0), _cell("prompted", 1.0, short, -28.0),
+        _cell("mean_diff", -1.0, mid, +2.0), _cell("prompted", -1.0, mid, +2.0),
     ]}  # fmt: skip
     path.write_text(json.dumps({"concise": report, "cheerful": behind, "composition": {}}))
     out = subprocess.run(

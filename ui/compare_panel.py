@@ -15,7 +15,7 @@ from alignez_core.engine.budget import budget_summary
 from alignez_core.engine.edit import POSITIONS
 from alignez_core.engine.generation import stream_rows
 from alignez_core.steering import (
-    STEER_RULES,
+    SLIDER_RULES,
     SteerSettings,
     comparison_rows,
     layer_budgets,
@@ -113,7 +113,7 @@ class ComparePanel:
             self.seed = gr.Number(value=0, precision=0, label="Seed")
         with gr.Accordion("Advanced steering settings", open=False):
             self.rule = gr.Dropdown(
-                [AS_FITTED, *STEER_RULES], value=AS_FITTED, label="Edit rule",
+                [AS_FITTED, *SLIDER_RULES], value=AS_FITTED, label="Edit rule",
                 info="as fitted: each axis's own, the one its slider was calibrated with",
             )  # fmt: skip
             with gr.Row():

@@ -10,7 +10,7 @@ from alignez_core.axes.queries import parse_queries
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
 from alignez_core.evaluation.report import eval_figure, markdown_table
 from alignez_core.measure.judges import JUDGE_NAMES
-from alignez_core.steering import STEER_RULES
+from alignez_core.steering import SLIDER_RULES
 from alignez_core.steering.options import parse_floats
 from ui.session import StudioSession
 
@@ -38,7 +38,7 @@ class EvaluatePanel:
                     list(JUDGE_NAMES), value=["tone", "pole"], label="Judges"
                 )
                 self.rules = gr.CheckboxGroup(
-                    list(STEER_RULES), value=["steer", "caa"], label="Rules"
+                    list(SLIDER_RULES), value=["subspace", "mean_diff"], label="Rules"
                 )
             with gr.Row():
                 self.strengths = gr.Textbox("-2,-1,0,1,2", label="Strengths")

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from alignez_core.engine.architecture import SITES
-from alignez_core.engine.edit import ALL_LAYERS, POSITIONS, STEER_RULES
+from alignez_core.engine.edit import ALL_LAYERS, LEGACY_RULE_NAMES, POSITIONS, SLIDER_RULES
 from alignez_core.errors import FitError, ForeignPackError, PackError
 
 from .axis import Axis
@@ -143,8 +143,10 @@ class AxisPack:
         return torch.cat([basis, torch.zeros(2 - basis.shape[0], self.hidden_size)])
 
     def fitted_rule(self) -> str:
-        """The rule this pack's slider was calibrated with (`steer` for packs that say none)."""
-        return str(self.rule_defaults.get("rule") or "steer")
+        """The rule this pack's slider was calibrated with (`subspace` for packs that say none;
+        an older name reads as today's)."""
+        rule = str(self.rule_defaults.get("rule") or "subspace")
+        return LEGACY_RULE_NAMES.get(rule, rule)  # packs saved before the rules were renamed
 
     def fitted_positions(self) -> str:
         """The positions this pack's slider was calibrated with (`last` where none is said)."""
@@ -361,9 +363,9 @@ class AxisPack:
             )
         if self.fit_config.get("readout") == "persona":
             meta["readout_note"] = (
-                "read at the end of the persona prompt: steers with its own rule, caa on every "
-                "position (rule_defaults, used unless --rule / --positions say otherwise); the "
-                "per-query subspace of these differences does not carry the positive side "
+                "read at the end of the persona prompt: steers with its own rule, mean_diff on "
+                "every position (rule_defaults, used unless --rule / --positions say otherwise); "
+                "the per-query subspace of these differences does not carry the positive side "
                 "(docs/RESULTS.md)."
             )
         if self.calibration is None:
@@ -375,11 +377,12 @@ class AxisPack:
 
 def _checked_rule_defaults(defaults: dict[str, Any], name: str) -> dict[str, Any]:
     """The settings a pack was calibrated with, refused with a message when unusable."""
-    rule, positions = defaults.get("rule") or "steer", defaults.get("positions") or "last"
-    if rule not in STEER_RULES or positions not in POSITIONS:
+    rule, positions = defaults.get("rule") or "subspace", defaults.get("positions") or "last"
+    rule = LEGACY_RULE_NAMES.get(rule, rule)
+    if rule not in SLIDER_RULES or positions not in POSITIONS:
         raise PackError(
             f"{name}: unknown fitted rule {rule!r} or positions {positions!r}; rules: "
-            f"{', '.join(STEER_RULES)}, positions: {', '.join(POSITIONS)}."
+            f"{', '.join(SLIDER_RULES)}, positions: {', '.join(POSITIONS)}."
         )
     band = defaults.get("band")
     if band is not None and not (
@@ -389,7 +392,7 @@ def _checked_rule_defaults(defaults: dict[str, Any], name: str) -> dict[str, Any
         and 0 <= band[0] < band[1] <= 1
     ):
         raise PackError(f"{name}: fitted band must be two fractions 0 ≤ from < to ≤ 1, got {band}.")
-    return defaults
+    return defaults | ({"rule": rule} if "rule" in defaults else {})
 
 
 def _content_hash(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from alignez_core.engine.edit import slider_rule
 from alignez_core.engine.warmup import enable_compile
 from alignez_core.errors import AlignEZError
 from alignez_core.steering.options import (
@@ -192,8 +193,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
         **_loop_guard(args),
     )
     lm = _load(args.model, args)
-    steer = {_open_pack(path, lm): strength for path, strength in wanted}
-    for answer in generate(lm, prompts, steer, settings, sampling):
+    axes = {_open_pack(path, lm): strength for path, strength in wanted}
+    for answer in generate(lm, prompts, axes, settings, sampling):
         _emit(
             {
                 "prompt": answer.prompt,
@@ -212,7 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from alignez_core.measure.judges import JUDGE_NAMES
 
     strengths = parse_floats(args.strengths, "--strengths")
-    rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())
+    rules = tuple(slider_rule(r.strip()) for r in args.rules.split(",") if r.strip())
     judges = tuple(args.judge or ["tone"])
     unknown = [j for j in judges if j not in JUDGE_NAMES]
     if unknown:
@@ -220,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     prompts = read_queries(args.prompts)
     for note in prompts.notes:
         _log(note)
-    config = EvalConfig(strengths=strengths, rules=rules or ("steer",), judges=judges,
+    config = EvalConfig(strengths=strengths, rules=rules or ("subspace",), judges=judges,
                         max_new_tokens=args.max_new_tokens, seed=args.seed, top_n=args.top_n,
                         band=parse_band(args.band), layers=parse_layers(args.layers),
                         scale=args.scale, prompted=args.prompted,
@@ -271,12 +272,13 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
-    from alignez_core.steering import DEFAULT_BAND, DEFAULT_BUDGET, STEER_RULES
+    from alignez_core.steering import DEFAULT_BAND, DEFAULT_BUDGET, SLIDER_RULES
 
     if rule:
         parser.add_argument(
             "--rule",
-            choices=STEER_RULES,
+            type=slider_rule,  # an older name (steer, caa, paper) reads as today's
+            choices=SLIDER_RULES,
             default=None,
             help="edit rule (default: each pack's own, the one its slider was calibrated with)",
         )
@@ -311,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alignez_core.engine.architecture import SITES
     from alignez_core.engine.edit import POSITIONS
     from alignez_core.fitting.fit import READOUTS
-    from alignez_core.steering import STEER_RULES
+    from alignez_core.steering import SLIDER_RULES
 
     parser = argparse.ArgumentParser(prog="alignez", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -375,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--rules",
         default="",
-        help="comma list of " + ",".join(STEER_RULES) + " (default: the pack's own rule)",
+        help="comma list of " + ",".join(SLIDER_RULES) + " (default: the pack's own rule)",
     )
     ev.add_argument("--judge", action="append", help="tone, grade, words, pole, refusal")
     ev.add_argument(
@@ -401,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.add_argument("--strength", type=float, default=1.0, help="the slider value to bake in")
     _add_layer_args(export, rule=False)
-    export.set_defaults(run=cmd_export, rule="steer")
+    export.set_defaults(run=cmd_export, rule="subspace")
 
     imp = sub.add_parser(
         "import",

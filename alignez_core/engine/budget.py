@@ -5,7 +5,7 @@ simple +1 made 4 of 12 answers loop, though each alone made at most 1). Per (sit
 combined additive push Σ sᵢ·uᵢ is kept within `budget` × the strongest single push there; when it
 would exceed that, every axis's part at that layer is scaled by the same factor, so the ratio the
 sliders ask for is kept. Only additive edits (`add`) take part: the relative rules (`paper`,
-`tanh`, MLP-site `steer`) scale with the state itself.
+`tanh`, `scaled_add` on MLP-site packs) scale with the state itself.
 """
 
 from __future__ import annotations

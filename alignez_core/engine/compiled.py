@@ -4,7 +4,7 @@ Why: at batch 1–4 a CPU (or GPU) decoding step is bound by dispatching ~1,700 
 reading weights; fusing the step is how serving stacks reach the hardware's ceiling. The eager
 path's per-call hooks (`hooks.py`) read a `ContextVar` and run one kernel per row — not something
 a graph can hold. Here the decoding step reads every edit from fixed-shape tables instead:
-per (site, layer) a float32 `(B, 1, d)` push scaled by the token's norm (`steer` / `caa`) and
+per (site, layer) a float32 `(B, 1, d)` push scaled by the token's norm (`scaled_add`) and
 one added as is (`add`), zeros where a row or layer is unedited. Moving a slider rewrites table
 values in place, so it never recompiles; shapes are bucketed (batch padded to 1, 2 or 4, cache
 length to a multiple of `cache_bucket`), so the graphs stay few.

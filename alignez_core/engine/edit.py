@@ -21,8 +21,12 @@ from .rules import InPlaceEdit, edit_kernel
 
 Positions = Literal["last", "all", "prompt"]
 POSITIONS: tuple[str, ...] = ("last", "all", "prompt")
-# The rules a slider drives (`steering.py` turns each into layer edits of the kernels in rules.py)
-STEER_RULES: tuple[str, ...] = ("steer", "paper", "tanh", "caa")
+# The rules a slider drives, named by what they compute (`steering/plan.py` turns each into layer
+# edits of the kernels in rules.py): push along the mean difference, or along its part in the
+# prompt's subspace; amplify the state's projection onto that subspace (plainly, or tanh-bounded).
+SLIDER_RULES: tuple[str, ...] = ("subspace", "mean_diff", "project", "tanh")
+# Names before 2026-12-05, still read from saved packs, settings and the command line.
+LEGACY_RULE_NAMES = {"steer": "subspace", "caa": "mean_diff", "paper": "project"}
 ALL_LAYERS: tuple[float, float] = (0.0, 1.0)  # a band (fractions of depth) holding every layer
 
 
@@ -63,6 +67,14 @@ class Edit:
     @property
     def is_empty(self) -> bool:
         return not self.layer_edits
+
+
+def slider_rule(name: str) -> str:
+    """A slider rule's name as it is today (an older name is translated), or an EditError."""
+    rule = LEGACY_RULE_NAMES.get(name, name)
+    if rule not in SLIDER_RULES:
+        raise EditError(f"Unknown rule {name!r}; choose one of {', '.join(SLIDER_RULES)}.")
+    return rule
 
 
 def check_positions(positions: str) -> Positions:

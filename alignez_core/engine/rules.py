@@ -83,7 +83,7 @@ def add(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torc
     return hidden + strength * directions.sum(dim=0)
 
 
-@register_rule("paper", "project")
+@register_rule("project")
 def project(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torch.Tensor:
     """x + s·Σ⟨x,θ⟩θ (docs/method.md §6, the paper's rule): s > 0 amplifies, s = −1 removes."""
     return hidden + strength * (hidden @ directions.T) @ directions
@@ -96,13 +96,10 @@ def tanh(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> tor
     return hidden + strength * norm * torch.tanh((hidden @ directions.T) / norm) @ directions
 
 
-@register_rule("steer", "caa", "scaled_add")
+@register_rule("scaled_add")
 def scaled_add(hidden: torch.Tensor, directions: torch.Tensor, strength: float) -> torch.Tensor:
-    """x + s·‖x‖·Σu: a signed push relative to the local norm (u unit, oriented to the + pole).
-
-    `steer` and `caa` share this algebra and differ in the vector they are given: `steer` the
-    mean difference restricted to the query's AlignEZ subspace, `caa` the plain mean difference.
-    """
+    """x + s·‖x‖·Σu: a signed push relative to the local norm (u unit, oriented to the + pole);
+    what the slider rules `subspace` and `mean_diff` run on MLP-site packs."""
     return hidden + strength * _norm(hidden) * directions.sum(dim=0)
 
 

@@ -56,9 +56,11 @@ def compose(
             cells += [({a: sa, b: sb}, budget) for budget in budgets]
     rows: list[Row] = []
     for sliders, budget in cells:
-        steer = {axes[name][0]: s for name, s in sliders.items()}
+        chosen_axes = {axes[name][0]: s for name, s in sliders.items()}
         chosen = replace(settings, budget=budget)
-        plans = plan_edits(lm, prompts, steer, chosen) if steer else [[] for _ in prompts]
+        plans = (
+            plan_edits(lm, prompts, chosen_axes, chosen) if chosen_axes else [[] for _ in prompts]
+        )
         rows += [
             Row(p, combine(plan, chosen) if plan else None)
             for p, plan in zip(prompts, plans, strict=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.activations import query_embeddings
-from alignez_core.engine.edit import Positions, check_strength
+from alignez_core.engine.edit import LEGACY_RULE_NAMES, Positions, check_strength
 from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
 from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import AlignEZError
@@ -30,7 +30,7 @@ from alignez_core.measure.judges import (
     refusal,
     repetition,
 )
-from alignez_core.steering import STEER_RULES, SteerSettings, axis_edit
+from alignez_core.steering import SLIDER_RULES, SteerSettings, axis_edit
 from alignez_core.steering.prompting import prompted_row
 
 ProgressFn = Callable[[str, int, int], None]
@@ -39,7 +39,7 @@ ProgressFn = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class EvalConfig:
     strengths: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
-    rules: tuple[str, ...] = ("steer",)
+    rules: tuple[str, ...] = ("subspace",)
     judges: tuple[str, ...] = ("tone",)
     max_new_tokens: int = 64
     seed: int = 0
@@ -59,9 +59,11 @@ class EvalConfig:
             raise AlignEZError("No strengths to evaluate.")
         for s in self.strengths:
             check_strength(s)
-        bad = [r for r in self.rules if r not in STEER_RULES]
+        known = tuple(LEGACY_RULE_NAMES.get(r, r) for r in self.rules)  # older names, today's
+        object.__setattr__(self, "rules", known)
+        bad = [r for r in self.rules if r not in SLIDER_RULES]
         if bad or not self.rules:
-            raise AlignEZError(f"Unknown rule(s) {bad}; choose from {', '.join(STEER_RULES)}.")
+            raise AlignEZError(f"Unknown rule(s) {bad}; choose from {', '.join(SLIDER_RULES)}.")
         self.settings(self.rules[0])  # validate the layer choice before anything runs
 
     def settings(self, rule: str) -> SteerSettings:

@@ -8,10 +8,10 @@ from plotly.subplots import make_subplots
 from .evaluate import EvalReport
 
 RULE_COLORS = {
-    "steer": "#6366f1",
-    "paper": "#16a34a",
+    "subspace": "#6366f1",
+    "project": "#16a34a",
     "tanh": "#f59e0b",
-    "caa": "#dc2626",
+    "mean_diff": "#dc2626",
     "prompted": "#0ea5e9",
 }
 

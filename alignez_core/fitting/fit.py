@@ -28,11 +28,11 @@ Readout = Literal["answers", "persona"]
 READOUTS: tuple[str, ...] = ("answers", "persona")
 # How each readout's pack steers unless told otherwise (calibrated with it, stored in the pack):
 # the answers' per-query subspace at each new token in the middle band; the persona difference
-# added at every position (with `steer` it does not carry the positive side) in a later band
+# added at every position (with `subspace` it does not carry the positive side) in a later band
 # (docs/RESULTS.md).
 READOUT_SETTINGS: dict[str, SteerSettings] = {
-    "answers": SteerSettings(rule="steer", band=DEFAULT_BAND, positions="last"),
-    "persona": SteerSettings(rule="caa", band=(0.4, 0.85), positions="all"),
+    "answers": SteerSettings(rule="subspace", band=DEFAULT_BAND, positions="last"),
+    "persona": SteerSettings(rule="mean_diff", band=(0.4, 0.85), positions="all"),
 }
 
 

@@ -4,7 +4,7 @@
 (base and edited rows of one batch) or `context` (`steer()`: edit a model's own forwards).
 """
 
-from alignez_core.engine.edit import STEER_RULES
+from alignez_core.engine.edit import SLIDER_RULES
 
 from .answers import (
     ComparisonRows,
@@ -32,7 +32,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_SCALE",
     "MLP_SITE_SCALE",
-    "STEER_RULES",
+    "SLIDER_RULES",
     "AxisEdit",
     "ComparisonRows",
     "SteerSettings",

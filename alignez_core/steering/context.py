@@ -31,7 +31,7 @@ from .settings import SteerSettings
 
 # What each rule becomes without a prompt: `steer` selects its subspace per prompt, so it
 # travels as its prompt-free form, the unit mean difference (as `export` writes it).
-PROMPT_FREE_RULE = {"steer": "caa", "caa": "caa"}
+PROMPT_FREE_RULE = {"subspace": "mean_diff", "mean_diff": "mean_diff"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _prompt_free_edit(pack: AxisPack, strength: float, settings: SteerSettings) 
     if rule is None:
         raise EditError(
             f"Rule {own.rule!r} works on each prompt's own subspace; steer() has no prompt. "
-            f"Use rule 'caa' for {pack.name!r}, or alignez_core.generate."
+            f"Use rule 'mean_diff' for {pack.name!r}, or alignez_core.generate."
         )
     width = pack.layers[0].mean_difference.shape[-1] if pack.layers else 0
     no_prompt = torch.zeros(pack.num_layers, width)  # caa's layers and directions ignore it

@@ -42,12 +42,12 @@ def _unit(vector: torch.Tensor) -> torch.Tensor | None:
 
 def _layer_directions(pack: AxisPack, choice: LayerChoice, rule: str) -> torch.Tensor | None:
     """The (k, d) directions a rule is given at one layer, or None when it has nothing to do."""
-    if rule in ("paper", "tanh"):
+    if rule in ("project", "tanh"):
         return choice.directions if choice.directions.shape[0] else None
     mean = pack.layers[choice.layer].mean_difference
-    if rule == "caa":
+    if rule == "mean_diff":
         unit = _unit(mean)
-    else:  # steer: the mean difference restricted to span Θ_l(q)
+    else:  # subspace: the mean difference restricted to span Θ_l(q)
         if choice.directions.shape[0] == 0:
             return None
         unit = _unit((choice.directions @ mean) @ choice.directions)
@@ -67,7 +67,7 @@ def _layer_edit(
         if pack.site == "residual" and pack.residual_norms:
             step = strength * pack.residual_norms[layer]
             return LayerEdit(layer, directions, step, "add", "residual")
-        return LayerEdit(layer, directions, strength, "steer", pack.site)  # type: ignore[arg-type]
+        return LayerEdit(layer, directions, strength, "scaled_add", pack.site)  # type: ignore[arg-type]
     return LayerEdit(layer, directions, strength, rule, "mlp")
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from alignez_core.axes.pack import AxisPack
-from alignez_core.engine.edit import STEER_RULES, Positions, check_positions, check_strength
+from alignez_core.engine.edit import Positions, check_positions, check_strength, slider_rule
 from alignez_core.errors import EditError
 
-ADDITIVE_RULES = ("steer", "caa")
+ADDITIVE_RULES = ("subspace", "mean_diff")
 # Slider value → rule strength where a pack carries no calibration. `paper` is exactly α. The
 # additive rules push by a fraction of a norm per edited layer: of the layer's typical residual
 # norm for residual packs (the probe's clean point on SmolLM2), of the token's own MLP-output
 # norm for MLP packs.
-DEFAULT_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.04, "caa": 0.04}
-MLP_SITE_SCALE = {"paper": 1.0, "tanh": 1.0, "steer": 0.25, "caa": 0.25}
+DEFAULT_SCALE = {"project": 1.0, "tanh": 1.0, "subspace": 0.04, "mean_diff": 0.04}
+MLP_SITE_SCALE = {"project": 1.0, "tanh": 1.0, "subspace": 0.25, "mean_diff": 0.25}
 DEFAULT_BAND = (0.25, 0.7)  # for packs that store no band of their own
 DEFAULT_BUDGET = 1.0
 
@@ -45,8 +45,8 @@ class SteerSettings:
     budget: float | None = DEFAULT_BUDGET
 
     def __post_init__(self) -> None:
-        if self.rule is not None and self.rule not in STEER_RULES:
-            raise EditError(f"Unknown rule {self.rule!r}; choose one of {', '.join(STEER_RULES)}.")
+        if self.rule is not None:  # an older name (`caa`, `steer`, `paper`) reads as today's
+            object.__setattr__(self, "rule", slider_rule(self.rule))
         if self.positions is not None:
             check_positions(self.positions)
         if self.top_n is not None and not 1 <= self.top_n <= 64:
