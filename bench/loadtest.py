@@ -202,7 +202,8 @@ def cancel_and_disconnect(app: App, slots: int) -> dict:
     job = fitter.submit(
         "cheerful", "halfway", "cheerful", "gloomy", "", "", "", 8, 1, "persona", api_name="/fit"
     )
-    time.sleep(3.0)
+    while not job.outputs() and not job.done():  # cancel once the fit reports progress, not
+        time.sleep(0.05)  # after a guessed delay that a slow start could outlast
     fitter.predict(api_name="/cancel_fit")
     job.result(timeout=300)
     out["cancelled_fit_left_no_axis"] = "halfway" not in axes_in_session(fitter)

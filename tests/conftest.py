@@ -5,7 +5,7 @@ import os
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # always: no test may reach a hub, whatever the shell says
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from tests.tiny import make_model

@@ -43,6 +43,25 @@ def _tokens(lm, rows, config=GREEDY) -> list[tuple[int, ...]]:
     return [o.token_ids for o in generate_rows(lm, rows, config)]
 
 
+def _compiled_tokens(lm, rows, config=GREEDY) -> list[tuple[int, ...]]:
+    """`_tokens`, checking the compiled graph made every token: the decoder served the call
+    and no decoding step ran its hook as Python (an eager fallback would pass equality)."""
+    decoder = lm.compiled
+    served, eager_steps = decoder.generations, decoder.eager_steps
+    tokens = _tokens(lm, rows, config)
+    assert decoder.generations == served + 1, "the compiled decoder did not serve this call"
+    assert decoder.eager_steps == eager_steps, "decoding steps ran eagerly"
+    return tokens
+
+
+def _eager_tokens(lm, rows, config=GREEDY) -> list[tuple[int, ...]]:
+    """`_tokens` on a call the compiled decoder must leave to the eager path."""
+    served = lm.compiled.generations
+    tokens = _tokens(lm, rows, config)
+    assert lm.compiled.generations == served
+    return tokens
+
+
 def test_compiled_equals_eager_token_for_token(pair):
     eager, compiled = pair
     rows = [
@@ -52,9 +71,9 @@ def test_compiled_equals_eager_token_for_token(pair):
     ]  # three rows: padded to the 4-row bucket
     expected = _tokens(eager, rows)
     assert expected[1] != expected[0]  # the edit changes the text, so equality means something
-    assert _tokens(compiled, rows) == expected
+    assert _compiled_tokens(compiled, rows) == expected
     mixed = [Row(PROMPT, _edit(3.0, rule="add")), Row(PROMPT, _edit(0.8, positions="prompt"))]
-    assert _tokens(compiled, mixed) == _tokens(eager, mixed)
+    assert _compiled_tokens(compiled, mixed) == _tokens(eager, mixed)
 
 
 def test_slider_moves_never_recompile(pair):
@@ -64,7 +83,7 @@ def test_slider_moves_never_recompile(pair):
     seen = set()
     for strength in (-1.0, -0.5, 0.0, 0.3, 0.9, 1.5):
         rows = [Row(PROMPT), Row(PROMPT, _edit(strength, seed=2))]
-        got = _tokens(compiled, rows)
+        got = _compiled_tokens(compiled, rows)
         assert got == _tokens(eager, rows)
         seen.add(got[1])
     assert graphs_compiled() == before
@@ -74,11 +93,14 @@ def test_slider_moves_never_recompile(pair):
 def test_streaming_and_sampling_go_through_the_compiled_step(pair):
     eager, compiled = pair
     rows = [Row(PROMPT), Row(PROMPT, _edit(0.8)), Row(PROMPT, _edit(-0.8))]
+    served, eager_steps = compiled.compiled.generations, compiled.compiled.eager_steps
     final = list(stream_rows(compiled, rows, GREEDY))[-1]
+    assert compiled.compiled.generations == served + 1
+    assert compiled.compiled.eager_steps == eager_steps
     assert len(final) == 3  # the padding row never reaches the consumer
     assert final == [o.text for o in generate_rows(eager, rows, GREEDY)]
     sampled = SamplingConfig(max_new_tokens=16, temperature=0.9, seed=3)
-    assert _tokens(compiled, rows, sampled) == _tokens(eager, rows, sampled)
+    assert _compiled_tokens(compiled, rows, sampled) == _tokens(eager, rows, sampled)
 
 
 def test_projection_rules_and_large_batches_decode_eagerly(pair):
@@ -88,7 +110,7 @@ def test_projection_rules_and_large_batches_decode_eagerly(pair):
     assert "project" in decoder.supports([r.edit for r in paper], 1, 8)
     assert "batch 5" in decoder.supports([None] * 5, 5, 8)
     before = graphs_compiled()
-    assert _tokens(compiled, paper) == _tokens(eager, paper)
+    assert _eager_tokens(compiled, paper) == _tokens(eager, paper)
     assert graphs_compiled() == before
 
 
@@ -96,7 +118,7 @@ def test_a_busy_decoder_means_eager_not_waiting(pair):
     eager, compiled = pair
     rows = [Row(PROMPT), Row(PROMPT, _edit(0.8))]
     with compiled.compiled._lock:  # another call holds the compiled tables
-        assert _tokens(compiled, rows) == _tokens(eager, rows)
+        assert _eager_tokens(compiled, rows) == _tokens(eager, rows)
 
 
 def test_the_users_model_is_untouched_and_weights_are_shared(pair):
@@ -155,7 +177,7 @@ def test_other_architectures_decode_compiled_like_eager(arch):
     mlp = Edit((LayerEdit(0, _direction(6), 2.0, "add", "mlp"),), positions="last")
     rows = [Row(PROMPT), Row(PROMPT, edit), Row(PROMPT, mlp)]
     before = graphs_compiled()
-    assert _tokens(compiled, rows) == _tokens(eager, rows)
+    assert _compiled_tokens(compiled, rows) == _tokens(eager, rows)
     assert graphs_compiled() > before  # it did compile: the compiled step made these tokens
 
 
@@ -200,7 +222,7 @@ def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
     assert counters["inductor"]["fxgraph_cache_hit"] > hits
     edit = Edit((LayerEdit(1, torch.ones(1, 48) / 48**0.5, 0.8, "scaled_add", "residual"),), "all")
     rows = [Row(PROMPT), Row(PROMPT, edit)]
-    assert _tokens(lm, rows) == _tokens(built, rows)
+    assert _compiled_tokens(lm, rows) == _tokens(built, rows)
 
 
 def test_a_failing_warm_up_process_turns_compiling_off_with_its_reason(model_dir, monkeypatch):
@@ -220,7 +242,7 @@ def test_requests_never_pay_a_compile_for_a_bucket_not_warmed_up(pair):
     assert decoder.supports([None], 1, 8) == "the 1-row step is not warmed up"
     before = graphs_compiled()
     rows = [Row(PROMPT, _edit(0.8))]
-    assert _tokens(compiled, rows) == _tokens(eager, rows)
+    assert _eager_tokens(compiled, rows) == _tokens(eager, rows)
     assert graphs_compiled() == before  # decoded eagerly, nothing compiled on the request
     assert not decoder.warming
     fresh = CompiledDecoder(eager.model)

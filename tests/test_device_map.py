@@ -54,3 +54,32 @@ def test_split_model_edits_equal_the_whole_model_token_for_token(tmp_path):
     got = answer_embeddings(split, ["q"], ["an answer"], "mean")
     want = answer_embeddings(whole, ["q"], ["an answer"], "mean")
     torch.testing.assert_close(got, want)
+
+
+def test_each_layer_edit_is_compiled_for_its_own_layers_device(monkeypatch):
+    """Layers on distinct devices, as accelerate's hooks report them (the CPU and "meta", both
+    real torch devices here): every edit's directions go to its own layer's device, not the
+    model's — a router that always answered the input device would put them all on the CPU."""
+    from types import SimpleNamespace
+
+    from alignez_core.engine import edit as edit_module
+
+    lm = make_model("llama", layers=4, hidden=64)
+    where = ["cpu", "meta", "cpu", "meta"]
+    lm.model.hf_device_map = {f"model.layers.{i}": d for i, d in enumerate(where)}
+    for block, device in zip(lm.layout.blocks, where, strict=True):
+        block._hf_hook = SimpleNamespace(execution_device=device)  # accelerate's AlignDevicesHook
+    lm.model.get_input_embeddings()._hf_hook = SimpleNamespace(execution_device="cpu")
+    assert lm.device == torch.device("cpu")
+    assert [lm.layer_device("residual", i).type for i in range(4)] == where
+    placed: list[str] = []
+    original = edit_module.edit_kernel
+
+    def recording(rule, directions, strength):
+        placed.append(directions.device.type)
+        return original(rule, directions, strength)
+
+    monkeypatch.setattr(edit_module, "edit_kernel", recording)
+    items = tuple(LayerEdit(i, torch.ones(1, 64), 1.0, "add", "residual") for i in range(4))
+    edit_module.compile_plan([Edit(items)], lm.num_layers, lm.hidden_size, lm.layer_device)
+    assert placed == where

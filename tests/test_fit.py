@@ -1,14 +1,19 @@
 """fit_axis's readout choice: what Φ is read on, stored in the pack, refused when unknown."""
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
 from alignez_core.axes.axis import preset
 from alignez_core.axes.pack import AxisPack
 from alignez_core.axes.subspace import SubspaceConfig
+from alignez_core.engine.generation import SamplingConfig
 from alignez_core.errors import FitError
-from alignez_core.fitting.fit import FitConfig, fit_axis
+from alignez_core.fitting.calibrate import CalibrationConfig
+from alignez_core.fitting.fit import FitConfig, fit_axis, fit_settings
 from alignez_core.fitting.pairs import PairConfig, persona_prompt
+from alignez_core.steering import SteerSettings, generate, plan_edits
 from tests.test_activations import manual_outputs
 
 QUERIES = ["why?", "how so?", "what now?", "where to?"]
@@ -83,3 +88,60 @@ def test_an_axis_with_a_band_is_fitted_and_calibrated_on_it(tiny_llama):
     given = fit_axis(tiny_llama, axis, QUERIES, FitConfig(pairs=FAST, calibration=None),
                      settings=SteerSettings(band=(0.0, 0.5)))  # fmt: skip
     assert given.fitted_band() == (0.0, 0.5)  # the caller's band wins over the axis's
+
+
+def test_the_fingerprint_moves_with_every_input_of_a_fit(monkeypatch):
+    """The shipped packs' staleness test rests on this: change any input, the hash changes."""
+    from alignez_core.fitting import fingerprint as fp
+
+    axis, config = preset("cheerful"), FitConfig()
+    inputs = {
+        "model": fp.ModelIdentity("m", 64, 3),
+        "axis": axis,
+        "queries": ["q1", "q2"],
+        "config": config,
+        "settings": fit_settings(axis, config, SteerSettings()),
+    }
+
+    def now(**changed):
+        return fp.fit_fingerprint(**(inputs | changed))
+
+    base = now()
+    assert now() == base
+    variants = [
+        now(model=fp.ModelIdentity("other", 64, 3)),
+        now(axis=preset("simple")),
+        now(queries=["q1", "q3"]),
+        now(config=FitConfig(n_queries=8)),
+        now(config=FitConfig(calibration=CalibrationConfig(grid=(0.01, 0.02)))),
+        now(settings=SteerSettings(rule="subspace", band=(0.3, 0.7), positions="last")),
+    ]
+    assert base not in variants and len(set(variants)) == len(variants)
+    monkeypatch.setattr(fp, "persona_prompt", lambda a, q, p: f"Be a {a.persona(p)}. {q}")
+    assert now() != base  # a changed prompt template
+    monkeypatch.undo()
+
+    @dataclass(frozen=True)
+    class ShorterGuard(SamplingConfig):
+        loop_guard: int = 4
+
+    monkeypatch.setattr(fp, "SamplingConfig", ShorterGuard)
+    assert now() != base  # a changed decoding default
+
+
+def test_a_fit_read_at_the_mlp_output_steers_at_the_mlp(tiny_llama):
+    """`--site mlp` (the paper's site): directions read and edits made at each MLP's output."""
+    config = FitConfig(
+        n_queries=4,
+        pooling="last",
+        readout="answers",
+        site="mlp",
+        pairs=PairConfig(insight_tokens=8, answer_tokens=12),
+    )
+    pack = fit_axis(tiny_llama, preset("cheerful"), config=config)
+    assert pack.site == "mlp" and pack.residual_norms == [] and pack.calibration is None
+    fixed = SteerSettings(rule="mean_diff")  # every band layer, whatever the prompt
+    (answer,) = generate(tiny_llama, ["hi"], {pack: 4.0}, fixed, SamplingConfig(12))
+    assert answer.edited != answer.base
+    (plans,) = plan_edits(tiny_llama, ["hi"], {pack: 4.0}, fixed)
+    assert {item.site for item in plans[0].edit.layer_edits} == {"mlp"}

@@ -1,4 +1,5 @@
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -163,3 +164,21 @@ def test_loop_guard_lets_an_answer_quote_its_prompt():
 def test_loop_guard_out_of_range_is_refused(size):
     with pytest.raises(AlignEZError, match="loop_guard must be 0"):
         SamplingConfig(loop_guard=size)
+
+
+def test_repetition_penalty_decodes_as_transformers_does(tiny_llama):
+    """`SamplingConfig.repetition_penalty` is transformers' own: the same tokens as its generate
+    with the same penalty, and not the tokens of no penalty."""
+    config = SamplingConfig(max_new_tokens=24, min_new_tokens=24, loop_guard=0)
+    penalised = replace(config, repetition_penalty=1.8)
+    (plain,) = generate_rows(tiny_llama, [Row("hello")], config)
+    (ours,) = generate_rows(tiny_llama, [Row("hello")], penalised)
+    enc = tiny_llama.encode(tiny_llama.format_prompt("hello"), return_tensors="pt")
+    out = tiny_llama.model.generate(
+        **enc, max_new_tokens=24, min_new_tokens=24, do_sample=False, repetition_penalty=1.8,
+        pad_token_id=tiny_llama.tokenizer.pad_token_id,
+    )  # fmt: skip
+    assert ours.token_ids == tuple(out[0, enc["input_ids"].shape[1] :].tolist())
+    assert ours.token_ids != plain.token_ids
+    with pytest.raises(AlignEZError, match="repetition_penalty must be in"):
+        SamplingConfig(repetition_penalty=3.0)

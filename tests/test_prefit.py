@@ -10,7 +10,9 @@ from alignez_core.axes.axis import preset, preset_names
 from alignez_core.axes.prefit import prefitted_names, prefitted_pack
 from alignez_core.engine.model import DEFAULT_MODEL_NAME
 from alignez_core.errors import PackError
-from alignez_core.fitting.fit import FitConfig
+from alignez_core.fitting.fingerprint import ModelIdentity, fit_fingerprint
+from alignez_core.fitting.fit import FitConfig, fit_queries, fit_settings
+from alignez_core.steering import SteerSettings
 from tests.test_cli import run_cli
 
 
@@ -25,8 +27,18 @@ def test_a_shipped_pack_is_the_default_fit_of_its_preset_on_the_embedded_model(n
     assert pack.axis == preset(name)
     assert pack.model_id == DEFAULT_MODEL_NAME
     assert (pack.hidden_size, pack.num_layers) == (576, 30)
-    defaults = json.loads(json.dumps(asdict(FitConfig())))
-    assert pack.fit_config == defaults | {"queries": FitConfig().n_queries}
+    config = FitConfig()
+    defaults = json.loads(json.dumps(asdict(config)))
+    assert {k: v for k, v in pack.fit_config.items() if k != "fingerprint"} == defaults | {
+        "queries": config.n_queries
+    }
+    # Every input of the fit as today's code would run it: prompt templates, seed queries,
+    # settings, calibration grid, decoding defaults, model identity (fingerprint.py).
+    axis = preset(name)
+    identity = ModelIdentity(DEFAULT_MODEL_NAME, 576, 30)
+    settings = fit_settings(axis, config, SteerSettings())
+    today = fit_fingerprint(identity, axis, fit_queries(None, config), config, settings)
+    assert pack.fit_config["fingerprint"] == today, "stale: run `make packs`"
     assert pack.calibration is not None and len(pack.pairs) == FitConfig().n_queries
     assert sum(rank > 0 for rank in pack.ranks()) >= pack.num_layers // 2
 

@@ -1,14 +1,16 @@
 """Studio handlers on a tiny model: bad input gets a visible message and nothing is lost."""
 
+import copy
 import threading
 
 import pytest
 import torch
 
+from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.warmup import WARMUP_THREAD
 from tests.tiny import make_model
 from ui.axes_panel import CUSTOM, AxesPanel
-from ui.compare_panel import MAX_PROMPT_CHARS
+from ui.compare_panel import MAX_NEW_TOKENS, MAX_PROMPT_CHARS
 from ui.session import StudioSession
 from ui.shared import ModelHolder
 from ui.studio import Studio
@@ -53,6 +55,13 @@ def test_empty_and_huge_prompts_get_a_message(studio, tiny_pack, prompt, message
     (update,) = generate(studio, session, prompt)
     assert message in update[studio.compare.status]
     assert session.names() == ["cheerful"]  # nothing lost
+
+
+@pytest.mark.parametrize("tokens", [0, MAX_NEW_TOKENS + 1, 100_000])
+def test_new_tokens_past_the_cap_are_refused(studio, tiny_pack, tokens):
+    session = session_with(tiny_pack)
+    (update,) = generate(studio, session, "hi", max_tokens=tokens)
+    assert f"New tokens must be 1–{MAX_NEW_TOKENS}" in update[studio.compare.status]
 
 
 def test_generate_with_no_axis_gives_base_only_with_a_note(studio):
@@ -180,7 +189,7 @@ def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
     assert running is not None and session.names() == []
 
 
-def test_fit_and_cancel_in_the_studio(studio):
+def test_a_fit_in_the_studio_adds_its_axis(studio):
     session = StudioSession()
     fit = studio.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 1,
                              "answers", session, FakeRequest())  # fmt: skip
@@ -188,6 +197,46 @@ def test_fit_and_cancel_in_the_studio(studio):
     assert "Fitted mood" in updates[-1][studio.axes.fit_status]
     assert updates[-1][studio.axes.sliders[0]]["visible"] is True
     assert session.names() == ["mood"] and session.axes["mood"].fit_config["readout"] == "answers"
+
+
+def test_cancel_stops_a_running_fit_and_keeps_the_other_axes(studio, tiny_pack):
+    session = session_with(tiny_pack)
+    assert "No fit is running" in studio.axes.on_cancel(FakeRequest())
+    fit = studio.axes.on_fit("cheerful", "halfway", "cheerful", "gloomy", "", "",
+                             "\n".join(f"q{i}?" for i in range(12)), 12, 1, "answers", session,
+                             FakeRequest())  # fmt: skip
+    first = next(fit)  # the worker has started
+    assert "starting" in first[studio.axes.fit_status]
+    assert "Cancelling" in studio.axes.on_cancel(FakeRequest())
+    last = list(fit)[-1]
+    assert "Fit cancelled" in last[studio.axes.fit_status]
+    assert session.names() == ["cheerful"]  # no half-made axis, the other one kept
+
+
+def test_remove_rename_refit_and_download_act_on_the_named_axis(studio, tiny_pack, tmp_path):
+    session = session_with(copy.copy(tiny_pack))  # renaming rewrites the pack's axis
+    manage = studio.manage
+    assert "Pick an axis to remove" in manage.on_remove("nope", session)[studio.manage.status]
+    assert (
+        "Renamed to happy" in manage.on_rename("cheerful", " happy ", session)[studio.manage.status]
+    )
+    assert session.names() == ["happy"] and session.strengths == {"happy": 1.0}  # value kept
+    refused = manage.on_rename("happy", "", session)[studio.manage.status]
+    assert refused.startswith("**Error:**") and session.names() == ["happy"]
+    file_update, message = manage.on_download_pack("happy", session)
+    assert "ready" in message and file_update["visible"] is True
+    downloaded = AxisPack.load(file_update["value"], studio.holder.lm)
+    assert downloaded.name == "happy" and downloaded.ranks() == tiny_pack.ranks()
+    assert manage.on_download_pack("gone", session)[0]["visible"] is False
+    refit = list(studio.axes.on_refit("happy", session, FakeRequest()))
+    assert "Fitted happy" in refit[-1][studio.axes.fit_status]
+    assert session.axes["happy"] is not tiny_pack  # replaced by the new fit
+    assert (
+        "Pick an axis to re-fit"
+        in next(studio.axes.on_refit(None, session, FakeRequest()))[studio.axes.fit_status]
+    )
+    assert "Removed happy" in manage.on_remove("happy", session)[studio.manage.status]
+    assert session.names() == []
 
 
 def test_evaluate_tab_plots_a_report_and_refuses_bad_input(studio, tiny_pack):

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import torch
 
 from alignez_core.axes.subspace import SubspaceConfig, fit_layer_subspace
@@ -22,11 +24,20 @@ def test_recovers_the_difference_direction_oriented_to_the_positive_pole():
 
 
 def test_orientation_flips_sign_not_span():
+    """One pair moves far along +d, seven a little along −d: the mean difference (the way from
+    the negative pole to the positive one) is −d, but the SVD's own sign follows the far pair;
+    `orient` flips the direction to the mean's side and keeps its span."""
     direction = torch.zeros(16)
-    direction[5] = -1.0
-    positive, negative = pairs_along(direction)
-    oriented = fit_layer_subspace(positive, negative)
-    assert float(oriented.basis[0] @ oriented.mean_difference) > 0
+    direction[5] = 1.0
+    g = torch.Generator().manual_seed(0)
+    negative = torch.randn(8, 16, generator=g) * 0.01
+    positive = negative + torch.cat([3 * direction[None], -direction.repeat(7, 1)])
+    plain = SubspaceConfig(center=False, max_pair_cosine=1.0)
+    oriented = fit_layer_subspace(positive, negative, plain)
+    raw = fit_layer_subspace(positive, negative, replace(plain, orient=False))
+    assert float(oriented.mean_difference @ direction) < 0  # toward the + pole is −d
+    assert float(raw.basis[0] @ direction) > 0.99  # the SVD's sign: the wrong way
+    assert float(oriented.basis[0] @ direction) < -0.99  # oriented: the same span, flipped
 
 
 def test_rank_by_explained_variance_with_cap():

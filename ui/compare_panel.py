@@ -202,6 +202,8 @@ class ComparePanel:
                 f"The prompt is {len(prompt)} characters; the cap is "
                 f"{MAX_PROMPT_CHARS}. Shorten it and try again."
             )
+        if not 1 <= int(request.max_tokens or 0) <= MAX_NEW_TOKENS:  # API calls skip the slider
+            raise AlignEZError(f"New tokens must be 1–{MAX_NEW_TOKENS}, got {request.max_tokens}.")
         if request.layer_mode == "pinned" and not (request.pinned or "").strip():
             raise AlignEZError("Pinned layers are empty: type e.g. 8,9,10 or choose band.")
         apply_sliders(session, strengths)

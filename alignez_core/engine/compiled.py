@@ -146,6 +146,10 @@ class CompiledDecoder:
         # True: only buckets a warm-up has compiled decode compiled (`mark_warm`), so a request
         # never pays a compile; False: each bucket compiles on its first call
         self.warm_only = False
+        # What ran: generations served here, and decoding steps whose hook ran eagerly (0 when
+        # the compiled graph made every token); tests read both.
+        self.generations = 0
+        self.eager_steps = 0
         self._warm: set[int] = set()
         config = self.model.config.get_text_config(decoder=True)
         self._layers, self._hidden = config.num_hidden_layers, config.hidden_size
@@ -169,6 +173,8 @@ class CompiledDecoder:
             tables = self._active
             if tables is None:  # a forward outside `generate` (none is run on this clone)
                 return None
+            if not torch.compiler.is_compiling():  # this step ran as Python, not as the graph
+                self.eager_steps += 1
             scaled = tables.tensors["scaled"][site][layer]
             added = tables.tensors["added"][site][layer]
             edited = (hidden + norm32(hidden) * scaled + added).to(hidden.dtype)
@@ -250,7 +256,9 @@ class CompiledDecoder:
             self._traces, self._trace_site = traces, trace_site
             if traces is not None:
                 kwargs["streamer"] = _TracingStreamer(kwargs.get("streamer"), self, traces)
-            return self._generate_locked(inputs, edits, plan, generation_config, **kwargs)
+            output = self._generate_locked(inputs, edits, plan, generation_config, **kwargs)
+            self.generations += 1
+            return output
         finally:
             self._active, self._prefill_plan, self._traces = None, None, None
             self._lock.release()

@@ -22,6 +22,7 @@ from alignez_core.errors import FitCancelled, FitError
 from alignez_core.steering import DEFAULT_BAND, SteerSettings
 
 from .calibrate import CalibrationConfig, calibrate
+from .fingerprint import ModelIdentity, fit_fingerprint
 from .pairs import PairConfig, ProgressFn, generate_pairs, persona_prompt
 
 Readout = Literal["answers", "persona"]
@@ -81,10 +82,10 @@ def fit_axis(
     band or positions left None is the readout's, `READOUT_SETTINGS`, and the band the axis's
     own where it has one) on the first few of the same queries, and the pack keeps them.
     """
-    defaults = READOUT_SETTINGS[config.readout]
-    settings = settings.filled_from(replace(defaults, band=axis.band or defaults.band))
-    chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
-    chosen = chosen[: config.n_queries]
+    settings = fit_settings(axis, config, settings)
+    chosen = fit_queries(queries, config)
+    identity = ModelIdentity(lm.model_id, lm.hidden_size, lm.num_layers)
+    fingerprint = fit_fingerprint(identity, axis, chosen, config, settings)
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
@@ -111,7 +112,7 @@ def fit_axis(
         site=config.site,
         residual_norms=answers.norm(dim=-1).mean(0).tolist() if config.site == "residual" else [],
         pairs=pairs,
-        fit_config=asdict(config) | {"queries": len(chosen)},
+        fit_config=asdict(config) | {"queries": len(chosen), "fingerprint": fingerprint},
         rule_defaults=asdict(settings),
         timings=timings,
     )
@@ -126,6 +127,19 @@ def fit_axis(
         if progress is not None:
             progress("calibration", 1, 1)
     return pack
+
+
+def fit_settings(axis: Axis, config: FitConfig, settings: SteerSettings) -> SteerSettings:
+    """The settings a fit calibrates with: what `settings` leaves open is the readout's, and the
+    band the axis's own where it has one."""
+    defaults = READOUT_SETTINGS[config.readout]
+    return settings.filled_from(replace(defaults, band=axis.band or defaults.band))
+
+
+def fit_queries(queries: Sequence[str] | None, config: FitConfig) -> list[str]:
+    """The queries a fit answers: the user's non-blank ones, else the seed set; at most n."""
+    chosen = [q for q in (queries or []) if q.strip()] or seed_queries()
+    return chosen[: config.n_queries]
 
 
 def _read_pairs(
