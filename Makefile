@@ -17,7 +17,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev run test lint types peers bench results llamacpp loadtest browser packs clean
+.PHONY: setup dev run test lint types mutation peers bench results llamacpp loadtest browser packs clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,12 @@ results: peers
 packs: setup
 	for p in $$($(PY) -c "from alignez_core.axes.axis import preset_names; print(*preset_names())"); \
 		do $(PY) -m alignez_core fit --preset $$p --out assets/packs/$$p.safetensors >/dev/null; done
+
+# Mutation testing of the core modules against the fast tests (bench/mutation.py,
+# docs/mutation.md); slow, so not in `make test`.
+mutation: dev
+	$(PIP) mutmut==3.8.1 2>&1 | $(QUIET)
+	$(PY) bench/mutation.py
 
 loadtest: setup
 	$(PY) bench/loadtest.py
