@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,9 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # "alignez_core.engine.edit.x_compile_plan__mutmut_3: killed" (methods: xǁClassǁmethod)
-LINE = re.compile(
-    r"^\s*(?P<module>[\w.]+)\.x[ǁ_](?P<function>\S+)__mutmut_(?P<n>\d+): (?P<status>.+)$"
-)
+LINE = re.compile(r"^\s*(?P<name>(?P<module>[\w.]+)\.x[ǁ_]\S+__mutmut_\d+): (?P<status>.+)$")
 KILLED = {"killed", "timeout", "segfault"}  # a timeout or crash is a test noticing the mutant
 
 
@@ -36,7 +35,10 @@ def main() -> int:
     if not args.keep:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run([*mutmut, "run", "--max-children", str(args.max_children)], cwd=ROOT)
+    # mutmut forks a test process per mutant; torch's OpenMP pool does not survive a fork (the
+    # children hang until they time out), so every process here computes on one thread.
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([*mutmut, "run", "--max-children", str(args.max_children)], cwd=ROOT, env=env)
     listed = subprocess.run(
         [*mutmut, "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
@@ -51,7 +53,7 @@ def main() -> int:
         if status in KILLED:
             counts[module]["killed"] += 1
         else:
-            survivors.append(f"{module}.{match['function']}__mutmut_{match['n']}: {status}")
+            survivors.append(f"{match['name']}: {status}")  # `mutmut show NAME` gives the diff
     per_module = {
         module: {
             "killed": c["killed"],

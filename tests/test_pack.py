@@ -158,3 +158,80 @@ def test_the_fitted_rule_round_trips_and_a_foreign_one_is_refused(tiny_pack, tmp
     _rewrite(tiny_pack, path, edit_meta=lambda m: m.update(rule_defaults={"band": [0.9, 0.2]}))
     with pytest.raises(PackError, match="fitted band must be two fractions"):
         AxisPack.load(path)
+
+
+def _refused(tiny_pack, tmp_path, edit_meta=None, edit_tensors=None) -> str:
+    path = tmp_path / "edited.safetensors"
+    _rewrite(tiny_pack, path, edit_meta=edit_meta, edit_tensors=edit_tensors)
+    with pytest.raises(PackError) as refused:
+        AxisPack.load(path)
+    return str(refused.value)
+
+
+def _set(key, value):
+    return lambda meta: meta.__setitem__(key, value)
+
+
+def test_each_inconsistency_is_refused_with_its_own_message(tiny_pack, tmp_path):
+    n = tiny_pack.num_layers
+    assert _refused(tiny_pack, tmp_path, _set("num_layers", n + 1)) == (
+        f"edited.safetensors: metadata lists {n} layers, claims {n + 1}."
+    )
+    assert "metadata lists" in _refused(tiny_pack, tmp_path, _set("hidden_size", 0))
+    assert _refused(tiny_pack, tmp_path, _set("hidden_size", 1)).startswith(
+        "edited.safetensors: layer 0 tensors have shapes"
+    )  # a width of 1 is allowed here, and then the tensors disagree with it
+    extra = _refused(tiny_pack, tmp_path, edit_tensors=lambda t: t.update(x=torch.zeros(1)))
+    assert extra == "edited.safetensors: tensors do not match the layers the metadata describes."
+
+    def with_nan(tensors):  # a copy: the pack's own tensors are shared with the fixture
+        poisoned = tensors["layers.1.mean_difference"].clone()
+        poisoned[0] = float("nan")
+        tensors["layers.1.mean_difference"] = poisoned
+
+    nan = _refused(tiny_pack, tmp_path, edit_tensors=with_nan)
+    assert nan == "edited.safetensors: layer 1 holds NaN or inf values."
+    coords = _refused(
+        tiny_pack,
+        tmp_path,
+        edit_tensors=lambda t: t.update({"layers.2.pair_coords": torch.zeros(3, 2)}),
+    )
+    assert coords == "edited.safetensors: layer 2 pair coordinates do not match the pairs."
+    assert _refused(tiny_pack, tmp_path, _set("site", "attention")) == (
+        "edited.safetensors: unknown readout site 'attention'; known: residual, mlp."
+    )
+    norms = _refused(tiny_pack, tmp_path, _set("residual_norms", [1.0] * (n - 1)))
+    assert norms == f"edited.safetensors: residual_norms must be {n} positive numbers."
+    assert "residual_norms must be" in _refused(
+        tiny_pack, tmp_path, _set("residual_norms", [0.0] * n)
+    )
+    assert "residual_norms must be" in _refused(
+        tiny_pack, tmp_path, _set("residual_norms", [1e12] * n)
+    )
+
+
+def test_a_loaded_pack_keeps_every_field(tiny_pack, tmp_path):
+    loaded = AxisPack.load(tiny_pack.save(tmp_path / "p.safetensors"))
+    assert (loaded.model_id, loaded.hidden_size, loaded.pooling) == (
+        tiny_pack.model_id,
+        tiny_pack.hidden_size,
+        tiny_pack.pooling,
+    )
+    as_json = json.loads(json.dumps(tiny_pack.fit_config))  # tuples come back as lists
+    assert loaded.fit_config == as_json and loaded.created == tiny_pack.created
+    assert loaded.rule_defaults == json.loads(json.dumps(tiny_pack.rule_defaults))
+    for a, b in zip(loaded.layers, tiny_pack.layers, strict=True):
+        assert torch.equal(a.singular_values, b.singular_values)
+        assert (a.pairs_kept, a.pairs_total) == (b.pairs_kept, b.pairs_total)
+    for a, b in zip(loaded.pair_coords, tiny_pack.pair_coords, strict=True):
+        assert torch.allclose(a, b)
+    info = loaded.info()
+    assert info["pairs"] == len(tiny_pack.pairs) and "readout_note" not in info
+    assert "calibration_note" not in info and "site_note" not in info
+    assert loaded.slider_note() == (
+        f"±1 = the calibrated clean edge: +1 pushes {tiny_pack.calibration.positive:g}, −1 pushes "
+        f"{tiny_pack.calibration.negative:g} × each edited layer's residual norm"
+    )
+    loaded.calibration = None
+    assert "not calibrated" in loaded.info()["calibration_note"]
+    assert loaded.slider_note() == "±1 = the rule's default scale (this axis is not calibrated)"

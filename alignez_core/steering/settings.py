@@ -64,8 +64,9 @@ class SteerSettings:
         """The layers of the band on a model of `num_layers` (never empty); with no band set
         (no pack to take one from), `DEFAULT_BAND`'s."""
         band = self.band or DEFAULT_BAND
-        low, high = round(band[0] * num_layers), round(band[1] * num_layers)
-        return tuple(range(min(low, num_layers - 1), max(high, low + 1)))
+        start = min(round(band[0] * num_layers), num_layers - 1)
+        end = min(round(band[1] * num_layers), num_layers)  # never past the last layer
+        return tuple(range(start, max(end, start + 1)))
 
     def filled_from(self, defaults: SteerSettings) -> SteerSettings:
         """These settings with the rule, band and positions they leave open (None) taken from
