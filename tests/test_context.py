@@ -178,3 +178,12 @@ def test_the_shipped_cheerful_pack_steers_transformers_generate(real_lm, prompt)
     default = az.generate(real_lm, [prompt], {pack: -1.0}, sampling=SamplingConfig(24))[0]
     assert guarded == default.edited
     assert own_generate(real_lm, prompt, 24) == answer.base
+
+
+def test_a_refusal_names_the_model_it_was_given(tiny_pack):
+    wider = make_model(hidden=96).model
+    with pytest.raises(az.PackError, match="the loaded model LlamaForCausalLM has hidden size 96"):
+        enter(wider, {tiny_pack: 1.0})
+    wider.config._name_or_path = "my/own-model"
+    with pytest.raises(az.PackError, match="the loaded model my/own-model has hidden size 96"):
+        enter(wider, {tiny_pack: 1.0})

@@ -97,3 +97,18 @@ def test_interleaved_calls_do_not_leak_edits(tiny_llama, monkeypatch):
     thread.join()
     assert out_b == base_alone
     assert out_a[0][0].token_ids != base_alone
+
+
+def test_hidden_of_and_with_hidden_handle_tuple_outputs():
+    """MoE MLPs return (hidden, router logits) and some blocks (hidden, cache, …): the edit
+    reads and replaces the first element and keeps the rest."""
+    from alignez_core.engine.hooks import hidden_of, with_hidden
+
+    hidden, extra, more = torch.ones(1, 2, 4), torch.zeros(3), torch.full((2,), 7.0)
+    assert hidden_of((hidden, extra)) is hidden and hidden_of(hidden) is hidden
+    assert hidden_of(("not a tensor", extra)) is None and hidden_of(None) is None
+    edited = hidden * 2
+    replaced = with_hidden((hidden, extra, more), edited)
+    assert isinstance(replaced, tuple) and len(replaced) == 3
+    assert replaced[0] is edited and replaced[1] is extra and replaced[2] is more
+    assert with_hidden(hidden, edited) is edited
