@@ -1,5 +1,6 @@
 import copy
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -119,14 +120,11 @@ def test_axis_edit_at_zero_top_n_and_each_sign(tiny_llama, tiny_pack):
     settings = SteerSettings(rule="subspace")
     zero = axis_edit(tiny_pack, 0.0, query, settings)
     own = settings.for_pack(tiny_pack).chosen_positions
-    assert (zero.axis, zero.strength, zero.layers, zero.edit) == (
-        "cheerful",
-        0.0,
-        (),
-        Edit(positions=own),
-    )
-    full = axis_edit(tiny_pack, 2.0, query, SteerSettings(rule="subspace", band=(0.0, 1.0)))
-    top = axis_edit(tiny_pack, 2.0, query, SteerSettings(rule="subspace", band=(0.0, 1.0), top_n=1))
+    assert (zero.axis, zero.strength, zero.layers) == ("cheerful", 0.0, ())
+    assert zero.edit == Edit(positions=own)
+    everywhere = SteerSettings(rule="subspace", band=(0.0, 1.0))
+    full = axis_edit(tiny_pack, 2.0, query, everywhere)
+    top = axis_edit(tiny_pack, 2.0, query, replace(everywhere, top_n=1))
     assert len(top.layers) == 1 < len(full.layers) and top.layers[0] in full.layers
     assert full.strength == 2.0 and len(full.choices) == len(full.layers)
     up, down = (axis_edit(tiny_pack, s, query, settings) for s in (2.0, -2.0))
@@ -135,59 +133,5 @@ def test_axis_edit_at_zero_top_n_and_each_sign(tiny_llama, tiny_pack):
     for choice in down.choices:
         assert (choice.cosines >= 0).all()  # toward −: the ones it holds
     assert any(len(c.cosines) for c in up.choices) and any(len(c.cosines) for c in down.choices)
-    with pytest.raises(EditError, match="strength of axis 'cheerful' must be finite"):
-        generate(tiny_llama, ["hi"], {tiny_pack: bad})
-
-
-def test_unknown_rule_and_pinned_layers(tiny_llama, tiny_pack):
-    with pytest.raises(EditError, match="Unknown rule 'magic'"):
-        SteerSettings(rule="magic")
-    query = torch.zeros(tiny_llama.num_layers, tiny_llama.hidden_size)
-    pinned = axis_edit(tiny_pack, 1.0, query, SteerSettings(rule="mean_diff", layers=(0, 2)))
-    assert pinned.layers == (0, 2)
-
-
-def test_a_pack_steers_with_its_fitted_rule_and_positions_unless_told_otherwise(
-    tiny_llama, tiny_pack
-):
-    assert (tiny_pack.fitted_rule(), tiny_pack.fitted_positions()) == ("subspace", "last")
-    persona_like = copy.copy(tiny_pack)
-    persona_like.rule_defaults = {"rule": "mean_diff", "positions": "all"}
-    prompts = ["Tell me about rain."]
-    as_fitted = generate(tiny_llama, prompts, {persona_like: 1.0}, SteerSettings(), GREEDY)
-    told = SteerSettings(rule="mean_diff", positions="all")
-    explicit = generate(tiny_llama, prompts, {tiny_pack: 1.0}, told, GREEDY)
-    assert as_fitted[0].edited == explicit[0].edited
-    for asked, rule in ((SteerSettings(), "add"), (SteerSettings("project"), "project")):
-        edit = plan_edits(tiny_llama, prompts, {persona_like: 1.0}, asked)[0][0].edit
-        # the caller's rule wins; the positions it left open are the pack's
-        assert {(item.rule, item.positions) for item in edit.layer_edits} == {(rule, "all")}
-
-
-def test_axis_edit_at_zero_top_n_and_each_sign(tiny_llama, tiny_pack):
-    from alignez_core.engine.activations import query_embeddings
-
-    query = query_embeddings(tiny_llama, ["hello"], tiny_pack.pooling, tiny_pack.site)[0]
-    settings = SteerSettings(rule="subspace")
-    zero = axis_edit(tiny_pack, 0.0, query, settings)
-    own = settings.for_pack(tiny_pack).chosen_positions
-    assert (zero.axis, zero.strength, zero.layers, zero.edit) == (
-        "cheerful",
-        0.0,
-        (),
-        Edit(positions=own),
-    )
-    full = axis_edit(tiny_pack, 2.0, query, SteerSettings(rule="subspace", band=(0.0, 1.0)))
-    top = axis_edit(tiny_pack, 2.0, query, SteerSettings(rule="subspace", band=(0.0, 1.0), top_n=1))
-    assert len(top.layers) == 1 < len(full.layers) and top.layers[0] in full.layers
-    assert full.strength == 2.0 and len(full.choices) == len(full.layers)
-    up, down = (axis_edit(tiny_pack, s, query, settings) for s in (2.0, -2.0))
-    for choice in up.choices:
-        assert (choice.cosines <= 0).all()  # toward +: the directions the prompt lacks
-    for choice in down.choices:
-        assert (choice.cosines >= 0).all()  # toward −: the ones it holds
-    assert {c.layer: len(c.cosines) for c in up.choices} != {
-        c.layer: len(c.cosines) for c in down.choices
-    } or any(not torch.equal(a.directions, b.directions) for a, b in zip(up.choices, down.choices))
     with pytest.raises(EditError, match="strength of axis 'cheerful' must be finite"):
         axis_edit(tiny_pack, float("nan"), query, settings)
