@@ -27,18 +27,8 @@ LINE = re.compile(r"^\s*(?P<name>(?P<module>[\w.]+)\.x[ǁ_]\S+__mutmut_\d+): (?P
 KILLED = {"killed", "timeout", "segfault"}  # a timeout or crash is a test noticing the mutant
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--max-children", type=int, default=2)
-    parser.add_argument("--keep", action="store_true", help="reuse mutants/ from an earlier run")
-    args = parser.parse_args()
-    if not args.keep:
-        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-    mutmut = [sys.executable, "-m", "mutmut"]
-    # mutmut forks a test process per mutant; torch's OpenMP pool does not survive a fork (the
-    # children hang until they time out), so every process here computes on one thread.
-    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run([*mutmut, "run", "--max-children", str(args.max_children)], cwd=ROOT, env=env)
+def read_results(mutmut: list[str]) -> tuple[dict[str, Counter], list[str]]:
+    """Per module, killed and total; and every survivor as 'NAME: status'."""
     listed = subprocess.run(
         [*mutmut, "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
@@ -54,6 +44,33 @@ def main() -> int:
             counts[module]["killed"] += 1
         else:
             survivors.append(f"{match['name']}: {status}")  # `mutmut show NAME` gives the diff
+    return counts, survivors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="reuse mutants/ from an earlier run")
+    parser.add_argument(
+        "--confirm", action="store_true", help="rerun each survivor alone (about 8 s each)"
+    )
+    args = parser.parse_args()
+    if not args.keep:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    mutmut = [sys.executable, "-m", "mutmut"]
+    # mutmut forks a test process per mutant; torch's OpenMP pool does not survive a fork (the
+    # children hang until they time out), so every process here computes on one thread.
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run([*mutmut, "run", "--max-children", str(args.max_children)], cwd=ROOT, env=env)
+    counts, survivors = read_results(mutmut)
+    if survivors and args.confirm:
+        # Each survivor run again on its own: a check that a batch run's survivors are not an
+        # artefact of state shared by its forked workers (seen with several threads per worker).
+        for name in [line.split(": ")[0] for line in survivors]:
+            subprocess.run([*mutmut, "run", name], cwd=ROOT, env=env, capture_output=True)
+        before = len(survivors)
+        counts, survivors = read_results(mutmut)
+        print(f"confirmed alone: {len(survivors)} of {before} batch survivors")
     per_module = {
         module: {
             "killed": c["killed"],

@@ -187,3 +187,19 @@ def test_a_refusal_names_the_model_it_was_given(tiny_pack):
     wider.config._name_or_path = "my/own-model"
     with pytest.raises(az.PackError, match="the loaded model my/own-model has hidden size 96"):
         enter(wider, {tiny_pack: 1.0})
+
+
+def test_every_row_of_the_callers_batch_is_edited(tiny_llama, tiny_pack):
+    """A batch of the caller's own: each row gets the edit, as if it ran alone."""
+    prompts = ["Tell me about the sea.", "Tell me of a grey sky."]  # same length in tokens
+    texts = [tiny_llama.format_prompt(p) for p in prompts]
+    encoded = tiny_llama.encode(texts, return_tensors="pt")
+    assert encoded["input_ids"].shape[1] == len(tiny_llama.encode(texts[0])["input_ids"])
+    with az.steer(tiny_llama.model, {tiny_pack: -8.0}, CAA), torch.inference_mode():
+        out = tiny_llama.model.generate(
+            **encoded, max_new_tokens=TOKENS, do_sample=False,
+            pad_token_id=tiny_llama.tokenizer.pad_token_id,
+        )  # fmt: skip
+    start = encoded["input_ids"].shape[1]
+    together = [tiny_llama.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
+    assert together == [engine_edited(tiny_llama, p, {tiny_pack: -8.0}).edited for p in prompts]
