@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
@@ -110,12 +112,20 @@ def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path
         ([*base, "--prompts", str(empty)], "has no queries"),
         ([*base, "--prompts", str(prompts), "--judge", "vibes"], "Unknown judge 'vibes'"),
         ([*base, "--prompts", str(prompts), "--strengths", "1,two"], "--strengths expects"),
-        (["eval", "--axis", str(pack_path), "--prompts", str(prompts)],  # default SmolLM2
-         "has hidden size 576"),
     ]  # fmt: skip
     for args, message in cases:
         result = run_cli(*args)
         assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.real_model
+def test_eval_refuses_a_pack_for_another_model(tiny_pack, tmp_path):
+    """With no --model, the embedded SmolLM2 loads, and a tiny model's pack is refused."""
+    pack_path = tiny_pack.save(tmp_path / "p.safetensors")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\n")
+    result = run_cli("eval", "--axis", str(pack_path), "--prompts", str(prompts))
+    assert result.returncode == 2 and "has hidden size 576" in result.stderr.splitlines()[-1]
 
 
 def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
