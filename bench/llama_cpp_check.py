@@ -8,7 +8,7 @@ Fits cheerful on the embedded SmolLM2 (8 queries), exports the control vector at
 +1 with `export_control_vector`, then on dev prompts: llama.cpp's own greedy chat completion
 on the same GGUF weights, without and with the file applied through `llama_set_adapter_cvec`
 (the call behind `--control-vector`, which loads `direction.N` into layer N), against our engine
-with the same file imported (`caa`, every layer, every position — how llama.cpp applies it).
+with the same file imported (`mean_diff`, every layer, every position — how llama.cpp applies it).
 
     python bench/llama_cpp_check.py [--prompts 6] [--tokens 48] [--strength 1]
 """

@@ -2,8 +2,8 @@
 
 Fits cheerful ↔ gloomy, simple ↔ technical and concise ↔ verbose on the default model with the
 default settings (the default readout, its own rule, band and positions, calibrated slider),
-then evaluates the pack's own rule, `steer` (subspace, per query), `caa` (the mean difference of
-the same pairs) and `paper` at slider −2 … +2, beside the prompting baseline (the pole asked for
+then evaluates the pack's own rule, `subspace` (per query), `mean_diff` (the mean difference of
+the same pairs) and `project` at slider −2 … +2, beside the prompting baseline (the pole asked for
 in words); the same axis fitted with the other readout, its rules as rows 'READOUT RULE'; and
 the peers' own trained vectors, on the dev prompt set (never used to fit or calibrate); then
 every pair of the three at ±1, with the shared budget and without

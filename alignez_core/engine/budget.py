@@ -4,7 +4,7 @@ Two pushes that are each clean alone can add up past the clean edge (measured: c
 simple +1 made 4 of 12 answers loop, though each alone made at most 1). Per (site, layer), the
 combined additive push Σ sᵢ·uᵢ is kept within `budget` × the strongest single push there; when it
 would exceed that, every axis's part at that layer is scaled by the same factor, so the ratio the
-sliders ask for is kept. Only additive edits (`add`) take part: the relative rules (`paper`,
+sliders ask for is kept. Only additive edits (`add`) take part: the relative rules (`project`,
 `tanh`, `scaled_add` on MLP-site packs) scale with the state itself.
 """
 

@@ -11,7 +11,7 @@ length to a multiple of `cache_bucket`), so the graphs stay few.
 
 The prefill (variable length) runs eagerly through the same hooks with the eager plan, so every
 rule and position behaves there exactly as on the eager path. Decoding steps need table rules:
-a batch with `paper` / `tanh` edits (a projection per token) decodes eagerly instead.
+a batch with `project` / `tanh` edits (a projection per token) decodes eagerly instead.
 
 The compiled model is a structural clone of the user's model sharing every parameter and buffer
 (no weights copied, the user's model untouched); its hooks are permanent and its tables are used

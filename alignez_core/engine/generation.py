@@ -25,6 +25,8 @@ from .architecture import Site
 from .edit import Edit, compile_plan
 from .model import LoadedModel
 
+LOOP_GUARD_SPANS = range(2, 65)  # span lengths the loop guard takes (0 in a config: off)
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -54,7 +56,7 @@ class SamplingConfig:
             raise AlignEZError(
                 f"repetition_penalty must be in [1, 2], got {self.repetition_penalty}."
             )
-        if self.loop_guard != 0 and not 2 <= self.loop_guard <= 64:
+        if self.loop_guard != 0 and self.loop_guard not in LOOP_GUARD_SPANS:
             raise AlignEZError(f"loop_guard must be 0 (off) or 2–64 tokens, got {self.loop_guard}.")
 
 
@@ -111,7 +113,7 @@ class LoopGuard(LogitsProcessor):
     """
 
     def __init__(self, size: int = 8, prompt_length: int | None = None) -> None:
-        if not 2 <= size <= 64:
+        if size not in LOOP_GUARD_SPANS:
             raise AlignEZError(f"loop_guard must be 2–64 tokens, got {size}.")
         self.size = size
         self.start = prompt_length

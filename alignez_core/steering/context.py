@@ -4,9 +4,10 @@ pipeline or a custom sampling loop, not only ours.
 Inside `with steer(model, {pack: -1}):` every forward of `model` run by the calling thread or
 task is edited as our `generate` edits its edited row: the pack's calibrated units, rule, band
 and positions, several packs combined within the budget. What cannot apply without the prompt
-falls back the way the control-vector export does (docs/api.md): the `steer` rule (the mean
-difference restricted to the prompt's subspace) pushes along the plain mean difference (`caa`),
-and per-prompt layer ranking (`top_n`) and the amplifying rules (`paper`, `tanh`) are refused.
+falls back the way the control-vector export does (docs/api.md): the `subspace` rule (the mean
+difference restricted to the prompt's subspace) pushes along the plain mean difference
+(`mean_diff`), and per-prompt layer ranking (`top_n`) and the amplifying rules (`project`,
+`tanh`) are refused.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from alignez_core.errors import EditError
 from .plan import AxisEdit, axis_edit, combine
 from .settings import SteerSettings
 
-# What each rule becomes without a prompt: `steer` selects its subspace per prompt, so it
+# What each rule becomes without a prompt: `subspace` selects its subspace per prompt, so it
 # travels as its prompt-free form, the unit mean difference (as `export` writes it).
 PROMPT_FREE_RULE = {"subspace": "mean_diff", "mean_diff": "mean_diff"}
 
@@ -84,7 +85,7 @@ def _prompt_free_edit(pack: AxisPack, strength: float, settings: SteerSettings) 
             f"Use rule 'mean_diff' for {pack.name!r}, or alignez_core.generate."
         )
     width = pack.layers[0].mean_difference.shape[-1] if pack.layers else 0
-    no_prompt = torch.zeros(pack.num_layers, width)  # caa's layers and directions ignore it
+    no_prompt = torch.zeros(pack.num_layers, width)  # mean_diff's layers and directions ignore it
     return axis_edit(pack, strength, no_prompt, replace(own, rule=rule))
 
 

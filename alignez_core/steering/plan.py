@@ -1,10 +1,11 @@
 """Per prompt, each axis's edit: its layers, directions, rule and strength, then one row's
 edit from several axes (their shared layers kept within the budget).
 
-Rules (docs/method.md §6): `steer` pushes along the oriented mean difference projected onto the
-query's AlignEZ subspace; `caa` along the unit mean difference; `paper` amplifies what the state
-holds along the subspace (x + α·Σ⟨x,θ⟩θ); `tanh` is its norm-scaled form. Layers: every layer of
-the pack's band by default; `top_n` keeps the per-query best n, `layers` pins them.
+Rules (docs/method.md §6): `subspace` pushes along the oriented mean difference projected onto
+the query's AlignEZ subspace; `mean_diff` along the unit mean difference; `project` amplifies
+what the state holds along the subspace (x + α·Σ⟨x,θ⟩θ); `tanh` is its norm-scaled form.
+Layers: every layer of the pack's band by default; `top_n` keeps the per-query best n, `layers`
+pins them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _layer_edit(
     """The edit at one layer. Additive rules on a residual pack push a fixed step in the layer's
     residual units (`add`); otherwise the rule runs as named, relative to the token's state.
 
-    `paper` and `tanh` amplify what the state already holds along Θ, so they always edit the MLP
+    `project` and `tanh` amplify what the state already holds along Θ, so they always edit the MLP
     output (the paper's site): on the residual stream, x + ⟨x,θ⟩θ at α = 1 turned every answer
     on every axis into a loop (docs/RESULTS.md)."""
     if rule in ADDITIVE_RULES:

@@ -16,7 +16,7 @@ from alignez_core.engine.edit import Positions, check_positions, check_strength,
 from alignez_core.errors import EditError
 
 ADDITIVE_RULES = ("subspace", "mean_diff")
-# Slider value → rule strength where a pack carries no calibration. `paper` is exactly α. The
+# Slider value → rule strength where a pack carries no calibration. `project` is exactly α. The
 # additive rules push by a fraction of a norm per edited layer: of the layer's typical residual
 # norm for residual packs (the probe's clean point on SmolLM2), of the token's own MLP-output
 # norm for MLP packs.
