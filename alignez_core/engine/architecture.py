@@ -9,7 +9,7 @@ looking at the module tree instead of hard-coding one attribute path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -43,13 +43,23 @@ class DecoderLayout:
         raise ValueError(f"site must be one of {SITES}, got {site!r}.")
 
 
+def text_config(model: nn.Module) -> Any:
+    """The decoder's config (a multimodal model's text part), or None for a model without one."""
+    config: Any = getattr(model, "config", None)
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def hidden_size_of(model: nn.Module) -> int:
+    """The width of the decoder's hidden states."""
+    return int(text_config(model).hidden_size)
+
+
 def _expected_layer_count(model: nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    if config is None:
+    text = text_config(model)
+    if text is None:
         return None
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for name in ("num_hidden_layers", "n_layer", "num_layers"):
-        value = getattr(text_config, name, None)
+        value = getattr(text, name, None)
         if isinstance(value, int) and value > 0:
             return value
     return None

@@ -34,7 +34,7 @@ from transformers import (
 
 from alignez_core.errors import ModelLoadError
 
-from .architecture import DecoderLayout, find_decoder_layout
+from .architecture import DecoderLayout, find_decoder_layout, hidden_size_of
 from .hooks import EditHooks, hooks_for
 
 if TYPE_CHECKING:
@@ -151,9 +151,7 @@ class LoadedModel:
 
     @property
     def hidden_size(self) -> int:
-        config = self.model.config
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        return int(text_config.hidden_size)
+        return hidden_size_of(self.model)
 
     @property
     def device(self) -> torch.device:

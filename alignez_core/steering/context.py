@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from torch import nn
 
 from alignez_core.axes.pack import AxisPack
-from alignez_core.engine.architecture import DecoderLayout, find_decoder_layout
+from alignez_core.engine.architecture import DecoderLayout, find_decoder_layout, hidden_size_of
 from alignez_core.engine.edit import compile_plan
 from alignez_core.engine.hooks import EditHooks, active_plan, hooks_for
 from alignez_core.engine.model import LoadedModel, execution_device
@@ -50,9 +49,7 @@ class _Target:
 
     @property
     def hidden_size(self) -> int:
-        config: Any = getattr(self.model, "config", None)
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        return int(text_config.hidden_size)
+        return hidden_size_of(self.model)
 
     def layer_device(self, site: str, layer: int) -> torch.device:
         return execution_device(self.layout.modules_at(site)[layer])  # type: ignore[arg-type]
@@ -107,7 +104,7 @@ def steer(
     target = _target(model)
     for pack in axes:
         pack.check_compatible(target)
-    edits = [_prompt_free_edit(pack, float(s), settings) for pack, s in axes.items() if s != 0]
+    edits = [_prompt_free_edit(pack, s, settings) for pack, s in axes.items() if s != 0]
     edit = combine(edits, settings)
     plan = compile_plan([edit], target.num_layers, target.hidden_size, target.layer_device)
     shared = plan.for_every_row() if plan is not None else None
