@@ -81,13 +81,8 @@ class EditHooks:
         """
         keys = set(plan.ops_by_site if plan is not None else ())
         keys |= {(trace_site, layer) for layer in traces or ()}
-        if not keys:  # nothing to do: no hooks, no per-layer overhead, and no edit of an
-            token = _STATE.set(None)  # enclosing `steer()` block reaches this call either
-            try:
-                yield
-            finally:
-                _STATE.reset(token)
-            return
+        # With no keys nothing is hooked (no per-layer cost), and this call's own state still
+        # replaces any enclosing `steer()` block's, so that block's edit never reaches it.
         with self._active(_CallState(plan=plan, traces=traces, trace_site=trace_site), keys):
             yield
 
