@@ -213,7 +213,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from alignez_core.measure.judges import JUDGE_NAMES
 
     strengths = parse_floats(args.strengths, "--strengths")
-    rules = tuple(slider_rule(r.strip()) for r in args.rules.split(",") if r.strip())
+    rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())  # EvalConfig checks
     judges = tuple(args.judge or ["tone"])
     unknown = [j for j in judges if j not in JUDGE_NAMES]
     if unknown:

@@ -17,7 +17,7 @@ import numpy as np
 
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.activations import query_embeddings
-from alignez_core.engine.edit import LEGACY_RULE_NAMES, Positions, check_strength
+from alignez_core.engine.edit import Positions, check_strength, slider_rule
 from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
 from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import AlignEZError
@@ -59,11 +59,10 @@ class EvalConfig:
             raise AlignEZError("No strengths to evaluate.")
         for s in self.strengths:
             check_strength(s)
-        known = tuple(LEGACY_RULE_NAMES.get(r, r) for r in self.rules)  # older names, today's
-        object.__setattr__(self, "rules", known)
-        bad = [r for r in self.rules if r not in SLIDER_RULES]
-        if bad or not self.rules:
-            raise AlignEZError(f"Unknown rule(s) {bad}; choose from {', '.join(SLIDER_RULES)}.")
+        if not self.rules:
+            raise AlignEZError(f"No rules to evaluate; choose from {', '.join(SLIDER_RULES)}.")
+        # today's names (an older one is translated), or an error naming the unknown one
+        object.__setattr__(self, "rules", tuple(slider_rule(r) for r in self.rules))
         self.settings(self.rules[0])  # validate the layer choice before anything runs
 
     def settings(self, rule: str) -> SteerSettings:
