@@ -26,15 +26,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gradio_client import handle_file
 from loadtest_bad import bad_inputs, make_packs
-from studio_client import App, answers, axes_in_session, generate_args, status_of, upload
+from studio_client import (
+    ROOT,
+    App,
+    answer_text,
+    answers,
+    axes_in_session,
+    generate_args,
+    status_of,
+    upload,
+)
 
+from alignez_core import AxisPack
+
+HERE = Path(__file__).resolve().parent
 PROMPTS = [
     "What should I do this weekend?",
     "Describe your morning commute.",
     "How do I make a good cup of coffee?",
     "Tell me about autumn.",
 ]
-STRENGTHS = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -1.5, 1.5]
+SHIPPED = ROOT / "assets" / "packs"
+# Session i's slider in the first concurrent round. Session 1 stays at 0: its answer must be the
+# base model's whatever its neighbours do. The quick run's steered sessions (cheerful +2, concise
+# +2, cheerful −2 in round two) each move their first 16 tokens, so a leak from them would show.
+STRENGTHS = [2.0, 0.0, 2.0, 1.5, -2.0, 1.0, -1.5, 0.5]
 
 
 def first_token_seconds(client, args: list, timeout: float = 300) -> tuple[float, float, tuple]:
@@ -57,24 +73,73 @@ def first_token_seconds(client, args: list, timeout: float = 300) -> tuple[float
     return (first if first is not None else total), total, result
 
 
-def isolation(app: App, packs: list[Path], n: int, tokens: int) -> dict:
-    clients = [app.client() for _ in range(n)]
-    for i, client in enumerate(clients):
-        upload(client, packs[i % len(packs)])
-    requests = [generate_args(PROMPTS[i % len(PROMPTS)], [STRENGTHS[i]], tokens) for i in range(n)]
-    alone = [
-        answers(c.predict(*r, api_name="/generate")) for c, r in zip(clients, requests, strict=True)
+def isolation_packs(workdir: Path, fitted: list[Path], n: int) -> list[Path]:
+    """One pack per session, no two with the same axis: the CLI-fitted ones, then shipped
+    presets; past the distinct ones a pack repeats."""
+    names = {AxisPack.load(p).name for p in fitted}
+    shipped = [p for p in sorted(SHIPPED.glob("*.safetensors")) if p.stem not in names]
+    distinct = [*fitted, *shipped]
+    return [distinct[i % len(distinct)] for i in range(n)]
+
+
+def reference_answers(workdir: Path, requests: list[dict]) -> list[list[str]]:
+    """Each request answered by the engine in a separate process (`loadtest_reference.py`)."""
+    asked, answered = workdir / "reference-requests.json", workdir / "reference-answers.json"
+    asked.write_text(json.dumps(requests))
+    subprocess.run([sys.executable, str(HERE / "loadtest_reference.py"), str(asked),
+                    str(answered)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+    return json.loads(answered.read_text())
+
+
+def isolation(app: App, workdir: Path, fitted: list[Path], n: int, tokens: int) -> dict:
+    """Each session's answers, served alone and then with every session at once (twice: the
+    second time with sessions 0, 3 and 6 flipped, so every session's neighbours change),
+    against the engine's answer to the same request in a separate process."""
+    packs = isolation_packs(workdir, fitted, n)
+    rounds = [
+        [STRENGTHS[i] for i in range(n)],
+        [STRENGTHS[i] * (-1 if i % 3 == 0 else 1) for i in range(n)],  # sessions 0, 3, 6 flip
     ]
-    with ThreadPoolExecutor(n) as pool:
-        together = list(
-            pool.map(
-                lambda cr: answers(cr[0].predict(*cr[1], api_name="/generate")),
-                zip(clients, requests, strict=True),
-            )
-        )
+    requests = [
+        {"prompt": PROMPTS[i % len(PROMPTS)], "pack": str(packs[i]), "strength": s[i],
+         "tokens": tokens}
+        for s in rounds for i in range(n)
+    ]  # fmt: skip
+    reference = reference_answers(workdir, requests)
+    clients = [app.client() for _ in range(n)]
+    for client, pack in zip(clients, packs, strict=True):
+        upload(client, pack)
+
+    def served(i: int, strengths: list[float]) -> list[str]:
+        args = generate_args(PROMPTS[i % len(PROMPTS)], [strengths[i]], tokens)
+        return [
+            answer_text(panel) for panel in answers(clients[i].predict(*args, api_name="/generate"))
+        ]
+
+    alone = [served(i, rounds[0]) for i in range(n)]
+    together = []
+    for strengths in rounds:
+        with ThreadPoolExecutor(n) as pool:
+            together += list(pool.map(lambda i, s=strengths: served(i, s), range(n)))
+    # alone: round one's requests; together: round one's, then round two's (as `requests`)
+    served_answers = [*alone, *together]
+    expected = [*reference[:n], *reference]
+    wrong = [
+        {"session": k % n, "expected": want, "served": got}
+        for k, (got, want) in enumerate(zip(served_answers, expected, strict=True))
+        if got != want
+    ]
     return {
         "isolation_sessions": n,
-        "isolation_mismatches": sum(a != b for a, b in zip(alone, together, strict=True)),
+        "isolation_distinct_packs": len(set(packs)),
+        "isolation_answers_compared": len(served_answers),
+        "isolation_mismatches": len(wrong),
+        # a leak can only show where steering shows: every steered request's edit must move it
+        "isolation_steered": sum(r["strength"] != 0 for r in requests),
+        "isolation_steered_visible": sum(
+            r["strength"] != 0 and a[1] != a[0] for r, a in zip(requests, reference, strict=True)
+        ),
+        "isolation_first_mismatch": wrong[0] if wrong else None,
     }
 
 
@@ -267,14 +332,14 @@ def main() -> None:
         "--quick", action="store_true", help="3 sessions, 10 generations, one round of cancels"
     )
     args = parser.parse_args()
-    sessions, burst_n, soak_n, tokens = (3, 6, 10, 16) if args.quick else (8, 24, 100, 32)
+    sessions, burst_n, soak_n, tokens = (3, 6, 10, 16) if args.quick else (7, 24, 100, 32)
     results: dict = {"mode": "quick" if args.quick else "full"}
     with tempfile.TemporaryDirectory(prefix="alignez-loadtest-") as folder:
         workdir = Path(folder)
         packs = make_packs(workdir)
         app = App(workdir).start()
         try:
-            results |= isolation(app, packs, sessions, tokens)
+            results |= isolation(app, workdir, packs, sessions, tokens)
             results |= bad_inputs(app, workdir, packs[0])
             results |= cancel_and_disconnect(app, slots=4)  # the generate event's concurrency
             if not args.quick:

@@ -3,9 +3,11 @@ its public API with `gradio_client`, as any user or script would."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -125,6 +127,14 @@ def generate_args(prompt: str, sliders=(), tokens: int = 32, prompted: bool = Tr
 def answers(result) -> tuple[str, str, str]:
     """(base, edited, prompted) HTML from a generate result; the status is index 3."""
     return result[0], result[1], (result[2]["value"] if isinstance(result[2], dict) else result[2])
+
+
+def answer_text(panel: str) -> str:
+    """The plain text an answer panel shows (its divergence mark and escapes undone)."""
+    match = re.search(r'<div class="answer-text">(.*)</div></div>$', panel, re.S)
+    if match is None or '<span class="empty">' in match.group(1):
+        return ""
+    return html.unescape(re.sub(r"</?mark[^>]*>", "", match.group(1)))
 
 
 def status_of(result) -> str:

@@ -1,4 +1,5 @@
-"""The short load test over the real server: isolation, bad input, one cancel, a small soak.
+"""The short load test over the real server: isolation (against the engine in another process),
+bad input, one cancel, a small soak.
 
 Its timings (first token after a cancel against idle) are reported by `make loadtest`, never
 asserted here: a shared 2-core machine makes any wall-time bound a coin toss."""
@@ -21,7 +22,12 @@ def test_three_sessions_stay_isolated_token_for_token_and_bad_input_is_refused()
                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["isolation_sessions"] == 3 and result["isolation_mismatches"] == 0
+    # each session's 3 answers (alone, together, together with neighbours changed) equal the
+    # engine's in a separate process; 3 distinct packs; every steered answer moved off the base
+    assert result["isolation_sessions"] == 3 and result["isolation_distinct_packs"] == 3
+    assert result["isolation_answers_compared"] == 9
+    assert result["isolation_mismatches"] == 0, result["isolation_first_mismatch"]
+    assert result["isolation_steered"] == result["isolation_steered_visible"] == 4
     assert result["bad_inputs_rejected"] == result["bad_inputs_tried"], result["bad_input_failures"]
     assert result["written_outside_temp"] == []
     assert result["ttft_after_cancel_s"] > 0 and result["ttft_after_disconnect_s"] > 0  # served
