@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from peers import PEERS, make_peers_importable
 
@@ -53,27 +54,38 @@ def _persona_prompts(lm: LoadedModel, axis: Axis, queries: Sequence[str]) -> lis
     ]
 
 
+def train_peer_files(
+    lm: LoadedModel, axis: Axis, queries: Sequence[str], band: Sequence[int], folder: Path
+) -> tuple[Path, Path, object, object]:
+    """Each peer trains with its own code and writes the file it exchanges: repeng's GGUF (every
+    layer after the first) and a steering-vectors safetensors (`band`'s layers). Returns the two
+    paths and the peers' own trained objects (a repeng `ControlVector`, a `SteeringVector`)."""
+    ControlModel, ControlVector, DatasetEntry, train_steering_vector = _import_peers()
+    pairs = _persona_prompts(lm, axis, queries)
+    control = ControlModel(lm.model, list(range(1, lm.num_layers)))
+    try:
+        dataset = [DatasetEntry(positive=p, negative=n) for p, n in pairs]
+        vector = ControlVector.train(control, lm.tokenizer, dataset, batch_size=8)
+    finally:
+        control.unwrap()  # hands the model back unwrapped, as every other path expects
+    gguf = folder / f"repeng-{axis.positive}.gguf"
+    vector.export_gguf(str(gguf))
+    trained = train_steering_vector(lm.model, lm.tokenizer, pairs, layers=list(band))
+    safetensors = folder / f"steering-vectors-{axis.positive}.safetensors"
+    save_steering_vector(trained.layer_activations, safetensors)
+    return gguf, safetensors, vector, trained
+
+
 def peer_packs(
     lm: LoadedModel, axis: Axis, queries: Sequence[str], band: Sequence[int]
 ) -> dict[str, AxisPack]:
     """{"repeng": pack, "steering-vectors": pack}, each calibrated on the first fit queries."""
-    ControlModel, ControlVector, DatasetEntry, train_steering_vector = _import_peers()
-    pairs = _persona_prompts(lm, axis, queries)
-    packs = {}
     with tempfile.TemporaryDirectory() as folder:
-        control = ControlModel(lm.model, list(range(1, lm.num_layers)))
-        try:
-            dataset = [DatasetEntry(positive=p, negative=n) for p, n in pairs]
-            vector = ControlVector.train(control, lm.tokenizer, dataset, batch_size=8)
-        finally:
-            control.unwrap()  # hands the model back unwrapped, as every other path expects
-        vector.export_gguf(f"{folder}/repeng.gguf")
-        packs["repeng"] = import_control_vector(f"{folder}/repeng.gguf", lm, axis.name)
-        trained = train_steering_vector(lm.model, lm.tokenizer, pairs, layers=list(band))
-        save_steering_vector(trained.layer_activations, f"{folder}/sv.safetensors")
-        packs["steering-vectors"] = import_steering_vector(
-            f"{folder}/sv.safetensors", lm, axis.name
-        )
+        gguf, safetensors, _, _ = train_peer_files(lm, axis, queries, band, Path(folder))
+        packs = {
+            "repeng": import_control_vector(gguf, lm, axis.name),
+            "steering-vectors": import_steering_vector(safetensors, lm, axis.name),
+        }
     for pack in packs.values():
         pack.axis = axis
         pack.calibration = calibrate(lm, pack, queries, PEER_SETTINGS, PEER_GRID)

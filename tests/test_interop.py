@@ -1,6 +1,7 @@
 """Control-vector GGUF out and in, steering-vectors files in: the file holds the vectors and
 reads back the same edit."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,6 @@ def test_import_refuses_another_models_vectors_and_non_control_vector_files(tiny
 
 
 def test_cli_export_then_import(tiny_pack, tmp_path, model_dir):
-    import json
-
     pack = tiny_pack.save(tmp_path / "p.safetensors")
     exported = run_cli("export", str(pack), "--out", str(tmp_path / "p.gguf"), "--strength", "-1")
     assert exported.returncode == 0, exported.stderr
@@ -87,17 +86,25 @@ def test_cli_export_then_import(tiny_pack, tmp_path, model_dir):
     assert json.loads(imported.stdout)["layers"] == layers
 
 
+def _peer_reference(peer: str) -> dict[float, float]:
+    """The VADER shift the peer's own code gave with its file (`bench/interop_reference.py`,
+    which trained both files in tests/data and wrote tests/data/peer-reference.log)."""
+    log = (Path(__file__).parent / "data" / "peer-reference.log").read_text().splitlines()
+    return {float(k): v for k, v in json.loads(log[-1])[peer]["own"].items()}
+
+
 @pytest.mark.real_model
 def test_a_repeng_written_control_vector_steers_our_engine_with_repengs_sign(real_lm):
     """tests/data/repeng-cheerful.gguf: trained and written by repeng 0.4.0 on the embedded
-    SmolLM2 (cheerful vs gloomy personas, 24 seed queries, layers 1–29). repeng's own
-    ControlModel moved VADER by +0.265 / −0.124 at ±2 on these prompts; our engine with the
-    imported file (caa, every layer, every position, as repeng applies it) gives the same."""
+    SmolLM2 (cheerful vs gloomy personas, 24 seed queries, layers 1–29). Our engine with the
+    imported file (mean_diff, every layer, every position, as repeng applies it) moves VADER as
+    repeng's own ControlModel did at ±2 on these prompts (+0.178 / −0.440 in the log)."""
     pack = import_control_vector(Path(__file__).parent / "data" / "repeng-cheerful.gguf", real_lm)
-    shift = _tone_shift_as_peers_apply(real_lm, pack, (2.0, -2.0))
-    assert shift[2.0] == pytest.approx(0.265, abs=0.02) and shift[-2.0] == pytest.approx(
-        -0.124, abs=0.02
-    )
+    reference = _peer_reference("repeng")
+    shift = _tone_shift_as_peers_apply(real_lm, pack, tuple(reference))
+    for strength, own in reference.items():
+        assert shift[strength] == pytest.approx(own, abs=0.02), strength
+    assert reference[2.0] > 0 > reference[-2.0]
 
 
 def test_a_steering_vector_file_adds_exactly_its_vectors_at_every_position(tiny_llama, tmp_path):
@@ -145,12 +152,14 @@ def test_load_axis_file_tells_packs_steering_vectors_and_foreign_files_apart(
 def test_a_steering_vectors_file_steers_our_engine_as_steering_vectors_does(real_lm):
     """tests/data/steering-vectors-cheerful.safetensors: trained by steering-vectors 0.12.2 on the
     embedded SmolLM2 (cheerful vs gloomy persona prompts, 24 seed queries, last prompt token,
-    layers 8–20) and saved with `save_steering_vector`. steering-vectors' own `apply` moved
-    VADER by +0.467 / −0.765 at multiplier ±0.5 on these prompts (48 tokens); ours the same."""
+    layers 8–20) and saved with `save_steering_vector`. Our engine moves VADER as
+    steering-vectors' own `apply` did at multiplier ±0.5 (+0.436 / −0.511 in the log)."""
     path = Path(__file__).parent / "data" / "steering-vectors-cheerful.safetensors"
-    shift = _tone_shift_as_peers_apply(real_lm, load_axis_file(path, real_lm), (0.5, -0.5))
-    assert shift[0.5] == pytest.approx(0.467, abs=0.02)
-    assert shift[-0.5] == pytest.approx(-0.765, abs=0.02)
+    reference = _peer_reference("steering_vectors")
+    shift = _tone_shift_as_peers_apply(real_lm, load_axis_file(path, real_lm), tuple(reference))
+    for strength, own in reference.items():
+        assert shift[strength] == pytest.approx(own, abs=0.02), strength
+    assert reference[0.5] > 0 > reference[-0.5]
 
 
 def _tone_shift_as_peers_apply(lm, pack, strengths) -> dict[float, float]:
