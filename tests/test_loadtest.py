@@ -32,4 +32,6 @@ def test_three_sessions_stay_isolated_token_for_token_and_bad_input_is_refused()
     assert result["written_outside_temp"] == []
     assert result["ttft_after_cancel_s"] > 0 and result["ttft_after_disconnect_s"] > 0  # served
     assert result["cancelled_fit_left_no_axis"]
+    # measured once compiled decoding is warm: its graphs load once, which is not a leak
+    assert "compiled decoding" in result["soak_decoding"], result["soak_decoding"]
     assert result["soak_generations"] == 10 and result["rss_growth_pct"] < 25

@@ -59,6 +59,8 @@ class Studio:
             self.axes.view = self.manage.view = self.axes_view
             self.manage.outputs = self.axes_outputs()
             self._wire()
+            # the model line as it is now (compiled decoding warms up after the page is built)
+            demo.load(self.model_bar.model_text, None, self.model_bar.info, api_name="model_info")
         return demo
 
     def axes_outputs(self) -> list:
