@@ -251,3 +251,24 @@ def test_requests_never_pay_a_compile_for_a_bucket_not_warmed_up(pair):
     assert fresh.warming and fresh.supports([None] * 2, 2, 8) == "the 2-row step is not warmed up"
     fresh.mark_warm(2)
     assert not fresh.warming and fresh.supports([None] * 2, 2, 8) is None
+
+
+def test_sliding_window_models_decode_eagerly_with_a_reason():
+    """Gemma 2/3 (and any model with sliding-window layers): transformers' sliding cache
+    branches on its length, so the compiled step would recompile at every token."""
+    import transformers as tf
+
+    from alignez_core import LoadedModel
+    from tests.toy import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    config = tf.Gemma3TextConfig(vocab_size=len(tokenizer), num_hidden_layers=2, hidden_size=32,
+                                 intermediate_size=64, num_attention_heads=2,
+                                 num_key_value_heads=1, head_dim=16)  # fmt: skip
+    assert "sliding_attention" in config.layer_types
+    lm = LoadedModel.wrap(tf.Gemma3ForCausalLM(config), tokenizer, "tiny-gemma3")
+    assert enable_compile(lm) is None
+    assert lm.compiled is None and "sliding-window attention" in lm.compile_note
+    llama = make_model("llama", layers=2, hidden=64)  # no sliding layers: compiles
+    enable_compile(llama, warm_batches=())
+    assert llama.compiled is not None, llama.compile_note
