@@ -73,10 +73,12 @@ MODEL_HELP = (
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    from alignez_core.engine.catalog import MODEL_KINDS
+
     parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument(
         "--model-kind",
-        choices=("chat", "base"),
+        choices=MODEL_KINDS,
         default=None,
         help="override whether --model is instruction-tuned (chat template) or pretrained (a "
         "Human:/Assistant: frame; the answer ends at its turn). Default: the named model's, "

