@@ -5,6 +5,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
 
     python bench/tune_studies.py loop-guard     # cheerful at c 0.02, guard 0 / 6 / 8 (~8 min)
     python bench/tune_studies.py concise-band   # concise +1, band × c (~6 min)
+    python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -23,7 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignez_core import AxisPack, load_model
 from alignez_core.axes.axis import ASSETS
 from alignez_core.axes.queries import read_queries
+from alignez_core.engine.generation import SamplingConfig
+from alignez_core.evaluation.composition import CompositionCell, compose
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate
+from alignez_core.measure.judges import make_judge
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
 FIT_QUERIES = 24  # the shipped packs are fitted on the first 24 seed queries (the CLI default)
@@ -37,10 +41,21 @@ CONCISE_BANDS = (
     ((0.2, 0.6), 0.03),
 )
 
+BUDGETS = (1.0, 1.4, None)  # None: raw sums
+PAIR_JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
+RETAINED_GOAL = 0.7
+
+
+def held_out_seeds() -> list[str]:
+    return read_queries(ASSETS / "seed_queries.txt").queries[FIT_QUERIES:]
+
+
+def tune_file_prompts() -> list[str]:
+    return read_queries(ASSETS / "tune_prompts.txt").queries
+
 
 def tuning_prompts() -> list[str]:
-    seeds = read_queries(ASSETS / "seed_queries.txt").queries[FIT_QUERIES:]
-    return [*seeds, *read_queries(ASSETS / "tune_prompts.txt").queries]
+    return [*held_out_seeds(), *tune_file_prompts()]
 
 
 def _cell(report: EvalReport, strength: float, judge: str) -> dict:
@@ -86,14 +101,66 @@ def concise_band(lm, prompts: list[str]) -> dict:
     return {"study": "concise-band", "n_prompts": len(prompts), "rows": rows}
 
 
+def _budget_name(budget: float | None) -> str:
+    return "off" if budget is None else f"{budget:g}"
+
+
+def _budget_summary(cells: list[CompositionCell], n: int, looping_goal: int) -> dict:
+    """Per budget: looping over every pair cell, and the pair cells that meet the goal."""
+    pairs = [c for c in cells if len(c.sliders) == 2]
+    out: dict[str, dict] = {}
+    for budget in BUDGETS:
+        mine = [c for c in pairs if c.budget == budget]
+        meeting = [
+            ", ".join(f"{name} {s:+g}" for name, s in c.sliders.items())
+            for c in mine
+            if c.degenerate <= looping_goal and all(r >= RETAINED_GOAL for r in c.retained.values())
+        ]
+        out[_budget_name(budget)] = {"looping": sum(c.degenerate for c in mine),
+                                     "answers": n * len(mine), "meeting_goal": meeting}  # fmt: skip
+    lowest = {name: 0 for name in out}
+    for sliders in {tuple(c.sliders.items()) for c in pairs}:
+        same = [c for c in pairs if tuple(c.sliders.items()) == sliders]
+        lowest[_budget_name(min(same, key=lambda c: c.perplexity).budget)] += 1
+    for name, count in lowest.items():
+        out[name]["lowest_perplexity_cells"] = count
+    return out
+
+
+def budget(lm, prompts: list[str]) -> dict:
+    """The shipped packs, every pair at ±1, budgets 1 / 1.4 / off: on the 48 prompts of
+    tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately."""
+    axes = {
+        name: (pack := AxisPack.load(PACKS / f"{name}.safetensors", lm), make_judge(j, pack.axis))
+        for name, j in PAIR_JUDGES.items()
+    }
+    sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
+    out: dict[str, dict] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS]}
+    for name, (chosen, looping_goal) in sets.items():
+        cells = compose(lm, axes, chosen, budgets=BUDGETS,
+                        sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
+        summary = _budget_summary(cells, len(chosen), looping_goal)
+        for cell in cells[1:]:
+            print(f"{name}: {cell.sliders} budget {_budget_name(cell.budget)}: "
+                  f"retained {({k: round(v, 2) for k, v in cell.retained.items()})} "
+                  f"perplexity {cell.perplexity:.2f} looping {cell.degenerate}/{len(chosen)}",
+                  flush=True)  # fmt: skip
+        for budget_name, row in summary.items():
+            print(f"{name}: budget {budget_name}: {row}", flush=True)
+        out[name] = {"n_prompts": len(chosen), "looping_goal": looping_goal, "budgets": summary,
+                     "cells": [c.to_dict() for c in cells]}  # fmt: skip
+    return out
+
+
+STUDIES = {"loop-guard": loop_guard, "concise-band": concise_band, "budget": budget}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("study", choices=("loop-guard", "concise-band"))
+    parser.add_argument("study", choices=tuple(STUDIES))
     args = parser.parse_args()
     lm = load_model()
-    prompts = tuning_prompts()
-    study = loop_guard if args.study == "loop-guard" else concise_band
-    print(json.dumps(study(lm, prompts)))
+    print(json.dumps(STUDIES[args.study](lm, tuning_prompts())))
 
 
 if __name__ == "__main__":
