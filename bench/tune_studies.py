@@ -6,6 +6,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py loop-guard     # cheerful at c 0.02, guard 0 / 6 / 8 (~8 min)
     python bench/tune_studies.py concise-band   # concise +1, band × c (~6 min)
     python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
+    python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -18,15 +19,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alignez_core import AxisPack, load_model
-from alignez_core.axes.axis import ASSETS
+from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate
+from alignez_core.fitting.fit import FitConfig, Readout, fit_axis
 from alignez_core.measure.judges import make_judge
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
@@ -135,7 +138,7 @@ def budget(lm, prompts: list[str]) -> dict:
         for name, j in PAIR_JUDGES.items()
     }
     sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
-    out: dict[str, dict] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS]}
+    out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS]}
     for name, (chosen, looping_goal) in sets.items():
         cells = compose(lm, axes, chosen, budgets=BUDGETS,
                         sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
@@ -152,7 +155,34 @@ def budget(lm, prompts: list[str]) -> dict:
     return out
 
 
-STUDIES = {"loop-guard": loop_guard, "concise-band": concise_band, "budget": budget}
+def readout(lm, prompts: list[str]) -> dict:
+    """Each preset fitted here with each readout on seed queries 1–24 and calibrated as a user
+    gets it, then judged at ±1 on seed queries 25–46 only (the readout default's held-out set)."""
+    held_out = held_out_seeds()
+    rows: dict[str, dict] = {}
+    for name, judge in PAIR_JUDGES.items():
+        for chosen in get_args(Readout):
+            pack = fit_axis(lm, preset(name), config=FitConfig(readout=chosen))
+            judges = (judge, "refusal") if judge == "grade" else (judge,)
+            config = EvalConfig(strengths=(-1.0, 1.0), rules=(pack.rule_defaults["rule"],),
+                                judges=judges)  # fmt: skip
+            report = evaluate(lm, pack, held_out, config)
+            row = {
+                "rule": pack.rule_defaults["rule"],
+                "band": pack.fitted_band(),
+                "-1": _cell(report, -1.0, judge),
+                "+1": _cell(report, 1.0, judge),
+            }
+            if "refusal" in judges:
+                row["+1_refusals"] = round(report.cell(config.rules[0], 1.0).scores["refusal"], 2)
+            rows[f"{name} {chosen}"] = row
+            print(f"{name}, {chosen} readout: {row}", flush=True)
+    return {"study": "readout", "n_prompts": len(held_out), "fit_queries": FIT_QUERIES,
+            "rows": rows}  # fmt: skip
+
+
+STUDIES = {"loop-guard": loop_guard, "concise-band": concise_band, "budget": budget,
+           "readout": readout}  # fmt: skip
 
 
 def main() -> None:
