@@ -71,9 +71,9 @@ llamacpp: setup
 		--target .bench-llamacpp llama-cpp-python==0.3.36 diskcache 2>&1 | $(QUIET)
 	$(PY) bench/llama_cpp_check.py
 
+# MODEL=gemma3-270m (or any id) writes docs/RESULTS-gemma3-270m.md beside the default's.
 results: peers
-	$(PY) bench/results.py
-	$(PY) bench/versus_prompting.py
+	$(PY) bench/results.py $(if $(MODEL),--model $(MODEL))
 
 # Every preset fitted on the embedded model with the CLI's defaults, shipped in assets/packs
 # (tests/test_prefit.py fails when a default changes and they go stale); ~75 s each here.

@@ -11,7 +11,11 @@ every pair of the three at ±1, with the shared budget and without
 is kept between the markers), docs/results.json and one figure per axis
 (docs/results-cheerful.html and the like).
 
-    python bench/results.py [--queries 24] [--prompts 24] [--tokens 64] [--no-compose]
+    python bench/results.py [--model gemma3-270m] [--queries 24] [--prompts 24] [--tokens 64]
+                            [--no-compose] [--no-peers] [--dtype bfloat16]
+
+Another named model writes its own files beside the default's: docs/RESULTS-gemma3-270m.md,
+docs/results-gemma3-270m.json and docs/results-gemma3-270m-cheerful.html.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 from alignez_core import load_model  # noqa: E402
 from alignez_core.axes.axis import preset, seed_queries  # noqa: E402
 from alignez_core.axes.queries import read_queries  # noqa: E402
+from alignez_core.engine.catalog import SMOLLM2  # noqa: E402
 from alignez_core.engine.generation import SamplingConfig  # noqa: E402
 from alignez_core.evaluation.composition import compose, composition_table  # noqa: E402
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate  # noqa: E402
@@ -43,14 +48,20 @@ from alignez_core.steering import SteerSettings  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import peer_vectors  # noqa: E402
+import versus_prompting  # noqa: E402
 
 AXES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 RULES = ("subspace", "mean_diff", "project")
 # The readout beside the default: each axis is also fitted and evaluated with it.
 OTHER = next(r for r in READOUTS if r != FitConfig().readout)
 STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
-DOC = ROOT / "docs" / "RESULTS.md"
+DOCS = ROOT / "docs"
 START, END = "<!-- analysis:start -->", "<!-- analysis:end -->"
+
+
+def _file_name(model: str) -> str:
+    """A model's name as a file-name part: a named model's own, else the id's last segment."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model).name.lower())
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -104,8 +115,15 @@ def main() -> None:
     parser.add_argument("--no-compose", action="store_true", help="skip the pairs of axes")
     parser.add_argument("--no-peers", action="store_true", help="skip repeng / steering-vectors")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("ALIGNEZ_MODEL") or SMOLLM2.name,
+        help="a named model, Hub id or path (default: the embedded SmolLM2)",
+    )
     args = parser.parse_args()
-    lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None, dtype=getattr(torch, args.dtype))
+    lm = load_model(args.model, dtype=getattr(torch, args.dtype))
+    suffix = "" if args.model in (SMOLLM2.name, SMOLLM2.model_id) else f"-{_file_name(args.model)}"
+    doc = DOCS / f"RESULTS{suffix}.md"
     prompts = read_queries(ROOT / "assets" / "dev_prompts.txt").queries[: args.prompts]
     sections, data, packs = [], {}, {}
     for name, judge in AXES.items():
@@ -125,7 +143,7 @@ def main() -> None:
             "timings": pack.timings,
             "calibration": calibration.to_dict() if calibration else None,
         }
-        figure = DOC.parent / f"results-{name}.html"
+        figure = DOCS / f"results{suffix}-{name}.html"
         eval_figure(report).write_html(figure, include_plotlyjs="cdn")
         axis = pack.axis
         example = report.prompts[0]
@@ -165,29 +183,35 @@ def main() -> None:
             "shift alone at the same sign (same prompts, same batches).\n\n"
             + composition_table(cells, len(prompts))
         )
-    (ROOT / "docs" / "results.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
-    previous = DOC.read_text() if DOC.exists() else ""
+    sections.append(
+        "### Steering vs prompting, paired per prompt\n\nPer dev prompt, the steered answer's "
+        "judge score minus the prompted answer's at the same slider, 95 % bootstrap "
+        "(`bench/versus_prompting.py`).\n\n" + versus_prompting.table(data)
+    )
+    (DOCS / f"results{suffix}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    previous = doc.read_text() if doc.exists() else ""
     analysis = (
         previous[previous.index(START) : previous.index(END) + len(END)]
         if START in previous and END in previous
         else f"{START}\n(analysis to be written from the tables below)\n{END}"
     )
-    DOC.write_text(
+    doc.write_text(
         "# Does it steer? Measured results\n\n"
-        f"Model: {lm.model_id} (CPU, greedy with the {SamplingConfig.loop_guard}-token loop guard, "
+        f"Model: {lm.model_id}, {lm.kind} (CPU, greedy with the "
+        f"{SamplingConfig.loop_guard}-token loop guard, "
         f"{args.tokens} new tokens), {len(prompts)} dev "
         f"prompts (`assets/dev_prompts.txt`), strengths {', '.join(f'{s:+g}' for s in STRENGTHS)},"
         f" rules {', '.join(RULES)} (each pack steered on its own band and positions unless the"
         " row says otherwise) and the prompting baseline at ±1. Regenerate with "
-        "`make results` (writes this file and "
-        "`docs/results.json` with every text). Δ is the paired mean difference vs the base "
-        "model on the same prompts, with a 95 % bootstrap interval; fluency is perplexity under "
-        "the unedited model (base answers score the same way), distinct-2 over all answers, "
+        f"`make results{'' if not suffix else ' MODEL=' + args.model}` (writes this file and "
+        f"`docs/results{suffix}.json` with every text). Δ is the paired mean difference vs the "
+        "base model on the same prompts, with a 95 % bootstrap interval; fluency is perplexity "
+        "under the unedited model (base answers score the same way), distinct-2 over all answers, "
         "repetition = raw/zlib size, refusal = share of answers with a refusal phrase, degenerate "
         "= answers that loop (distinct-2 < 0.6 or raw/zlib > 2.2) or are empty.\n\n"
         f"{analysis}\n\n## Tables\n\n" + "\n\n".join(sections)
     )
-    print(f"wrote {DOC}")
+    print(f"wrote {doc}")
 
 
 if __name__ == "__main__":

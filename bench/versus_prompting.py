@@ -68,16 +68,21 @@ def versus_prompting(data: dict, name: str) -> list[str]:
     return rows
 
 
+def table(data: dict) -> str:
+    """Markdown: every axis of a results JSON, steered − prompted at ±1."""
+    lines = [
+        "| axis (judge) | slider | steered Δ (looping, perplexity) | prompted Δ | "
+        "steered − prompted, paired [95 %] | which reaches further |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in (k for k in data if k != "composition"):
+        lines += versus_prompting(data, name)
+    return "\n".join(lines)
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "results.json"
-    data = json.loads(path.read_text())
-    print(
-        "| axis (judge) | slider | steered Δ (looping, perplexity) | prompted Δ | "
-        "steered − prompted, paired [95 %] | which reaches further |"
-    )
-    print("|---|---|---|---|---|---|")
-    for name in (k for k in data if k != "composition"):
-        print("\n".join(versus_prompting(data, name)))
+    print(table(json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

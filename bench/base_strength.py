@@ -1,0 +1,88 @@
+"""Where does a base model's clean edge lie? A strength sweep on held-out tuning prompts.
+
+Fits each axis on a named model with the default fit (seed queries 1–N), then steers at fixed
+strengths c (units of each edited layer's residual norm, calibration bypassed) on tuning prompts
+the fit never saw, and reports per c and sign: the axis judge's shift against base on the
+answer's turn, looping answers, and perplexity ÷ base (scored by the unedited model). The
+calibration grid and the perplexity bar for a kind of model are chosen from this table.
+
+    python bench/base_strength.py [--model gemma3-270m] [--axes cheerful simple] [--prompts 24]
+
+Prints one line per cell, then one JSON object as its last line (docs/base-strength.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alignez_core import load_model, preset
+from alignez_core.axes.axis import ASSETS
+from alignez_core.axes.queries import read_queries
+from alignez_core.evaluation.evaluate import EvalConfig, evaluate
+from alignez_core.fitting.fit import FitConfig, fit_axis
+
+JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
+SCALES = (0.005, 0.01, 0.02, 0.03, 0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(JUDGES))
+    parser.add_argument("--prompts", type=int, default=24, help="from assets/tune_prompts.txt")
+    parser.add_argument("--queries", type=int, default=24, help="fit queries per axis")
+    parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
+    parser.add_argument("--tokens", type=int, default=64)
+    args = parser.parse_args()
+    lm = load_model(args.model)
+    prompts = read_queries(ASSETS / "tune_prompts.txt").queries[: args.prompts]
+    out: dict = {"model": lm.model_id, "kind": lm.kind, "n_prompts": len(prompts), "axes": {}}
+    for name in args.axes:
+        judge = JUDGES[name]
+        started = time.perf_counter()
+        config = FitConfig(n_queries=args.queries, calibration=None)
+        pack = fit_axis(lm, preset(name), config=config)
+        fit_seconds = round(time.perf_counter() - started, 1)
+        rows = []
+        for scale in args.scales:
+            steer = EvalConfig(strengths=(-1.0, 1.0), rules=(pack.fitted_rule(),),
+                                judges=(judge,), scale=scale,
+                                max_new_tokens=args.tokens)  # fmt: skip
+            report = evaluate(lm, pack, prompts, steer)
+            base = report.base_fluency
+            for strength in (-1.0, 1.0):
+                cell = report.cell(steer.rules[0], strength)
+                row = {
+                    "c": scale,
+                    "sign": int(strength),
+                    "shift": round(cell.differences[judge].mean, 3),
+                    "low": round(cell.differences[judge].low, 3),
+                    "high": round(cell.differences[judge].high, 3),
+                    "looping": cell.fluency.degenerate,
+                    "perplexity_ratio": round(cell.fluency.perplexity / base.perplexity, 3),
+                }
+                rows.append(row)
+                print(f"{name} c {scale:g} {strength:+g}: {row}", flush=True)
+        out["axes"][name] = {
+            "judge": judge,
+            "fit_seconds": fit_seconds,
+            "band": pack.fitted_band(),
+            "base_score": round(report.base_scores[judge], 3),
+            "base_looping": report.base_fluency.degenerate,
+            "base_perplexity": round(report.base_fluency.perplexity, 3),
+            "rows": rows,
+        }
+        print(f"{name}: base {out['axes'][name]['base_score']}, "
+              f"{report.base_fluency.degenerate} looping, perplexity "
+              f"{report.base_fluency.perplexity:.3f}", flush=True)  # fmt: skip
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
