@@ -1,10 +1,10 @@
 """Where does a base model's clean edge lie? A strength sweep on held-out tuning prompts.
 
-Fits each axis on a named model with the default fit (seed queries 1–N), then steers at fixed
-strengths c (units of each edited layer's residual norm; the pack's own calibration on 3 fit
-queries is recorded beside them) on tuning prompts the fit never saw, and reports per c and sign: the axis judge's shift against base on the
-answer's turn, looping answers, and perplexity ÷ base (scored by the unedited model). The
-calibration grid and the perplexity bar for a kind of model are chosen from this table.
+Fits each axis on a named model with the fit's defaults for its kind (seed queries 1–N), then
+steers at fixed strengths c (units of each edited layer's residual norm) on tuning prompts the
+fit never saw, and reports per c and sign: the axis judge's shift against base on the answer's
+turn, looping answers, and perplexity ÷ base (scored by the unedited model). The pack's own
+calibration (on its fit queries) is recorded beside the sweep, so the two can be compared.
 
     python bench/base_strength.py [--model gemma3-270m] [--axes cheerful simple] [--prompts 24]
                                   [--readout answers] [--rule mean_diff] [--band 0.25 0.7]
@@ -55,7 +55,7 @@ def main() -> None:
     for name in args.axes:
         judge = JUDGES[name]
         started = time.perf_counter()
-        config = FitConfig(n_queries=args.queries, readout=args.readout)
+        config = FitConfig.for_kind(lm.effective_kind, n_queries=args.queries, readout=args.readout)
         pack = fit_axis(lm, preset(name), config=config)
         fit_seconds = round(time.perf_counter() - started, 1)
         rows = []

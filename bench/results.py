@@ -91,7 +91,11 @@ def _peer_rows(lm, pack, report, prompts, args) -> str:
 def _other_readout_rows(lm, pack, report, prompts, args) -> str:
     """Fit the same axis with the other readout; append its rules' cells as 'READOUT RULE'."""
     started = time.perf_counter()
-    other = fit_axis(lm, pack.axis, config=FitConfig(n_queries=args.queries, readout=OTHER))
+    other = fit_axis(
+        lm,
+        pack.axis,
+        config=FitConfig.for_kind(lm.effective_kind, n_queries=args.queries, readout=OTHER),
+    )
     seconds = time.perf_counter() - started
     config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=report.config.judges,
                         max_new_tokens=args.tokens)  # fmt: skip
@@ -128,7 +132,9 @@ def main() -> None:
     sections, data, packs = [], {}, {}
     for name, judge in AXES.items():
         started = time.perf_counter()
-        pack = packs[name] = fit_axis(lm, preset(name), config=FitConfig(n_queries=args.queries))
+        pack = packs[name] = fit_axis(
+            lm, preset(name), config=FitConfig.for_kind(lm.effective_kind, n_queries=args.queries)
+        )
         fit_seconds = time.perf_counter() - started
         own = pack.fitted_rule()
         config = EvalConfig(strengths=STRENGTHS, rules=tuple(dict.fromkeys((own, *RULES))),
@@ -197,7 +203,7 @@ def main() -> None:
     )
     doc.write_text(
         "# Does it steer? Measured results\n\n"
-        f"Model: {lm.model_id}, {lm.kind} (CPU, greedy with the "
+        f"Model: {lm.model_id}, {lm.effective_kind} (CPU, greedy with the "
         f"{SamplingConfig.loop_guard}-token loop guard, "
         f"{args.tokens} new tokens), {len(prompts)} dev "
         f"prompts (`assets/dev_prompts.txt`), strengths {', '.join(f'{s:+g}' for s in STRENGTHS)},"

@@ -4,7 +4,14 @@ import pytest
 
 from alignez_core.axes.pack import SliderCalibration
 from alignez_core.errors import FitError
-from alignez_core.fitting.calibrate import CalibrationConfig, _last_clean, calibrate
+from alignez_core.fitting.calibrate import (
+    BASE_CALIBRATION,
+    CalibrationConfig,
+    _last_clean,
+    calibrate,
+    calibration_for_kind,
+    is_clean,
+)
 from alignez_core.measure.judges import degenerate
 from alignez_core.steering import SteerSettings, plan_edits
 
@@ -84,3 +91,23 @@ def test_the_slider_note_says_what_one_means_per_sign(tiny_pack):
     pack = replace(tiny_pack, calibration=SliderCalibration(positive=0.04, negative=0.015))
     assert "+1 pushes 0.04, −1 pushes 0.015" in pack.slider_note()
     assert "not calibrated" in replace(tiny_pack, calibration=None).slider_note()
+
+
+def test_a_clean_strength_adds_no_looping_answer_beyond_the_allowance():
+    base = {"perplexity": 2.0, "degenerate": 1}
+    strict = CalibrationConfig()
+    assert is_clean({"perplexity": 2.4, "degenerate": 1}, base, strict)
+    assert not is_clean({"perplexity": 2.4, "degenerate": 2}, base, strict)
+    assert not is_clean({"perplexity": 2.6, "degenerate": 0}, base, strict)  # over 1.25×
+    allowing = replace(strict, n_queries=8, extra_looping=1)
+    assert is_clean({"perplexity": 2.4, "degenerate": 2}, base, allowing)
+    assert not is_clean({"perplexity": 2.4, "degenerate": 3}, base, allowing)
+    with pytest.raises(FitError, match="extra_looping must be 0–2, got 3"):
+        CalibrationConfig(extra_looping=3)
+
+
+def test_a_base_model_is_calibrated_on_more_queries_allowing_one_loop():
+    assert calibration_for_kind("chat") == CalibrationConfig()
+    base = calibration_for_kind("base")
+    assert base is BASE_CALIBRATION
+    assert (base.n_queries, base.extra_looping, base.max_perplexity_ratio) == (8, 1, 1.3)

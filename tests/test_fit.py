@@ -145,3 +145,19 @@ def test_a_fit_read_at_the_mlp_output_steers_at_the_mlp(tiny_llama):
     assert answer.edited != answer.base
     (plans,) = plan_edits(tiny_llama, ["hi"], {pack: 4.0}, fixed)
     assert {item.site for item in plans[0].edit.layer_edits} == {"mlp"}
+
+
+@pytest.mark.parametrize("kind", ["chat", "base"])
+def test_a_fit_given_no_config_takes_the_defaults_of_its_models_kind(tiny_llama, kind):
+    """A base model's calibration allows one looping answer in eight queries; a chat model's
+    is the measured default (docs/models.md)."""
+    from alignez_core.engine.model import LoadedModel
+
+    lm = LoadedModel.wrap(tiny_llama.model, tiny_llama.tokenizer, "tiny", kind=kind)
+    assert FitConfig.for_kind(kind, n_queries=5).n_queries == 5
+    pack = fit_axis(lm, preset("cheerful"), QUERIES)
+    stored = pack.fit_config["calibration"]
+    assert (stored["n_queries"], stored["extra_looping"]) == ((8, 1) if kind == "base" else (3, 0))
+    assert pack.calibration is not None and pack.calibration.queries == min(
+        stored["n_queries"], len(QUERIES)
+    )

@@ -171,7 +171,8 @@ class AxesPanel:
                 if queries_text and queries_text.strip()
                 else None
             )
-            config = FitConfig(
+            config = FitConfig.for_kind(
+                self.holder.lm.effective_kind,
                 n_queries=int(n_queries),
                 readout=readout or FitConfig().readout,
                 pairs=PairConfig(samples_per_pole=int(samples)),
@@ -188,7 +189,8 @@ class AxesPanel:
         if pack is None:
             yield {self.fit_status: status("Pick an axis to re-fit.", "error")}
             return
-        config = FitConfig(
+        config = FitConfig.for_kind(
+            self.holder.lm.effective_kind,
             n_queries=int(pack.fit_config.get("n_queries", DEFAULT_FIT_QUERIES)),
             pooling=pack.pooling,
             readout=pack.fit_config.get("readout", "answers"),  # packs before readouts: answers

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def _add_speed_args(parser: argparse.ArgumentParser) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     from alignez_core.axes.axis import Axis, preset
     from alignez_core.axes.queries import read_queries
-    from alignez_core.fitting.calibrate import CalibrationConfig
+    from alignez_core.fitting.calibrate import calibration_for_kind
     from alignez_core.fitting.fit import FitConfig, fit_axis
     from alignez_core.fitting.pairs import PairConfig
 
@@ -121,19 +122,21 @@ def cmd_fit(args: argparse.Namespace) -> None:
         for note in query_set.notes:
             _log(note)
         queries = query_set.queries
-    config = FitConfig(
+    config = FitConfig(  # checked before the model loads; calibration follows its kind
         n_queries=args.n_queries,
         pooling=args.pooling,
         site=args.site,
         readout=args.readout,
-        calibration=None if args.no_calibrate else CalibrationConfig(),
+        calibration=None,
         pairs=PairConfig(
             answer_tokens=args.max_new_tokens,
             samples_per_pole=args.samples_per_pole,
             seed=args.seed,
         ),
     )
-    lm = _load(args.model)
+    lm = _load(args.model, args)
+    if not args.no_calibrate:
+        config = replace(config, calibration=calibration_for_kind(lm.effective_kind))
     started = time.perf_counter()
     pack = fit_axis(lm, axis, queries, config, progress=_progress, settings=_settings(args))
     seconds = time.perf_counter() - started
@@ -227,8 +230,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
     from alignez_core.axes.queries import read_queries
     from alignez_core.evaluation.evaluate import EvalConfig, evaluate
     from alignez_core.measure.judges import JUDGE_NAMES

@@ -183,6 +183,11 @@ class LoadedModel:
             return self.kind == "chat"
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def effective_kind(self) -> ModelKind:
+        """The kind the engine treats the model as: declared, else guessed (`is_chat`)."""
+        return "chat" if self.is_chat else "base"
+
     def encode(self, texts: str | list[str], **kwargs: Any) -> BatchEncoding:
         """Tokenize model input as every caller must: a chat template already holds its special
         tokens, so they are added only to a base model's frame (its start token)."""

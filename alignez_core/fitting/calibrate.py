@@ -4,8 +4,9 @@ The usable strength differs per axis, per sign and per layer band, so no fixed s
 every axis. After a fit, a few of the axis's *own* fit queries (never evaluation prompts) are
 answered at a grid of strengths c (push per edited layer as a fraction of its residual norm), in
 one batch with the base answers; slider +1 and −1 each map to the last c whose answers stay
-fluent: perplexity under the unedited model within `max_perplexity_ratio` × base, and no answer
-degenerate (distinct-2 below `min_distinct_2`, or looping: raw/zlib size above `max_repetition`).
+fluent: perplexity under the unedited model within `max_perplexity_ratio` × base, and no more
+degenerate answers than base (distinct-2 below `min_distinct_2`, or looping: raw/zlib size above
+`max_repetition`) beyond `extra_looping`. A base model gets its own (`calibration_for_kind`).
 The answers are generated in the model's own dtype (what a user gets); only their scoring runs its
 matrix products in bfloat16 where that is native (`judges.native_bf16`), about 1 s of an 8 s
 calibration, ratios within 0.5 % of float32's.
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from alignez_core.axes.pack import AxisPack, SliderCalibration
+from alignez_core.engine.catalog import ModelKind
 from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
 from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import FitCancelled, FitError
@@ -48,14 +50,33 @@ class CalibrationConfig:
     max_perplexity_ratio: float = 1.25
     min_distinct_2: float = DEGENERATE_DISTINCT_2
     max_repetition: float = DEGENERATE_REPETITION
+    # looping answers a strength may add to the base answers' count and stay clean
+    extra_looping: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_queries <= 16:
             raise FitError(f"calibration n_queries must be 1–16, got {self.n_queries}.")
+        if not 0 <= self.extra_looping < self.n_queries:
+            raise FitError(
+                f"calibration extra_looping must be 0–{self.n_queries - 1}, "
+                f"got {self.extra_looping}."
+            )
         if not self.grid or any(not 0 < c < 10 for c in self.grid):
             raise FitError(f"calibration grid must be strengths in (0, 10), got {self.grid}.")
         if list(self.grid) != sorted(set(self.grid)):
             raise FitError("calibration grid must be strictly increasing.")
+
+
+# A pretrained model's edits loop a few answers in 24 at every strength that moves it (Gemma 3
+# 270M: 1–3 of 24 at c 0.01–0.03 against 0 unedited, perplexity within 1.3×; docs/models.md),
+# so three queries that must not loop at all put both edges below the grid. Eight queries with
+# one looping answer allowed, under the 1.3× bar the base-model goals use.
+BASE_CALIBRATION = CalibrationConfig(n_queries=8, max_perplexity_ratio=1.3, extra_looping=1)
+
+
+def calibration_for_kind(kind: ModelKind) -> CalibrationConfig:
+    """The calibration a model of this kind gets unless told otherwise."""
+    return BASE_CALIBRATION if kind == "base" else CalibrationConfig()
 
 
 def _measure(texts: Sequence[str], ppl: Sequence[float], config: CalibrationConfig) -> dict:
@@ -65,6 +86,14 @@ def _measure(texts: Sequence[str], ppl: Sequence[float], config: CalibrationConf
             degenerate(t, config.min_distinct_2, config.max_repetition) for t in texts
         ),
     }
+
+
+def is_clean(measured: dict, base: dict, config: CalibrationConfig) -> bool:
+    """Within the perplexity bar, and no more degenerate answers than base beyond the allowance."""
+    return (
+        measured["perplexity"] <= config.max_perplexity_ratio * base["perplexity"]
+        and measured["degenerate"] <= base["degenerate"] + config.extra_looping
+    )
 
 
 def _last_clean(points: list[dict], sign: int, grid: Sequence[float]) -> float:
@@ -109,11 +138,7 @@ def calibrate(
     for k, (sign, c) in enumerate(combos):
         cell = slice(n * (k + 1), n * (k + 2))
         measured = _measure(texts[cell], ppl[cell], config)
-        clean = (
-            measured["perplexity"] <= config.max_perplexity_ratio * base["perplexity"]
-            and measured["degenerate"] <= base["degenerate"]
-        )
-        points.append({"sign": sign, "c": c, **measured, "clean": clean})
+        points.append({"sign": sign, "c": c, **measured, "clean": is_clean(measured, base, config)})
     return SliderCalibration(
         positive=_last_clean(points, 1, grid),
         negative=_last_clean(points, -1, grid),

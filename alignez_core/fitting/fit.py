@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -17,11 +17,12 @@ from alignez_core.axes.queries import MAX_QUERIES
 from alignez_core.axes.subspace import LayerSubspace, SubspaceConfig, fit_layer_subspace
 from alignez_core.engine.activations import Pooling, answer_embeddings, prompt_end_embeddings
 from alignez_core.engine.architecture import SITES, Site
+from alignez_core.engine.catalog import ModelKind
 from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import FitCancelled, FitError
 from alignez_core.steering import DEFAULT_BAND, SteerSettings
 
-from .calibrate import CalibrationConfig, calibrate
+from .calibrate import CalibrationConfig, calibrate, calibration_for_kind
 from .fingerprint import ModelIdentity, fit_fingerprint
 from .pairs import PairConfig, ProgressFn, generate_pairs, persona_prompt
 
@@ -66,22 +67,31 @@ class FitConfig:
         if self.readout not in READOUTS:
             raise FitError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}.")
 
+    @classmethod
+    def for_kind(cls, kind: ModelKind, **changes: Any) -> FitConfig:
+        """The defaults for a kind of model (its calibration: `calibration_for_kind`), then
+        `changes`; what `fit_axis` uses when given no config."""
+        return cls(**({"calibration": calibration_for_kind(kind)} | changes))
+
 
 def fit_axis(
     lm: LoadedModel,
     axis: Axis,
     queries: Sequence[str] | None = None,
-    config: FitConfig = FitConfig(),
+    config: FitConfig | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     settings: SteerSettings = SteerSettings(),
 ) -> AxisPack:
-    """Fit one axis on `lm`. User queries are used when given, else the built-in seed set.
+    """Fit one axis on `lm`. User queries are used when given, else the built-in seed set; no
+    config means the defaults for the model's kind (`FitConfig.for_kind`).
 
     The slider is calibrated with `settings` (the rule and layers it will be used with; a rule,
     band or positions left None is the readout's, `READOUT_SETTINGS`, and the band the axis's
     own where it has one) on the first few of the same queries, and the pack keeps them.
     """
+    if config is None:
+        config = FitConfig.for_kind(lm.effective_kind)
     settings = fit_settings(axis, config, settings)
     chosen = fit_queries(queries, config)
     identity = ModelIdentity(lm.model_id, lm.hidden_size, lm.num_layers)

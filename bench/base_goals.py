@@ -1,0 +1,80 @@
+"""The steering goals on a base model, as a user gets them: each preset fitted with the defaults
+for the model's kind (its calibration included), then slider ±1 and the prompting baseline on
+the 24 dev prompts (never used to fit or calibrate).
+
+Goals on Gemma 3 270M (docs/models.md): cheerful ±1 moves VADER by ≥ +0.30 / ≤ −0.40, simple ±1
+moves Flesch–Kincaid by ≤ −1.5 / ≥ +1.5, ≤ 1/24 answers loop, perplexity ≤ 1.3× base.
+
+    python bench/base_goals.py [--model gemma3-270m] [--axes cheerful simple]
+
+Prints one line per cell, then one JSON object as its last line (docs/base-goals.log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alignez_core import fit_axis, load_model, preset
+from alignez_core.axes.axis import ASSETS
+from alignez_core.axes.queries import read_queries
+from alignez_core.evaluation.evaluate import EvalConfig, evaluate
+
+JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(JUDGES))
+    args = parser.parse_args()
+    lm = load_model(args.model)
+    prompts = read_queries(ASSETS / "dev_prompts.txt").queries
+    out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "n_prompts": len(prompts),
+                 "axes": {}}  # fmt: skip
+    for name in args.axes:
+        judge = JUDGES[name]
+        started = time.perf_counter()
+        pack = fit_axis(lm, preset(name))  # the defaults for the model's kind
+        fit_seconds = round(time.perf_counter() - started, 1)
+        rule = pack.fitted_rule()
+        config = EvalConfig(strengths=(-1.0, 1.0), rules=(rule,), judges=(judge,), prompted=True)
+        report = evaluate(lm, pack, prompts, config)
+        base = report.base_fluency
+        cells = {}
+        for cell in report.cells:
+            key = f"{'prompted' if cell.rule == 'prompted' else 'steered'} {cell.strength:+g}"
+            cells[key] = {
+                "shift": round(cell.differences[judge].mean, 3),
+                "low": round(cell.differences[judge].low, 3),
+                "high": round(cell.differences[judge].high, 3),
+                "looping": cell.fluency.degenerate,
+                "perplexity_ratio": round(cell.fluency.perplexity / base.perplexity, 3),
+            }
+            print(f"{name} {key}: {cells[key]}", flush=True)
+        edge = pack.calibration
+        out["axes"][name] = {
+            "judge": judge,
+            "rule": rule,
+            "band": pack.fitted_band(),
+            "fit_seconds": fit_seconds,
+            "timings": {k: round(v, 1) for k, v in pack.timings.items()},
+            "edges": [edge.positive, edge.negative] if edge else None,
+            "base_score": round(report.base_scores[judge], 3),
+            "base_looping": base.degenerate,
+            "base_perplexity": round(base.perplexity, 3),
+            "cells": cells,
+        }
+        summary = out["axes"][name]
+        print(f"{name}: ±1 = c {summary['edges']}, fit {fit_seconds} s, base "
+              f"{summary['base_score']}, {base.degenerate} looping", flush=True)  # fmt: skip
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
