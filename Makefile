@@ -71,7 +71,8 @@ llamacpp: setup
 		--target .bench-llamacpp llama-cpp-python==0.3.36 diskcache 2>&1 | $(QUIET)
 	$(PY) bench/llama_cpp_check.py
 
-# MODEL=gemma3-270m (or any id) writes docs/RESULTS-gemma3-270m.md beside the default's.
+# MODEL=gemma3-270m (or any id) writes that model's own results document (its name in the
+# file names) beside the default's.
 results: peers
 	$(PY) bench/results.py $(if $(MODEL),--model $(MODEL))
 

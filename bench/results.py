@@ -14,8 +14,8 @@ is kept between the markers), docs/results.json and one figure per axis
     python bench/results.py [--model gemma3-270m] [--queries 24] [--prompts 24] [--tokens 64]
                             [--no-compose] [--no-peers] [--dtype bfloat16]
 
-Another named model writes its own files beside the default's: docs/RESULTS-gemma3-270m.md,
-docs/results-gemma3-270m.json and docs/results-gemma3-270m-cheerful.html.
+Another model writes its own files beside the default's, its name after `RESULTS-` and
+`results-` in the file names (Markdown, JSON, one figure per axis).
 """
 
 from __future__ import annotations
