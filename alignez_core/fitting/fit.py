@@ -46,10 +46,10 @@ class FitConfig:
     pooling: Pooling = "mean"
     site: Site = "residual"  # where Φ is read: the decoder block's output, or "mlp" (the paper)
     # what Φ is read on: the last token of the pole asked for as an instruction ("persona", the
-    # peers' recipe), or the self-generated answers, pooled ("answers", AlignEZ's pairs). Measured
-    # on held-out seed queries (docs/RESULTS.md), calibrated as a user gets them: persona moves
-    # cheerful −0.60 / +0.18 against −0.08 / −0.01 and concise words −6 against −0.5; answers
-    # reach further on simple, half of it refusals at +1.
+    # peers' recipe), or the self-generated answers, pooled ("answers", AlignEZ's pairs). Chosen
+    # on held-out seed queries (docs/RESULTS.md; `bench/tune_studies.py readout`): persona moved
+    # cheerful's negative side and concise's length; answers reach further on simple, half of it
+    # refusals at +1.
     readout: Readout = "persona"
     pairs: PairConfig = field(default_factory=PairConfig)
     subspace: SubspaceConfig = field(default_factory=SubspaceConfig)
