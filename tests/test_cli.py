@@ -148,6 +148,17 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
         0.4,
         0.85,
     ]
+    # the tiny model's tokenizer has a chat template, so it fits as a chat model; --model-kind
+    # base gives it a base model's calibration
+    assert info["fit_config"]["calibration"]["extra_looping"] == 0
+    as_base = tmp_path / "base.safetensors"
+    fit = run_cli(
+        "fit", "--preset", "cheerful", "--queries", str(queries), "--max-new-tokens", "8",
+        "--model", str(model_dir), "--model-kind", "base", "--out", str(as_base),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    base = json.loads(run_cli("info", str(as_base)).stdout)["fit_config"]["calibration"]
+    assert (base["n_queries"], base["extra_looping"]) == (8, 1)
 
 
 def test_generate_with_bf16_and_a_device_map_and_a_bad_one(model_dir, tmp_path):
