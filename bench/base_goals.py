@@ -20,25 +20,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base_strength import judged
+
 from alignez_core import fit_axis, load_model, preset
 from alignez_core.axes.axis import ASSETS
 from alignez_core.axes.queries import read_queries
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
-
-JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
+from alignez_core.measure.judges import PRESET_JUDGES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="gemma3-270m")
-    parser.add_argument("--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(JUDGES))
+    parser.add_argument(
+        "--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(PRESET_JUDGES)
+    )
     args = parser.parse_args()
     lm = load_model(args.model)
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries
     out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "n_prompts": len(prompts),
                  "axes": {}}  # fmt: skip
     for name in args.axes:
-        judge = JUDGES[name]
+        judge = PRESET_JUDGES[name]
         started = time.perf_counter()
         pack = fit_axis(lm, preset(name))  # the defaults for the model's kind
         fit_seconds = round(time.perf_counter() - started, 1)
@@ -49,13 +52,7 @@ def main() -> None:
         cells = {}
         for cell in report.cells:
             key = f"{'prompted' if cell.rule == 'prompted' else 'steered'} {cell.strength:+g}"
-            cells[key] = {
-                "shift": round(cell.differences[judge].mean, 3),
-                "low": round(cell.differences[judge].low, 3),
-                "high": round(cell.differences[judge].high, 3),
-                "looping": cell.fluency.degenerate,
-                "perplexity_ratio": round(cell.fluency.perplexity / base.perplexity, 3),
-            }
+            cells[key] = judged(cell, judge, base.perplexity)
             print(f"{name} {key}: {cells[key]}", flush=True)
         edge = pack.calibration
         out["axes"][name] = {

@@ -35,9 +35,9 @@ from alignez_core.axes.axis import ASSETS, Axis
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine import Row, SamplingConfig, generate_rows
 from alignez_core.fitting.pairs import PairConfig, generate_pairs, persona_prompt
-from alignez_core.measure.judges import make_judge
+from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 
-AXES = {"cheerful": "tone", "simple": "grade"}
+AXES = {name: PRESET_JUDGES[name] for name in ("cheerful", "simple")}
 # the sign of the axis judge's shift toward the positive pole
 TOWARD_POSITIVE = {"tone": 1.0, "grade": -1.0}
 EXAMPLE = (

@@ -27,17 +27,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignez_core import load_model, preset
 from alignez_core.axes.axis import ASSETS
 from alignez_core.axes.queries import read_queries
-from alignez_core.evaluation.evaluate import EvalConfig, evaluate
+from alignez_core.evaluation.evaluate import Cell, EvalConfig, evaluate
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis
+from alignez_core.measure.judges import PRESET_JUDGES
 
-JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 SCALES = (0.005, 0.01, 0.02, 0.03, 0.05)
+
+
+def judged(cell: Cell, judge: str, base_perplexity: float) -> dict:
+    """One cell as the logs print it: the judge's shift vs base [95 %], looping, perplexity."""
+    shift = cell.differences[judge]
+    return {
+        "shift": round(shift.mean, 3),
+        "low": round(shift.low, 3),
+        "high": round(shift.high, 3),
+        "looping": cell.fluency.degenerate,
+        "perplexity_ratio": round(cell.fluency.perplexity / base_perplexity, 3),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="gemma3-270m")
-    parser.add_argument("--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(JUDGES))
+    parser.add_argument(
+        "--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(PRESET_JUDGES)
+    )
     parser.add_argument("--prompts", type=int, default=24, help="from assets/tune_prompts.txt")
     parser.add_argument("--queries", type=int, default=24, help="fit queries per axis")
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
@@ -53,7 +67,7 @@ def main() -> None:
                  "readout": args.readout, "rule": args.rule, "band": band,
                  "axes": {}}  # fmt: skip
     for name in args.axes:
-        judge = JUDGES[name]
+        judge = PRESET_JUDGES[name]
         started = time.perf_counter()
         config = FitConfig.for_kind(lm.effective_kind, n_queries=args.queries, readout=args.readout)
         pack = fit_axis(lm, preset(name), config=config)
@@ -67,15 +81,7 @@ def main() -> None:
             base = report.base_fluency
             for strength in (-1.0, 1.0):
                 cell = report.cell(steer.rules[0], strength)
-                row = {
-                    "c": scale,
-                    "sign": int(strength),
-                    "shift": round(cell.differences[judge].mean, 3),
-                    "low": round(cell.differences[judge].low, 3),
-                    "high": round(cell.differences[judge].high, 3),
-                    "looping": cell.fluency.degenerate,
-                    "perplexity_ratio": round(cell.fluency.perplexity / base.perplexity, 3),
-                }
+                row = {"c": scale, "sign": int(strength), **judged(cell, judge, base.perplexity)}
                 rows.append(row)
                 print(f"{name} c {scale:g} {strength:+g}: {row}", flush=True)
         out["axes"][name] = {

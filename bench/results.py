@@ -43,14 +43,13 @@ from alignez_core.evaluation.composition import compose, composition_table  # no
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate  # noqa: E402
 from alignez_core.evaluation.report import eval_figure, markdown_table  # noqa: E402
 from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis  # noqa: E402
-from alignez_core.measure.judges import make_judge  # noqa: E402
+from alignez_core.measure.judges import PRESET_JUDGES, make_judge  # noqa: E402
 from alignez_core.steering import SteerSettings  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import peer_vectors  # noqa: E402
 import versus_prompting  # noqa: E402
 
-AXES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 RULES = ("subspace", "mean_diff", "project")
 # The readout beside the default: each axis is also fitted and evaluated with it.
 OTHER = next(r for r in READOUTS if r != FitConfig().readout)
@@ -130,7 +129,7 @@ def main() -> None:
     doc = DOCS / f"RESULTS{suffix}.md"
     prompts = read_queries(ROOT / "assets" / "dev_prompts.txt").queries[: args.prompts]
     sections, data, packs = [], {}, {}
-    for name, judge in AXES.items():
+    for name, judge in PRESET_JUDGES.items():
         started = time.perf_counter()
         pack = packs[name] = fit_axis(
             lm, preset(name), config=FitConfig.for_kind(lm.effective_kind, n_queries=args.queries)
@@ -177,7 +176,8 @@ def main() -> None:
         )
     if not args.no_compose:
         axes = {
-            name: (packs[name], make_judge(judge, packs[name].axis)) for name, judge in AXES.items()
+            name: (packs[name], make_judge(judge, packs[name].axis))
+            for name, judge in PRESET_JUDGES.items()
         }
         cells = compose(lm, axes, prompts, sampling=SamplingConfig(max_new_tokens=args.tokens),
                         progress=_progress)  # fmt: skip

@@ -30,7 +30,7 @@ from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis
-from alignez_core.measure.judges import make_judge
+from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
 FIT_QUERIES = 24  # the shipped packs are fitted on the first 24 seed queries (the CLI default)
@@ -45,7 +45,6 @@ CONCISE_BANDS = (
 )
 
 BUDGETS = (1.0, 1.4, None)  # None: raw sums
-PAIR_JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 RETAINED_GOAL = 0.7
 
 
@@ -135,7 +134,7 @@ def budget(lm, prompts: list[str]) -> dict:
     tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately."""
     axes = {
         name: (pack := AxisPack.load(PACKS / f"{name}.safetensors", lm), make_judge(j, pack.axis))
-        for name, j in PAIR_JUDGES.items()
+        for name, j in PRESET_JUDGES.items()
     }
     sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
     out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS]}
@@ -160,7 +159,7 @@ def readout(lm, prompts: list[str]) -> dict:
     gets it, then judged at ±1 on seed queries 25–46 only (the readout default's held-out set)."""
     held_out = held_out_seeds()
     rows: dict[str, dict] = {}
-    for name, judge in PAIR_JUDGES.items():
+    for name, judge in PRESET_JUDGES.items():
         for chosen in get_args(Readout):
             pack = fit_axis(lm, preset(name), config=FitConfig(readout=chosen))
             judges = (judge, "refusal") if judge == "grade" else (judge,)

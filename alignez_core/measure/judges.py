@@ -127,6 +127,8 @@ def pole_judge(axis: Axis) -> Judge:
 
 
 JUDGE_NAMES = ("tone", "grade", "words", "pole", "refusal")
+# the independent judge each measured preset is scored by (make results, the bench studies)
+PRESET_JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
 
 
 def make_judge(name: str, axis: Axis) -> Judge:
