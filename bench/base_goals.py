@@ -1,11 +1,11 @@
 """The steering goals on a base model, as a user gets them: each preset fitted with the defaults
 for the model's kind (its calibration included), then slider ±1 and the prompting baseline on
-the 24 dev prompts (never used to fit or calibrate).
+the 24 dev prompts (never used to fit or calibrate). `--readout` changes only the readout.
 
 Goals on Gemma 3 270M (docs/models.md): cheerful ±1 moves VADER by ≥ +0.30 / ≤ −0.40, simple ±1
 moves Flesch–Kincaid by ≤ −1.5 / ≥ +1.5, ≤ 1/24 answers loop, perplexity ≤ 1.3× base.
 
-    python bench/base_goals.py [--model gemma3-270m] [--axes cheerful simple]
+    python bench/base_goals.py [--model gemma3-270m] [--axes cheerful simple] [--readout answers]
 
 Prints one line per cell, then one JSON object as its last line (docs/base-goals.log).
 """
@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,6 +27,7 @@ from alignez_core import fit_axis, load_model, preset
 from alignez_core.axes.axis import ASSETS
 from alignez_core.axes.queries import read_queries
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
+from alignez_core.fitting.fit import READOUTS, FitConfig
 from alignez_core.measure.judges import PRESET_JUDGES
 
 
@@ -35,15 +37,18 @@ def main() -> None:
     parser.add_argument(
         "--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(PRESET_JUDGES)
     )
+    parser.add_argument("--readout", choices=READOUTS, help="default: the model kind's")
     args = parser.parse_args()
     lm = load_model(args.model)
+    config = FitConfig.for_kind(lm.effective_kind)
+    config = replace(config, readout=args.readout or config.readout)
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries
     out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "n_prompts": len(prompts),
-                 "axes": {}}  # fmt: skip
+                 "readout": config.readout, "pairs": asdict(config.pairs), "axes": {}}  # fmt: skip
     for name in args.axes:
         judge = PRESET_JUDGES[name]
         started = time.perf_counter()
-        pack = fit_axis(lm, preset(name))  # the defaults for the model's kind
+        pack = fit_axis(lm, preset(name), config=config)
         fit_seconds = round(time.perf_counter() - started, 1)
         rule = pack.fitted_rule()
         config = EvalConfig(strengths=(-1.0, 1.0), rules=(rule,), judges=(judge,), prompted=True)

@@ -3,14 +3,17 @@ does, by the share of pairs whose positive answer an independent judge places on
 side of the negative one.
 
 Ways of asking, on the model's own frame (`Human: …⏎Assistant:`), greedy, 64 tokens:
-- `insight`: the fit's two stages today (`generate_pairs`: what a {pole} assistant's answer
-  should do, then the answer conditioned on it);
+- `insight`: an instruct model's default, two stages (`generate_pairs`: what a {pole}
+  assistant's answer should do, then the answer conditioned on it);
 - `persona`: the pole as an instruction before the query ("Act as a cheerful assistant. …"),
   which is what the persona readout reads;
 - `opening`: the plain query, with the pole's words placed at the start of the answer ("As a
   cheerful assistant, I"); the judge reads only what the model wrote after them;
 - `fewshot`: the persona instruction after one worked example of following a style instruction
-  in a third, unrelated style (a pirate), so the frame shows what an instruction is for.
+  in a third, unrelated style (a pirate), so the frame shows what an instruction is for;
+- `contrast`: a base model's default (`BASE_PAIRS`): 4 samples per pole asked by `persona`, and
+  of each query's 8 answers the pair the model itself scores most and least like the positive
+  pole (`contrast_scores`).
 
 Judges: the pole judge (sentence-embedding similarity to the axis's anchor sentences) and the
 axis's own judge (VADER for cheerful, Flesch–Kincaid grade for simple, where lower is simpler).
@@ -34,7 +37,7 @@ from alignez_core import load_model, preset
 from alignez_core.axes.axis import ASSETS, Axis
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine import Row, SamplingConfig, generate_rows
-from alignez_core.fitting.pairs import PairConfig, generate_pairs, persona_prompt
+from alignez_core.fitting.pairs import BASE_PAIRS, PairConfig, generate_pairs, persona_prompt
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 
 AXES = {name: PRESET_JUDGES[name] for name in ("cheerful", "simple")}
@@ -53,8 +56,9 @@ def _answers(lm, texts: list[str]) -> list[str]:
 
 def pole_answers(lm, axis: Axis, queries: list[str], way: str) -> tuple[list[str], list[str]]:
     """(positive answers, negative answers), one per query, asked `way`."""
-    if way == "insight":
-        pairs = generate_pairs(lm, axis, queries, PairConfig())
+    if way in ("insight", "contrast"):
+        config = BASE_PAIRS if way == "contrast" else PairConfig()
+        pairs = generate_pairs(lm, axis, queries, config)
         return [p.positive for p in pairs], [p.negative for p in pairs]
     sides = []
     for pole in (True, False):
@@ -77,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--queries", type=int, default=24)
-    parser.add_argument("--ways", default="insight,persona,opening,fewshot")
+    parser.add_argument("--ways", default="insight,persona,opening,fewshot,contrast")
     args = parser.parse_args()
     lm = load_model(args.model)
     queries = read_queries(ASSETS / "seed_queries.txt").queries[: args.queries]

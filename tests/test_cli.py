@@ -157,8 +157,19 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
         "--model", str(model_dir), "--model-kind", "base", "--out", str(as_base),
     )  # fmt: skip
     assert fit.returncode == 0, fit.stderr
-    base = json.loads(run_cli("info", str(as_base)).stdout)["fit_config"]["calibration"]
-    assert (base["n_queries"], base["extra_looping"]) == (8, 1)
+    base = json.loads(run_cli("info", str(as_base)).stdout)["fit_config"]
+    assert (base["calibration"]["n_queries"], base["calibration"]["extra_looping"]) == (8, 1)
+    # ... and a base model's pairs: 4 persona samples per pole, chosen by the model's contrast
+    chat = info["fit_config"]["pairs"]
+    assert (chat["ask"], chat["select"], chat["samples_per_pole"]) == ("insight", "each", 1)
+    assert (base["pairs"]["ask"], base["pairs"]["select"], base["pairs"]["samples_per_pole"]) == (
+        "persona", "contrast", 4
+    )  # fmt: skip
+    refused = run_cli(
+        "fit", "--preset", "cheerful", "--select", "contrast", "--samples-per-pole", "9",
+        "--model", str(model_dir), "--out", str(tmp_path / "no.safetensors"),
+    )  # fmt: skip
+    assert refused.returncode != 0 and "samples_per_pole must be 1–8" in refused.stderr
 
 
 def test_generate_with_bf16_and_a_device_map_and_a_bad_one(model_dir, tmp_path):

@@ -161,3 +161,8 @@ def test_a_fit_given_no_config_takes_the_defaults_of_its_models_kind(tiny_llama,
     assert pack.calibration is not None and pack.calibration.queries == min(
         stored["n_queries"], len(QUERIES)
     )
+    # a base model writes its pairs by persona, 4 samples, one pair per query by its contrast
+    pairs = pack.fit_config["pairs"]
+    expected = ("persona", "contrast", 4) if kind == "base" else ("insight", "each", 1)
+    assert (pairs["ask"], pairs["select"], pairs["samples_per_pole"]) == expected
+    assert len(pack.pairs) == len(QUERIES) and all(p.positive != p.negative for p in pack.pairs)

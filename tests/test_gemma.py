@@ -41,3 +41,17 @@ def test_a_streamed_gemma_answer_ends_as_the_batch_does(gemma):
     shown = list(stream_rows(gemma, [Row(prompt)], SamplingConfig(max_new_tokens=TOKENS)))
     assert shown[-1] == [whole.text]
     assert all(turn_end(texts[0]) is None for texts in shown)
+
+
+def test_gemma_scores_a_cheerful_answer_above_a_gloomy_one_by_its_own_contrast(gemma):
+    """The contrast that chooses a base model's pairs points the pole's way on answers an outside
+    reader would sort at once (a sign slip or one prompt for both poles fails it)."""
+    from alignez_core.fitting.pairs import contrast_scores
+
+    cheerful, gloomy = contrast_scores(
+        gemma,
+        az.preset("cheerful"),
+        "How was your day?",
+        ["It was wonderful! I'm so happy, everything went great.", "It was awful. I feel sad."],
+    )
+    assert cheerful > 0 > gloomy

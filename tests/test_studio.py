@@ -197,6 +197,25 @@ def test_a_fit_in_the_studio_adds_its_axis(studio):
     assert "Fitted mood" in updates[-1][studio.axes.fit_status]
     assert updates[-1][studio.axes.sliders[0]]["visible"] is True
     assert session.names() == ["mood"] and session.axes["mood"].fit_config["readout"] == "answers"
+    assert studio.axes.samples_default()["value"] == 1  # a chat model: one pair per sample
+
+
+def test_the_samples_slider_and_a_fit_follow_the_models_kind(tiny_llama):
+    """On a base model the studio offers 4 samples chosen by the model's own contrast, and a fit
+    takes the slider's count with the base model's way of writing pairs."""
+    from alignez_core.engine.model import LoadedModel
+
+    base = Studio(ModelHolder(LoadedModel.wrap(tiny_llama.model, tiny_llama.tokenizer, "tiny",
+                                               kind="base")))  # fmt: skip
+    base.build()
+    assert base.axes.samples.value == 4
+    assert "contrast" in base.axes.samples_default()["info"]
+    session = StudioSession()
+    fit = base.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 2,
+                           "answers", session, FakeRequest())  # fmt: skip
+    assert "Fitted mood" in list(fit)[-1][base.axes.fit_status]
+    pairs = session.axes["mood"].fit_config["pairs"]
+    assert (pairs["ask"], pairs["select"], pairs["samples_per_pole"]) == ("persona", "contrast", 2)
 
 
 def test_cancel_stops_a_running_fit_and_keeps_the_other_axes(studio, tiny_pack):

@@ -18,7 +18,7 @@ from alignez_core.axes.queries import parse_queries
 from alignez_core.engine.memory import release_freed_memory
 from alignez_core.errors import FitCancelled
 from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis
-from alignez_core.fitting.pairs import PairConfig
+from alignez_core.fitting.pairs import pairs_for_kind
 from ui.session import MAX_AXES, StudioSession
 
 from .render import status
@@ -50,6 +50,17 @@ class AxesPanel:
         self.jobs = jobs
         self.view: AxesView = lambda session, **_: {}  # the studio's full view, set at wiring
 
+    def samples_default(self) -> dict:
+        """The samples slider's value and note for the loaded model's kind: an instruct model
+        pairs one greedy answer per pole; a base model chooses among 4 by its own contrast."""
+        kind = self.holder.lm.effective_kind
+        note = (
+            "the model's own contrast picks each query's pair from all of them"
+            if pairs_for_kind(kind).select == "contrast"
+            else "one pair per sample"
+        )
+        return {"value": pairs_for_kind(kind).samples_per_pole, "info": note}
+
     def build(self) -> None:
         gr.Markdown("## Axes")
         self.preset = gr.Dropdown(
@@ -80,7 +91,9 @@ class AxesPanel:
             self.n_queries = gr.Slider(
                 2, 48, value=DEFAULT_FIT_QUERIES, step=1, label="Queries", elem_id="n-queries"
             )
-            self.samples = gr.Slider(1, 4, value=1, step=1, label="Samples per pole")
+            self.samples = gr.Slider(
+                1, 8, step=1, label="Samples per pole", **self.samples_default()
+            )
             self.readout = gr.Radio(
                 list(READOUTS), value=FitConfig().readout, label="Read the axis from",
                 info="persona: the model reading each pole as an instruction; answers: its own "
@@ -171,11 +184,12 @@ class AxesPanel:
                 if queries_text and queries_text.strip()
                 else None
             )
+            kind = self.holder.lm.effective_kind
             config = FitConfig.for_kind(
-                self.holder.lm.effective_kind,
+                kind,
                 n_queries=int(n_queries),
                 readout=readout or FitConfig().readout,
-                pairs=PairConfig(samples_per_pole=int(samples)),
+                pairs=replace(pairs_for_kind(kind), samples_per_pole=int(samples)),
             )
             if axis.name not in session.axes and len(session.axes) >= MAX_AXES:
                 raise AlignEZError(f"A session holds at most {MAX_AXES} axes; remove one first.")

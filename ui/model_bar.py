@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
 
 from alignez_core import AlignEZError
@@ -22,8 +24,9 @@ def named_models_text() -> str:
 
 
 class ModelBar:
-    def __init__(self, holder: ModelHolder) -> None:
+    def __init__(self, holder: ModelHolder, samples_default: Callable[[], dict]) -> None:
         self.holder = holder
+        self.samples_default = samples_default  # the axes panel's, for the loaded model
 
     def build(self) -> None:
         with gr.Row(equal_height=True):
@@ -55,7 +58,8 @@ class ModelBar:
         )
 
     def on_load_model(self, spec: str | None, session: StudioSession, progress=gr.Progress()):
-        """Returns the model line and the plots' layer-slider update (the depth may change)."""
+        """Returns the model line, the plots' layer-slider update (the depth may change) and the
+        samples slider's (its default follows the model's kind)."""
         spec = (spec or "").strip()
         progress(0, desc=f"Loading {spec or 'the embedded model'}…")
         previous = self.holder.lm.model_id
@@ -65,8 +69,13 @@ class ModelBar:
             return (
                 self.model_text() + f"\n\n{status(f'{exc} Still using {previous}.', 'error')}",
                 gr.update(),
+                gr.update(),
             )
         stale = [n for n, p in session.axes.items() if p.hidden_size != lm.hidden_size]
         note = f" Axes fitted on another model: {', '.join(stale)} (re-fit them)." if stale else ""
         loaded = status(f"Loaded in {lm.load_seconds:.1f}s.{note}", "ok")
-        return self.model_text() + f"\n\n{loaded}", gr.update(value=0, maximum=lm.num_layers - 1)
+        return (
+            self.model_text() + f"\n\n{loaded}",
+            gr.update(value=0, maximum=lm.num_layers - 1),
+            gr.update(**self.samples_default()),
+        )

@@ -35,8 +35,8 @@ class Studio:
     def __init__(self, holder: ModelHolder) -> None:
         self.holder = holder
         self.jobs = FitJobs()
-        self.model_bar = ModelBar(holder)
         self.axes = AxesPanel(holder, self.jobs)
+        self.model_bar = ModelBar(holder, self.axes.samples_default)
         self.manage = ManagePanel(holder)
         self.plots = PlotsPanel(holder)
         self.compare = ComparePanel(holder, self.plots)
@@ -106,7 +106,7 @@ class Studio:
         self.model_bar.load.click(
             self.model_bar.on_load_model,
             [self.model_bar.spec, state],
-            [self.model_bar.info, plots.layer],
+            [self.model_bar.info, plots.layer, axes.samples],
         )
         axes.fit_button.click(axes.on_fit, [*axes.fit_inputs(), state], outputs, api_name="fit",
                               concurrency_limit=2, concurrency_id="fit")  # fmt: skip

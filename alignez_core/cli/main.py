@@ -106,9 +106,8 @@ def _add_speed_args(parser: argparse.ArgumentParser) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     from alignez_core.axes.axis import Axis, preset
     from alignez_core.axes.queries import read_queries
-    from alignez_core.fitting.calibrate import calibration_for_kind
     from alignez_core.fitting.fit import FitConfig, fit_axis
-    from alignez_core.fitting.pairs import PairConfig
+    from alignez_core.fitting.pairs import pairs_for_kind
 
     if args.preset:
         axis = preset(args.preset)
@@ -122,21 +121,24 @@ def cmd_fit(args: argparse.Namespace) -> None:
         for note in query_set.notes:
             _log(note)
         queries = query_set.queries
-    config = FitConfig(  # checked before the model loads; calibration follows its kind
+    lm = _load(args.model, args)
+    kind = lm.effective_kind  # what the flags leave open is this kind of model's default
+    given = {
+        "answer_tokens": args.max_new_tokens,
+        "samples_per_pole": args.samples_per_pole,
+        "ask": args.ask,
+        "select": args.select,
+        "seed": args.seed,
+    }
+    config = FitConfig.for_kind(
+        kind,
         n_queries=args.n_queries,
         pooling=args.pooling,
         site=args.site,
-        readout=args.readout,
-        calibration=None,
-        pairs=PairConfig(
-            answer_tokens=args.max_new_tokens,
-            samples_per_pole=args.samples_per_pole,
-            seed=args.seed,
-        ),
+        readout=args.readout or FitConfig.for_kind(kind).readout,
+        pairs=replace(pairs_for_kind(kind), **{k: v for k, v in given.items() if v is not None}),
+        **({"calibration": None} if args.no_calibrate else {}),
     )
-    lm = _load(args.model, args)
-    if not args.no_calibrate:
-        config = replace(config, calibration=calibration_for_kind(lm.effective_kind))
     started = time.perf_counter()
     pack = fit_axis(lm, axis, queries, config, progress=_progress, settings=_settings(args))
     seconds = time.perf_counter() - started
@@ -335,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alignez_core.engine.architecture import SITES
     from alignez_core.engine.edit import POSITIONS
     from alignez_core.fitting.fit import READOUTS
+    from alignez_core.fitting.pairs import ASKS, SELECTS
     from alignez_core.steering import SLIDER_RULES
 
     parser = argparse.ArgumentParser(prog="alignez", description=__doc__)
@@ -348,7 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--queries", help="text file, one query per line")
     fit.add_argument("--n-queries", type=int, default=24)
     fit.add_argument("--max-new-tokens", type=int, default=64, help="answer length per pole")
-    fit.add_argument("--samples-per-pole", type=int, default=1)
+    fit.add_argument(
+        "--samples-per-pole", type=int, default=None, help="default: the model kind's (1 or 4)"
+    )
+    fit.add_argument(
+        "--ask",
+        choices=ASKS,
+        default=None,
+        help="how an answer is asked for: insight, then answer (chat default) or persona (base)",
+    )
+    fit.add_argument(
+        "--select",
+        choices=SELECTS,
+        default=None,
+        help="pair each sample's answers (chat default) or the model's own contrast (base)",
+    )
     fit.add_argument("--pooling", choices=("mean", "last"), default="mean")
     fit.add_argument(
         "--site", choices=SITES, default="residual", help="readout: residual stream or MLP output"
@@ -356,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--readout",
         choices=READOUTS,
-        default="persona",
-        help="read Φ at the end of the persona prompt (default) or on the self-generated answers",
+        default=None,
+        help="read Φ at the end of the persona prompt or on the self-generated answers "
+        "(default: the model kind's)",
     )
     fit.add_argument(
         "--positions",

@@ -24,7 +24,7 @@ from alignez_core.steering import DEFAULT_BAND, SteerSettings
 
 from .calibrate import CalibrationConfig, calibrate, calibration_for_kind
 from .fingerprint import ModelIdentity, fit_fingerprint
-from .pairs import PairConfig, ProgressFn, generate_pairs, persona_prompt
+from .pairs import PairConfig, ProgressFn, generate_pairs, pairs_for_kind, persona_prompt
 
 Readout = Literal["answers", "persona"]
 READOUTS: tuple[str, ...] = ("answers", "persona")
@@ -69,9 +69,14 @@ class FitConfig:
 
     @classmethod
     def for_kind(cls, kind: ModelKind, **changes: Any) -> FitConfig:
-        """The defaults for a kind of model (its calibration: `calibration_for_kind`), then
-        `changes`; what `fit_axis` uses when given no config."""
-        return cls(**({"calibration": calibration_for_kind(kind)} | changes))
+        """The defaults for a kind of model (its calibration, `calibration_for_kind`, and how it
+        writes its pairs, `pairs_for_kind`), then `changes`; what `fit_axis` uses when given no
+        config."""
+        defaults: dict[str, Any] = {
+            "calibration": calibration_for_kind(kind),
+            "pairs": pairs_for_kind(kind),
+        }
+        return cls(**(defaults | changes))
 
 
 def fit_axis(
