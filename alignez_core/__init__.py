@@ -32,6 +32,7 @@ from alignez_core.errors import (
     UnsupportedModelError,
 )
 from alignez_core.fitting.fit import FitConfig, fit_axis
+from alignez_core.fitting.pairs import PairConfig
 from alignez_core.steering import SteeredAnswer, SteerSettings, generate, steer, stream
 
 
@@ -62,6 +63,7 @@ __all__ = [
     "LoopGuard",
     "ModelLoadError",
     "PackError",
+    "PairConfig",
     "SamplingConfig",
     "SteerSettings",
     "SteeredAnswer",
