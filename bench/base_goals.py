@@ -51,8 +51,10 @@ def main() -> None:
         pack = fit_axis(lm, preset(name), config=config)
         fit_seconds = round(time.perf_counter() - started, 1)
         rule = pack.fitted_rule()
-        config = EvalConfig(strengths=(-1.0, 1.0), rules=(rule,), judges=(judge,), prompted=True)
-        report = evaluate(lm, pack, prompts, config)
+        cells_asked = EvalConfig(
+            strengths=(-1.0, 1.0), rules=(rule,), judges=(judge,), prompted=True
+        )
+        report = evaluate(lm, pack, prompts, cells_asked)
         base = report.base_fluency
         cells = {}
         for cell in report.cells:
