@@ -18,7 +18,7 @@ Ways of asking, on the model's own frame (`Human: …⏎Assistant:`), greedy, 64
 Judges: the pole judge (sentence-embedding similarity to the axis's anchor sentences) and the
 axis's own judge (VADER for cheerful, Flesch–Kincaid grade for simple, where lower is simpler).
 
-    python bench/base_pairs.py [--model gemma3-270m] [--queries 24]   # ~10 min here
+    python bench/base_pairs.py [--model gemma3-270m] [--queries 24]   # ~20 min here
 
 Prints a table, then one JSON object as its last line (docs/base-pairs.log).
 """
