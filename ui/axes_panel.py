@@ -53,13 +53,13 @@ class AxesPanel:
     def samples_default(self) -> dict:
         """The samples slider's value and note for the loaded model's kind: an instruct model
         pairs one greedy answer per pole; a base model chooses among 4 by its own contrast."""
-        kind = self.holder.lm.effective_kind
+        pairs = pairs_for_kind(self.holder.lm.effective_kind)
         note = (
             "the model's own contrast picks each query's pair from all of them"
-            if pairs_for_kind(kind).select == "contrast"
+            if pairs.select == "contrast"
             else "one pair per sample"
         )
-        return {"value": pairs_for_kind(kind).samples_per_pole, "info": note}
+        return {"value": pairs.samples_per_pole, "info": note}
 
     def build(self) -> None:
         gr.Markdown("## Axes")

@@ -107,7 +107,6 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from alignez_core.axes.axis import Axis, preset
     from alignez_core.axes.queries import read_queries
     from alignez_core.fitting.fit import FitConfig, fit_axis
-    from alignez_core.fitting.pairs import pairs_for_kind
 
     if args.preset:
         axis = preset(args.preset)
@@ -122,7 +121,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
             _log(note)
         queries = query_set.queries
     lm = _load(args.model, args)
-    kind = lm.effective_kind  # what the flags leave open is this kind of model's default
+    defaults = FitConfig.for_kind(lm.effective_kind)  # what the flags leave open
     given = {
         "answer_tokens": args.max_new_tokens,
         "samples_per_pole": args.samples_per_pole,
@@ -130,14 +129,14 @@ def cmd_fit(args: argparse.Namespace) -> None:
         "select": args.select,
         "seed": args.seed,
     }
-    config = FitConfig.for_kind(
-        kind,
+    config = replace(
+        defaults,
         n_queries=args.n_queries,
         pooling=args.pooling,
         site=args.site,
-        readout=args.readout or FitConfig.for_kind(kind).readout,
-        pairs=replace(pairs_for_kind(kind), **{k: v for k, v in given.items() if v is not None}),
-        **({"calibration": None} if args.no_calibrate else {}),
+        readout=args.readout or defaults.readout,
+        pairs=replace(defaults.pairs, **{k: v for k, v in given.items() if v is not None}),
+        calibration=None if args.no_calibrate else defaults.calibration,
     )
     started = time.perf_counter()
     pack = fit_axis(lm, axis, queries, config, progress=_progress, settings=_settings(args))

@@ -213,8 +213,13 @@ class LoadedModel:
         else:
             text = f"Human: {user}\nAssistant:"
         if assistant is not None:
-            text += assistant if self.is_chat else " " + assistant
+            text += self.answer_after_prompt(assistant)
         return text
+
+    def answer_after_prompt(self, answer: str) -> str:
+        """`answer` as it follows `format_prompt`'s text: the base frame's "Assistant:" takes a
+        space before it, a chat template's generation prompt none."""
+        return answer if self.is_chat else " " + answer
 
 
 def execution_device(module: nn.Module) -> torch.device:

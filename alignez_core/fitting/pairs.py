@@ -208,7 +208,7 @@ def contrast_scores(lm: LoadedModel, axis: Axis, query: str, answers: Sequence[s
     """How much likelier the model finds each answer to `query` when asked for the positive pole
     than for the negative: mean log-probability per token under the positive persona prompt
     minus under the negative one. The model's own judgement, no outside judge."""
-    spaced = [a if lm.is_chat else " " + a for a in answers]  # as `format_prompt` joins them
+    spaced = [lm.answer_after_prompt(a) for a in answers]
     positive = perplexities(lm, [persona_prompt(axis, query, True)] * len(spaced), spaced)
     negative = perplexities(lm, [persona_prompt(axis, query, False)] * len(spaced), spaced)
     return [math.log(n) - math.log(p) for p, n in zip(positive, negative, strict=True)]
