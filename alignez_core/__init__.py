@@ -31,8 +31,9 @@ from alignez_core.errors import (
     PackError,
     UnsupportedModelError,
 )
-from alignez_core.fitting.fit import FitConfig, fit_axis
+from alignez_core.fitting.fit import FitConfig, fit_axis, refine_axis
 from alignez_core.fitting.pairs import PairConfig
+from alignez_core.fitting.train import TrainConfig
 from alignez_core.steering import SteeredAnswer, SteerSettings, generate, steer, stream
 
 
@@ -67,6 +68,7 @@ __all__ = [
     "SamplingConfig",
     "SteerSettings",
     "SteeredAnswer",
+    "TrainConfig",
     "TurnEnd",
     "UnsupportedModelError",
     "answer_of_turn",
@@ -78,6 +80,7 @@ __all__ = [
     "prefitted_pack",
     "preset",
     "preset_names",
+    "refine_axis",
     "steer",
     "stream",
     "turn_end",

@@ -7,6 +7,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py concise-band   # concise +1, band × c (~6 min)
     python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
+    python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~? min)
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -29,10 +30,13 @@ from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate
-from alignez_core.fitting.fit import FitConfig, Readout, fit_axis
+from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
+TRAINED_PACKS = (
+    Path(__file__).resolve().parent.parent / "out" / "trained"
+)  # not shipped (git-ignored)
 FIT_QUERIES = 24  # the shipped packs are fitted on the first 24 seed queries (the CLI default)
 LOOP_GUARDS = (0, 6, 8)
 CONCISE_BANDS = (
@@ -180,8 +184,38 @@ def readout(lm, prompts: list[str]) -> dict:
             "rows": rows}  # fmt: skip
 
 
+def method(lm, prompts: list[str]) -> dict:
+    """Each shipped pack (mean difference) against the same pack trained on its own pairs and
+    recalibrated (`refine_axis`, the default `TrainConfig`), both judged at ±1."""
+    rows: dict[str, dict] = {}
+    for name, judge in PRESET_JUDGES.items():
+        shipped = AxisPack.load(PACKS / f"{name}.safetensors", lm)
+        trained = refine_axis(lm, shipped, progress=_quiet_progress)
+        trained.save(TRAINED_PACKS / f"{name}.safetensors")
+        for label, pack in (("mean", shipped), ("trained", trained)):
+            config = EvalConfig(strengths=(-1.0, 1.0), rules=(pack.fitted_rule(),), judges=(judge,))
+            report = evaluate(lm, pack, prompts, config)
+            row = {"-1": _cell(report, -1.0, judge), "+1": _cell(report, 1.0, judge)}
+            assert pack.calibration is not None
+            row["edges"] = (pack.calibration.negative, pack.calibration.positive)
+            if pack.training is not None:
+                row["training"] = {
+                    "seconds": round(pack.training.seconds, 1),
+                    "best_epoch": pack.training.best_epoch,
+                    "held_out_losses": [round(x, 3) for x in pack.training.held_out_losses],
+                }
+            rows[f"{name} {label}"] = row
+            print(f"{name}, {label}: {row}", flush=True)
+    return {"study": "method", "n_prompts": len(prompts), "rows": rows}
+
+
+def _quiet_progress(stage: str, done: int, total: int) -> None:
+    if done == total:
+        print(f"[{stage}] {done}/{total}", file=sys.stderr, flush=True)
+
+
 STUDIES = {"loop-guard": loop_guard, "concise-band": concise_band, "budget": budget,
-           "readout": readout}  # fmt: skip
+           "readout": readout, "method": method}  # fmt: skip
 
 
 def main() -> None:

@@ -172,6 +172,30 @@ def test_fit_reads_at_the_persona_prompt_when_asked(model_dir, tmp_path):
     assert refused.returncode != 0 and "samples_per_pole must be 1–8" in refused.stderr
 
 
+def test_fit_with_method_trained_stores_its_training_and_a_bad_objective_is_refused(
+    model_dir, tmp_path
+):
+    pack = tmp_path / "trained.safetensors"
+    fit = run_cli(
+        "fit", "--preset", "cheerful", "--n-queries", "4", "--max-new-tokens", "8",
+        "--method", "trained", "--objective", "likelihood", "--model", str(model_dir),
+        "--out", str(pack),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    out = json.loads(fit.stdout)
+    assert out["method"] == "trained" and len(out["held_out_losses"]) >= 2
+    assert "training" in out["timings"]
+    info = json.loads(run_cli("info", str(pack)).stdout)
+    assert info["fit_config"]["method"] == "trained"
+    assert info["fit_config"]["training"]["objective"] == "likelihood"
+    assert info["training"]["held_out_pairs"] == 1 and info["training"]["train_pairs"] == 3
+    refused = run_cli(
+        "fit", "--preset", "cheerful", "--method", "trained", "--objective", "dpo",
+        "--model", str(model_dir), "--out", str(tmp_path / "no.safetensors"),
+    )  # fmt: skip
+    assert refused.returncode != 0 and "invalid choice: 'dpo'" in refused.stderr
+
+
 def test_generate_with_bf16_and_a_device_map_and_a_bad_one(model_dir, tmp_path):
     pack = tmp_path / "axis.safetensors"
     fit = run_cli(

@@ -13,6 +13,7 @@ from alignez_core.errors import FitError
 from alignez_core.fitting.calibrate import CalibrationConfig
 from alignez_core.fitting.fit import FitConfig, fit_axis, fit_settings
 from alignez_core.fitting.pairs import PairConfig, persona_prompt
+from alignez_core.fitting.train import TrainConfig
 from alignez_core.steering import SteerSettings, generate, plan_edits
 from tests.test_activations import manual_outputs
 
@@ -114,9 +115,13 @@ def test_the_fingerprint_moves_with_every_input_of_a_fit(monkeypatch):
         now(queries=["q1", "q3"]),
         now(config=FitConfig(n_queries=8)),
         now(config=FitConfig(calibration=CalibrationConfig(grid=(0.01, 0.02)))),
+        now(config=FitConfig(method="trained")),
+        now(config=FitConfig(method="trained", training=TrainConfig(epochs=2))),
         now(settings=SteerSettings(rule="subspace", band=(0.3, 0.7), positions="last")),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
+    # training settings do not act on a mean fit, so they leave its fingerprint as it was
+    assert now(config=FitConfig(training=TrainConfig(epochs=2))) == base
     monkeypatch.setattr(fp, "persona_prompt", lambda a, q, p: f"Be a {a.persona(p)}. {q}")
     assert now() != base  # a changed prompt template
     monkeypatch.undo()

@@ -2,8 +2,6 @@
 embedded model, and refused for any other model with a message that says what to do."""
 
 import json
-from dataclasses import asdict
-
 import pytest
 
 from alignez_core.axes.axis import preset, preset_names
@@ -28,7 +26,7 @@ def test_a_shipped_pack_is_the_default_fit_of_its_preset_on_the_embedded_model(n
     assert pack.model_id == DEFAULT_MODEL_NAME
     assert (pack.hidden_size, pack.num_layers) == (576, 30)
     config = FitConfig()
-    defaults = json.loads(json.dumps(asdict(config)))
+    defaults = json.loads(json.dumps(config.record()))
     assert {k: v for k, v in pack.fit_config.items() if k != "fingerprint"} == defaults | {
         "queries": config.n_queries
     }

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,40 @@ class SliderCalibration:
 
 
 @dataclass(frozen=True)
+class TrainingLog:
+    """What training did, stored in the pack: per epoch (0 = the mean difference, before any
+    step) the training and held-out loss, and the held-out margin (log-likelihood of the
+    preferred answer minus the rejected one's, averaged over both signs, relative to the
+    unedited model)."""
+
+    config: dict[str, Any]
+    layers: tuple[int, ...]
+    train_losses: tuple[float, ...]
+    held_out_losses: tuple[float, ...]
+    held_out_margins: tuple[float, ...]
+    best_epoch: int
+    train_pairs: int
+    held_out_pairs: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingLog:
+        floats = ("train_losses", "held_out_losses", "held_out_margins")
+        return cls(
+            config=dict(data["config"]),
+            layers=tuple(int(i) for i in data["layers"]),
+            best_epoch=int(data["best_epoch"]),
+            train_pairs=int(data["train_pairs"]),
+            held_out_pairs=int(data["held_out_pairs"]),
+            seconds=float(data["seconds"]),
+            **{key: tuple(float(v) for v in data[key]) for key in floats},
+        )
+
+
+@dataclass(frozen=True)
 class PreferencePair:
     """One query answered as the positive and as the negative pole."""
 
@@ -121,6 +156,7 @@ class AxisPack:
     fit_config: dict[str, Any] = field(default_factory=dict)
     rule_defaults: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    training: TrainingLog | None = None  # how a trained fit's directions were trained
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -205,6 +241,7 @@ class AxisPack:
             "fit_config": self.fit_config,
             "rule_defaults": self.rule_defaults,
             "timings": self.timings,
+            "training": self.training.to_dict() if self.training else None,
             "created": self.created,
         }
 
@@ -323,7 +360,7 @@ class AxisPack:
         norms = [float(n) for n in meta.get("residual_norms") or []]
         if norms and (len(norms) != num_layers or not all(0 < n < 1e12 for n in norms)):
             raise PackError(f"{name}: residual_norms must be {num_layers} positive numbers.")
-        calibration = meta.get("calibration")
+        calibration, training = meta.get("calibration"), meta.get("training")
         rule_defaults = _checked_rule_defaults(dict(meta.get("rule_defaults") or {}), name)
         return cls(
             axis=Axis.from_dict(meta["axis"]),
@@ -339,6 +376,7 @@ class AxisPack:
             fit_config=dict(meta.get("fit_config", {})),
             rule_defaults=rule_defaults,
             timings=dict(meta.get("timings", {})),
+            training=TrainingLog.from_dict(training) if training else None,
             created=str(meta.get("created", "")),
         )
 

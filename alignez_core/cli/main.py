@@ -137,6 +137,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         readout=args.readout or defaults.readout,
         pairs=replace(defaults.pairs, **{k: v for k, v in given.items() if v is not None}),
         calibration=None if args.no_calibrate else defaults.calibration,
+        method=args.method,
+        training=replace(defaults.training, objective=args.objective, seed=args.seed),
     )
     started = time.perf_counter()
     pack = fit_axis(lm, axis, queries, config, progress=_progress, settings=_settings(args))
@@ -157,6 +159,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
             ),
             "seconds": round(seconds, 2),
             "timings": {k: round(v, 2) for k, v in pack.timings.items()},
+            "method": config.method,
+            "held_out_losses": (
+                [round(x, 4) for x in pack.training.held_out_losses] if pack.training else None
+            ),
         }
     )
 
@@ -337,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     from alignez_core.engine.edit import POSITIONS
     from alignez_core.fitting.fit import READOUTS
     from alignez_core.fitting.pairs import ASKS, SELECTS
+    from alignez_core.fitting.train import FIT_METHODS, OBJECTIVES
     from alignez_core.steering import SLIDER_RULES
 
     parser = argparse.ArgumentParser(prog="alignez", description=__doc__)
@@ -384,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--no-calibrate", action="store_true", help="skip the per-sign slider calibration"
+    )
+    fit.add_argument(
+        "--method",
+        choices=FIT_METHODS,
+        default="mean",
+        help="each layer's direction: the pairs' mean difference, or that trained on the pairs "
+        "by a preference loss (slower; docs/method.md)",
+    )
+    fit.add_argument(
+        "--objective", choices=OBJECTIVES, default="bipo", help="the loss of --method trained"
     )
     _add_layer_args(fit)
     fit.add_argument("--seed", type=int, default=0)

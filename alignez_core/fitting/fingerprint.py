@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from alignez_core.axes.axis import Axis
 from alignez_core.engine.generation import SamplingConfig
@@ -18,6 +19,12 @@ from .pairs import answer_prompt, insight_prompt, persona_prompt
 
 # The prompt templates are fingerprinted by what they write for this query.
 PROBE_QUERY = "What is a good way to spend a quiet afternoon?"
+
+
+class RecordedConfig(Protocol):
+    """A fit's settings as the plain data its pack stores (`FitConfig.record`)."""
+
+    def record(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,10 @@ def fit_inputs(
     model: ModelIdentity,
     axis: Axis,
     queries: Sequence[str],
-    config: object,
+    config: RecordedConfig,
     settings: SteerSettings,
 ) -> dict:
-    """Every input of a fit as plain data (`config` is the `FitConfig` dataclass)."""
+    """Every input of a fit as plain data."""
     templates = {
         sign: {
             "insight": insight_prompt(axis, PROBE_QUERY, positive),
@@ -49,7 +56,7 @@ def fit_inputs(
         "model": asdict(model),
         "axis": axis.to_dict(),
         "queries": list(queries),
-        "config": asdict(config),  # type: ignore[call-overload]
+        "config": config.record(),
         "settings": asdict(settings),
         "templates": templates,
         "decoding": asdict(SamplingConfig()),
@@ -60,7 +67,7 @@ def fit_fingerprint(
     model: ModelIdentity,
     axis: Axis,
     queries: Sequence[str],
-    config: object,
+    config: RecordedConfig,
     settings: SteerSettings,
 ) -> str:
     """The sha256 of `fit_inputs`: equal fingerprints, equal fits (same machine and threads)."""

@@ -25,6 +25,7 @@ from alignez_core.steering import DEFAULT_BAND, SteerSettings
 from .calibrate import CalibrationConfig, calibrate, calibration_for_kind
 from .fingerprint import ModelIdentity, fit_fingerprint
 from .pairs import PairConfig, ProgressFn, generate_pairs, pairs_for_kind, persona_prompt
+from .train import FIT_METHODS, FitMethod, TrainConfig, train_directions
 
 Readout = Literal["answers", "persona"]
 READOUTS: tuple[str, ...] = ("answers", "persona")
@@ -56,6 +57,10 @@ class FitConfig:
     batch_size: int = 16
     # None: no calibration (slider ±1 = the rule's default scale). Runs for residual packs only.
     calibration: CalibrationConfig | None = field(default_factory=CalibrationConfig)
+    # "mean": each layer's direction is the pairs' mean difference; "trained": that, refined on
+    # the same pairs by a preference loss (`train.py`, settings in `training`)
+    method: FitMethod = "mean"
+    training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_queries <= MAX_QUERIES:
@@ -66,6 +71,16 @@ class FitConfig:
             raise FitError(f"site must be one of {', '.join(SITES)}, got {self.site!r}.")
         if self.readout not in READOUTS:
             raise FitError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}.")
+        if self.method not in FIT_METHODS:
+            raise FitError(f"method must be one of {', '.join(FIT_METHODS)}, got {self.method!r}.")
+
+    def record(self) -> dict[str, Any]:
+        """The settings as the pack stores them; a mean fit's without the training fields that
+        do not act on it, so it reads (and fingerprints) as it did before trained fits."""
+        data = asdict(self)
+        if self.method == "mean":
+            del data["method"], data["training"]
+        return data
 
     @classmethod
     def for_kind(cls, kind: ModelKind, **changes: Any) -> FitConfig:
@@ -98,6 +113,8 @@ def fit_axis(
     if config is None:
         config = FitConfig.for_kind(lm.effective_kind)
     settings = fit_settings(axis, config, settings)
+    if config.method == "trained":
+        _check_trainable(config.site, settings)
     chosen = fit_queries(queries, config)
     identity = ModelIdentity(lm.model_id, lm.hidden_size, lm.num_layers)
     fingerprint = fit_fingerprint(identity, axis, chosen, config, settings)
@@ -127,21 +144,112 @@ def fit_axis(
         site=config.site,
         residual_norms=answers.norm(dim=-1).mean(0).tolist() if config.site == "residual" else [],
         pairs=pairs,
-        fit_config=asdict(config) | {"queries": len(chosen), "fingerprint": fingerprint},
+        fit_config=config.record() | {"queries": len(chosen), "fingerprint": fingerprint},
         rule_defaults=asdict(settings),
         timings=timings,
     )
     pack.pair_coords = [
         torch.cat([positive[:, i], negative[:, i]]) @ pack.top2(i).T for i in range(lm.num_layers)
     ]
+    if config.method == "trained":
+        _train(lm, pack, config.training, settings, progress, cancel)
     if config.calibration is not None and config.site == "residual":
-        if progress is not None:
-            progress("calibration", 0, 1)
-        pack.calibration = calibrate(lm, pack, chosen, settings, config.calibration, cancel)
-        timings["calibration"] = pack.calibration.seconds
-        if progress is not None:
-            progress("calibration", 1, 1)
+        _calibrate(lm, pack, chosen, settings, config.calibration, progress, cancel)
     return pack
+
+
+def refine_axis(
+    lm: LoadedModel,
+    pack: AxisPack,
+    training: TrainConfig = TrainConfig(),
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> AxisPack:
+    """A fitted pack's directions trained on its own stored pairs (`train.py`), recalibrated as
+    it was fitted: what `FitConfig(method="trained")` does after the mean difference, for a pack
+    already made. A new pack; `pack` is left as it was."""
+    pack.check_compatible(lm)
+    if pack.training is not None:
+        raise FitError(f"Axis {pack.name!r} is already trained.")
+    if not pack.pairs or not pack.residual_norms:
+        raise FitError(
+            f"Axis {pack.name!r} has no self-generated pairs or residual units to train on "
+            "(an imported vector, or a pack read at the MLP site): fit it with this model first."
+        )
+    settings = SteerSettings().for_pack(pack)
+    _check_trainable(pack.site, settings)
+    refined = replace(pack, timings=dict(pack.timings), calibration=None)
+    _train(lm, refined, training, settings, progress, cancel)
+    fit_config = {k: v for k, v in pack.fit_config.items() if k != "fingerprint"}
+    refined.fit_config = fit_config | {"method": "trained", "training": asdict(training)}
+    stored = pack.calibration.settings.get("calibration") if pack.calibration else None
+    if stored:
+        calibration = CalibrationConfig(**(stored | {"grid": tuple(stored["grid"])}))
+        queries = list(dict.fromkeys(pair.query for pair in pack.pairs))
+        _calibrate(lm, refined, queries, settings, calibration, progress, cancel)
+    return refined
+
+
+def _calibrate(
+    lm: LoadedModel,
+    pack: AxisPack,
+    queries: Sequence[str],
+    settings: SteerSettings,
+    config: CalibrationConfig,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+) -> None:
+    if progress is not None:
+        progress("calibration", 0, 1)
+    pack.calibration = calibrate(lm, pack, queries, settings, config, cancel)
+    pack.timings["calibration"] = pack.calibration.seconds
+    if progress is not None:
+        progress("calibration", 1, 1)
+
+
+def _check_trainable(site: str, settings: SteerSettings) -> None:
+    if site != "residual" or settings.chosen_rule != "mean_diff":
+        raise FitError(
+            "A trained fit trains the vector the mean_diff rule adds to the residual stream; "
+            f"this axis steers with rule {settings.chosen_rule!r} at the {site} site. "
+            "Use --rule mean_diff and the residual site (the persona readout's defaults)."
+        )
+
+
+def _train(
+    lm: LoadedModel,
+    pack: AxisPack,
+    training: TrainConfig,
+    settings: SteerSettings,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+) -> None:
+    """Replace the directions `mean_diff` adds in the band by trained ones, in place; each keeps
+    its mean difference's length, so plots and files read as before."""
+    started = time.perf_counter()
+    layers = pack.layers
+    initial = {
+        i: layers[i].mean_difference
+        for i in settings.band_layers(lm.num_layers)
+        if layers[i].rank > 0 and layers[i].mean_difference.norm() > 1e-8
+    }
+    trained, pack.training = train_directions(
+        lm,
+        pack.pairs,
+        initial,
+        pack.residual_norms,
+        settings.chosen_positions,
+        training,
+        progress,
+        cancel,
+    )
+    pack.layers = [
+        replace(layer, mean_difference=trained[i] * layer.mean_difference.norm())
+        if i in trained
+        else layer
+        for i, layer in enumerate(layers)
+    ]
+    pack.timings["training"] = time.perf_counter() - started
 
 
 def fit_settings(axis: Axis, config: FitConfig, settings: SteerSettings) -> SteerSettings:
