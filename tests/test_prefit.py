@@ -2,6 +2,7 @@
 embedded model, and refused for any other model with a message that says what to do."""
 
 import json
+
 import pytest
 
 from alignez_core.axes.axis import preset, preset_names

@@ -175,13 +175,13 @@ def test_session_export_import_round_trip(studio, tiny_pack, tmp_path):
 def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
     session = StudioSession()
     updates = list(studio.axes.on_fit("cheerful", "", "  ", "gloomy", "", "", "", 2, 1, "persona",
-                                      session, FakeRequest()))  # fmt: skip
+                                      "mean", session, FakeRequest()))  # fmt: skip
     assert "positive must be a non-empty" in updates[-1][studio.axes.fit_status]
     running = studio.jobs.start(FakeRequest.session_hash)
     try:
         with pytest.warns(UserWarning, match="already running"):  # shown as a toast
             fit = studio.axes.on_fit("cheerful", "", "cheerful", "gloomy", "", "", "", 2, 1,
-                                     "persona", session, FakeRequest())  # fmt: skip
+                                     "persona", "mean", session, FakeRequest())  # fmt: skip
             updates = list(fit)
         assert "already running" in updates[-1][studio.manage.status]
     finally:
@@ -192,12 +192,27 @@ def test_fit_with_an_empty_pole_and_two_fits_at_once(studio):
 def test_a_fit_in_the_studio_adds_its_axis(studio):
     session = StudioSession()
     fit = studio.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 1,
-                             "answers", session, FakeRequest())  # fmt: skip
+                             "answers", "mean", session, FakeRequest())  # fmt: skip
     updates = list(fit)
     assert "Fitted mood" in updates[-1][studio.axes.fit_status]
     assert updates[-1][studio.axes.sliders[0]]["visible"] is True
     assert session.names() == ["mood"] and session.axes["mood"].fit_config["readout"] == "answers"
     assert studio.axes.samples_default()["value"] == 1  # a chat model: one pair per sample
+
+
+def test_a_trained_fit_in_the_studio_says_its_expected_time_and_stores_its_training(studio):
+    session = StudioSession()
+    fit = studio.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 1,
+                             "persona", "trained", session, FakeRequest())  # fmt: skip
+    updates = list(fit)
+    assert "training adds about" in updates[0][studio.axes.fit_status]
+    assert "Fitted mood" in updates[-1][studio.axes.fit_status]
+    pack = session.axes["mood"]
+    assert pack.training is not None and pack.fit_config["method"] == "trained"
+    refused = list(studio.axes.on_fit("cheerful", "m2", "cheerful", "gloomy", "", "", "a?", 1, 1,
+                                      "answers", "trained", session, FakeRequest()))  # fmt: skip
+    assert "trains the vector the mean_diff rule adds" in refused[-1][studio.axes.fit_status]
+    assert session.names() == ["mood"]
 
 
 def test_the_samples_slider_and_a_fit_follow_the_models_kind(tiny_llama):
@@ -212,7 +227,7 @@ def test_the_samples_slider_and_a_fit_follow_the_models_kind(tiny_llama):
     assert "contrast" in base.axes.samples_default()["info"]
     session = StudioSession()
     fit = base.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 2,
-                           "answers", session, FakeRequest())  # fmt: skip
+                           "answers", "mean", session, FakeRequest())  # fmt: skip
     assert "Fitted mood" in list(fit)[-1][base.axes.fit_status]
     pairs = session.axes["mood"].fit_config["pairs"]
     assert (pairs["ask"], pairs["select"], pairs["samples_per_pole"]) == ("persona", "contrast", 2)
@@ -222,8 +237,8 @@ def test_cancel_stops_a_running_fit_and_keeps_the_other_axes(studio, tiny_pack):
     session = session_with(tiny_pack)
     assert "No fit is running" in studio.axes.on_cancel(FakeRequest())
     fit = studio.axes.on_fit("cheerful", "halfway", "cheerful", "gloomy", "", "",
-                             "\n".join(f"q{i}?" for i in range(12)), 12, 1, "answers", session,
-                             FakeRequest())  # fmt: skip
+                             "\n".join(f"q{i}?" for i in range(12)), 12, 1, "answers", "mean",
+                             session, FakeRequest())  # fmt: skip
     first = next(fit)  # the worker has started
     assert "starting" in first[studio.axes.fit_status]
     assert "Cancelling" in studio.axes.on_cancel(FakeRequest())

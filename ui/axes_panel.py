@@ -19,6 +19,7 @@ from alignez_core.engine.memory import release_freed_memory
 from alignez_core.errors import FitCancelled
 from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis
 from alignez_core.fitting.pairs import pairs_for_kind
+from alignez_core.fitting.train import FIT_METHODS
 from ui.session import MAX_AXES, StudioSession
 
 from .render import status
@@ -26,6 +27,8 @@ from .shared import FitJobs, ModelHolder
 from .sliders import SLIDER_RANGE
 
 DEFAULT_FIT_QUERIES = 16
+# what training adds to a fit, per query, on SmolLM2 on this project's 2-core CPU (docs/method.md)
+TRAIN_SECONDS_PER_QUERY = 11
 CUSTOM = "(custom: type the poles)"
 AxesView = Callable[..., dict]  # (session, fit_status=, axes_status=, focus=) → every axes output
 
@@ -99,6 +102,12 @@ class AxesPanel:
                 info="persona: the model reading each pole as an instruction; answers: its own "
                 "pole answers (AlignEZ's pairs)", elem_id="readout",
             )  # fmt: skip
+            self.method = gr.Radio(
+                list(FIT_METHODS), value=FitConfig().method, label="Directions",
+                info="mean: the pairs' mean difference; trained: that, then trained on the same "
+                f"pairs (persona readout; about {TRAIN_SECONDS_PER_QUERY:g} s more per query on "
+                "a 2-core CPU)", elem_id="method",
+            )  # fmt: skip
         with gr.Row():
             self.fit_button = gr.Button("Fit axis", variant="primary", elem_id="fit")
             self.prefit_button = gr.Button(
@@ -124,7 +133,7 @@ class AxesPanel:
     def fit_inputs(self) -> list:
         return [self.preset, self.name, self.positive, self.negative, self.positive_desc,
                 self.negative_desc, self.queries, self.n_queries, self.samples,
-                self.readout]  # fmt: skip
+                self.readout, self.method]  # fmt: skip
 
     def axes_outputs(self) -> list:
         return [self.no_axes_note, *self.sliders]
@@ -167,7 +176,7 @@ class AxesPanel:
 
     def on_fit(
         self, preset_name, name, positive, negative, positive_desc, negative_desc, queries_text,
-        n_queries, samples, readout, session: StudioSession, request: gr.Request,
+        n_queries, samples, readout, method, session: StudioSession, request: gr.Request,
         progress=gr.Progress(),
     ) -> Iterator[dict]:  # fmt: skip
         try:
@@ -190,6 +199,7 @@ class AxesPanel:
                 n_queries=int(n_queries),
                 readout=readout or FitConfig().readout,
                 pairs=replace(pairs_for_kind(kind), samples_per_pole=int(samples)),
+                method=method or FitConfig().method,
             )
             if axis.name not in session.axes and len(session.axes) >= MAX_AXES:
                 raise AlignEZError(f"A session holds at most {MAX_AXES} axes; remove one first.")
@@ -235,11 +245,15 @@ class AxesPanel:
             except BaseException as exc:  # reported below
                 outcome["error"] = exc
 
+        expect = ""
+        if config.method == "trained":
+            minutes = TRAIN_SECONDS_PER_QUERY * config.n_queries / 60
+            expect = f" (training adds about {minutes:.0f} min on a 2-core CPU)"
         started = time.perf_counter()
         worker = threading.Thread(target=work, daemon=True)
         try:
             worker.start()
-            yield {self.fit_status: status(f"Fitting {axis.name}: starting…", "busy")}
+            yield {self.fit_status: status(f"Fitting {axis.name}: starting…{expect}", "busy")}
             while worker.is_alive() or not events.empty():
                 try:
                     stage, done, total = events.get(timeout=0.25)

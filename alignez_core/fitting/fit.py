@@ -211,8 +211,9 @@ def _check_trainable(site: str, settings: SteerSettings) -> None:
     if site != "residual" or settings.chosen_rule != "mean_diff":
         raise FitError(
             "A trained fit trains the vector the mean_diff rule adds to the residual stream; "
-            f"this axis steers with rule {settings.chosen_rule!r} at the {site} site. "
-            "Use --rule mean_diff and the residual site (the persona readout's defaults)."
+            f"this axis steers with rule {settings.chosen_rule!r} at the {site} site. Train an "
+            "axis read from the persona prompt at the residual site (the defaults), or give it "
+            "rule mean_diff."
         )
 
 
