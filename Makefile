@@ -76,11 +76,14 @@ llamacpp: setup
 results: peers
 	$(PY) bench/results.py $(if $(MODEL),--model $(MODEL))
 
-# Every preset fitted on the embedded model with the CLI's defaults, shipped in assets/packs
-# (tests/test_prefit.py fails when a default changes and they go stale); ~75 s each here.
+# Every preset fitted with the CLI's defaults on the embedded model (MODEL= another named model,
+# e.g. gemma3-270m), shipped in assets/packs (tests/test_prefit.py fails when a default changes
+# and they go stale); SmolLM2 ~1–7 min each here, Gemma ~5.
 packs: setup
+	folder=$$($(PY) -c "from alignez_core.axes.prefit import packs_folder; print(packs_folder('$(MODEL)'))"); \
 	for p in $$($(PY) -c "from alignez_core.axes.axis import preset_names; print(*preset_names())"); \
-		do $(PY) -m alignez_core fit --preset $$p --out assets/packs/$$p.safetensors >/dev/null; done
+		do $(PY) -m alignez_core fit --preset $$p $(if $(MODEL),--model $(MODEL)) \
+			--out $$folder/$$p.safetensors >/dev/null; done
 
 # Mutation testing of the core modules against the fast tests (bench/mutation.py,
 # docs/mutation.md); slow, so not in `make test`.

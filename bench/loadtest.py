@@ -8,12 +8,17 @@ start serve, with the cache and an exported session intact?), and bad input at t
 are bounded in count and time. Prints a table, then one JSON object as its last line.
 
     python bench/loadtest.py [--quick]   # --quick: 3 sessions, 10 generations, one round of cancels
+    python bench/loadtest.py --quick --model gemma3-270m   # the same on another named model
+
+`--model` is passed to every process it starts as ALIGNEZ_MODEL (the studio, the CLI fits, the
+reference), and the shipped packs it adds are that model's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,6 +43,7 @@ from studio_client import (
 )
 
 from alignez_core import AxisPack
+from alignez_core.axes.prefit import packs_folder
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = [
@@ -46,7 +52,6 @@ PROMPTS = [
     "How do I make a good cup of coffee?",
     "Tell me about autumn.",
 ]
-SHIPPED = ROOT / "assets" / "packs"
 # Session i's slider in the first concurrent round. Session 1 stays at 0: its answer must be the
 # base model's whatever its neighbours do. The quick run's steered sessions (cheerful +2, concise
 # +2, cheerful −2 in round two) each move their first 16 tokens, so a leak from them would show.
@@ -77,7 +82,9 @@ def isolation_packs(workdir: Path, fitted: list[Path], n: int) -> list[Path]:
     """One pack per session, no two with the same axis: the CLI-fitted ones, then shipped
     presets; past the distinct ones a pack repeats."""
     names = {AxisPack.load(p).name for p in fitted}
-    shipped = [p for p in sorted(SHIPPED.glob("*.safetensors")) if p.stem not in names]
+    folder = packs_folder(os.environ.get("ALIGNEZ_MODEL"))
+    shipped_packs = sorted(folder.glob("*.safetensors")) if folder is not None else []
+    shipped = [p for p in shipped_packs if p.stem not in names]
     distinct = [*fitted, *shipped]
     return [distinct[i % len(distinct)] for i in range(n)]
 
@@ -345,9 +352,12 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="3 sessions, 10 generations, one round of cancels"
     )
+    parser.add_argument("--model", help="a named model (gemma3-270m) instead of the default")
     args = parser.parse_args()
+    if args.model:
+        os.environ["ALIGNEZ_MODEL"] = args.model  # every process started below inherits it
     sessions, burst_n, soak_n, tokens = (3, 6, 10, 16) if args.quick else (7, 24, 100, 32)
-    results: dict = {"mode": "quick" if args.quick else "full"}
+    results: dict = {"mode": "quick" if args.quick else "full", "model": args.model or "default"}
     with tempfile.TemporaryDirectory(prefix="alignez-loadtest-") as folder:
         workdir = Path(folder)
         packs = make_packs(workdir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from studio_client import ROOT, App, answers, generate_args, raw_call, status_of
 
 
 def make_packs(workdir: Path) -> list[Path]:
-    """Two real packs fitted by the CLI (cheerful, simple; 3 queries each) and a foreign one."""
+    """Two real packs fitted by the CLI (cheerful, simple; 3 queries each) on the load test's
+    model (ALIGNEZ_MODEL, else the default)."""
     paths = []
     for name in ("cheerful", "simple"):
         out = workdir / f"{name}.safetensors"
@@ -30,6 +32,11 @@ def make_packs(workdir: Path) -> list[Path]:
                 "3",
                 "--out",
                 str(out),
+                *(
+                    ["--model", os.environ["ALIGNEZ_MODEL"]]
+                    if os.environ.get("ALIGNEZ_MODEL")
+                    else []
+                ),
             ],
             cwd=ROOT,
             check=True,

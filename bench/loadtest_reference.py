@@ -12,6 +12,7 @@ the texts the studio's three columns show for it ("" where a column is empty).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def answer(lm, request: dict) -> list[str]:
 
 def main() -> None:
     requests_path, answers_path = map(Path, sys.argv[1:3])
-    lm = load_model()
+    lm = load_model(os.environ.get("ALIGNEZ_MODEL") or None)  # the studio's model
     requests = json.loads(requests_path.read_text())
     answers_path.write_text(json.dumps([answer(lm, r) for r in requests]))
 

@@ -7,7 +7,8 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py concise-band   # concise +1, band × c (~6 min)
     python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
-    python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~? min)
+    python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
+    python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
@@ -31,6 +33,7 @@ from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
+from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
@@ -184,18 +187,28 @@ def readout(lm, prompts: list[str]) -> dict:
             "rows": rows}  # fmt: skip
 
 
-def method(lm, prompts: list[str]) -> dict:
+def method(
+    lm, prompts: list[str], objective: str = "bipo", presets: str = "", with_mean: bool = True
+) -> dict:
     """Each shipped pack (mean difference) against the same pack trained on its own pairs and
-    recalibrated (`refine_axis`, the default `TrainConfig`), both judged at ±1."""
+    recalibrated (`refine_axis`, the default `TrainConfig` with `objective`), both judged at ±1;
+    `presets` (comma list) limits the axes, `with_mean=False` judges the trained packs only."""
     rows: dict[str, dict] = {}
-    for name, judge in PRESET_JUDGES.items():
+    chosen = presets.split(",") if presets else list(PRESET_JUDGES)
+    training = TrainConfig(objective=objective)  # type: ignore[arg-type]
+    for name in chosen:
+        judge = PRESET_JUDGES[name]
         shipped = AxisPack.load(PACKS / f"{name}.safetensors", lm)
-        trained = refine_axis(lm, shipped, progress=_quiet_progress)
-        trained.save(TRAINED_PACKS / f"{name}.safetensors")
-        for label, pack in (("mean", shipped), ("trained", trained)):
+        trained = refine_axis(lm, shipped, training, progress=_quiet_progress)
+        trained.save(TRAINED_PACKS / f"{name}-{objective}.safetensors")
+        packs = (("mean", shipped),) if with_mean else ()
+        for label, pack in (*packs, (f"trained ({objective})", trained)):
             config = EvalConfig(strengths=(-1.0, 1.0), rules=(pack.fitted_rule(),), judges=(judge,))
             report = evaluate(lm, pack, prompts, config)
-            row = {"-1": _cell(report, -1.0, judge), "+1": _cell(report, 1.0, judge)}
+            row: dict[str, Any] = {
+                "-1": _cell(report, -1.0, judge),
+                "+1": _cell(report, 1.0, judge),
+            }
             assert pack.calibration is not None
             row["edges"] = (pack.calibration.negative, pack.calibration.positive)
             if pack.training is not None:
@@ -206,7 +219,7 @@ def method(lm, prompts: list[str]) -> dict:
                 }
             rows[f"{name} {label}"] = row
             print(f"{name}, {label}: {row}", flush=True)
-    return {"study": "method", "n_prompts": len(prompts), "rows": rows}
+    return {"study": "method", "n_prompts": len(prompts), "objective": objective, "rows": rows}
 
 
 def _quiet_progress(stage: str, done: int, total: int) -> None:
@@ -214,16 +227,28 @@ def _quiet_progress(stage: str, done: int, total: int) -> None:
         print(f"[{stage}] {done}/{total}", file=sys.stderr, flush=True)
 
 
-STUDIES = {"loop-guard": loop_guard, "concise-band": concise_band, "budget": budget,
-           "readout": readout, "method": method}  # fmt: skip
+STUDIES: dict[str, Callable[..., dict]] = {
+    "loop-guard": loop_guard,
+    "concise-band": concise_band,
+    "budget": budget,
+    "readout": readout,
+    "method": method,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("study", choices=tuple(STUDIES))
+    parser.add_argument("--objective", choices=OBJECTIVES, default="bipo", help="method study")
+    parser.add_argument("--presets", default="", help="method study: a comma list (default all)")
+    parser.add_argument("--no-mean", action="store_true", help="method study: trained rows only")
     args = parser.parse_args()
     lm = load_model()
-    print(json.dumps(STUDIES[args.study](lm, tuning_prompts())))
+    if args.study == "method":
+        result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
+    else:
+        result = STUDIES[args.study](lm, tuning_prompts())
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ def default_name(positive: str, negative: str) -> str:
     return f"{(positive or '').strip()}-{(negative or '').strip()}"
 
 
-def has_prefit(preset_name: str | None) -> bool:
-    """Whether the preset ships a pack fitted on the embedded model (`alignez_core.axes.prefit`)."""
-    return preset_name in prefitted_names()
+def has_prefit(preset_name: str | None, model_id: str) -> bool:
+    """Whether the preset ships a pack fitted on the model (`alignez_core.axes.prefit`)."""
+    return preset_name in prefitted_names(model_id)
 
 
 def session_key(request: gr.Request | None) -> str:
@@ -111,7 +111,9 @@ class AxesPanel:
         with gr.Row():
             self.fit_button = gr.Button("Fit axis", variant="primary", elem_id="fit")
             self.prefit_button = gr.Button(
-                "Use pre-fitted (instant)", elem_id="use-prefitted", visible=has_prefit(start.name)
+                "Use pre-fitted (instant)",
+                elem_id="use-prefitted",
+                visible=has_prefit(start.name, self.holder.lm.model_id),
             )
             self.cancel_button = gr.Button("Cancel fit", elem_id="cancel-fit")
         self.fit_status = gr.Markdown(elem_id="fit-status")
@@ -161,7 +163,7 @@ class AxesPanel:
 
     def on_preset(self, name: str):
         """A preset fills the poles; choosing 'custom' keeps what is typed."""
-        shipped = gr.update(visible=has_prefit(name))
+        shipped = gr.update(visible=has_prefit(name, self.holder.lm.model_id))
         if name == CUSTOM or not name:
             return gr.update(), gr.update(), gr.update(), gr.update(), gr.update(), False, shipped
         axis = preset(name)
