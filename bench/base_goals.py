@@ -1,11 +1,13 @@
 """The steering goals on a base model, as a user gets them: each preset fitted with the defaults
 for the model's kind (its calibration included), then slider ±1 and the prompting baseline on
-the 24 dev prompts (never used to fit or calibrate). `--readout` changes only the readout.
+the 24 dev prompts (never used to fit or calibrate). `--readout` changes only the readout,
+`--method trained` trains the directions on the fit's pairs (docs/method.md §12).
 
 Goals on Gemma 3 270M (docs/models.md): cheerful ±1 moves VADER by ≥ +0.30 / ≤ −0.40, simple ±1
 moves Flesch–Kincaid by ≤ −1.5 / ≥ +1.5, ≤ 1/24 answers loop, perplexity ≤ 1.3× base.
 
     python bench/base_goals.py [--model gemma3-270m] [--axes cheerful simple] [--readout answers]
+                               [--method trained]
 
 Prints one line per cell, then one JSON object as its last line (docs/base-goals.log).
 """
@@ -28,6 +30,7 @@ from alignez_core.axes.axis import ASSETS
 from alignez_core.axes.queries import read_queries
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
 from alignez_core.fitting.fit import READOUTS, FitConfig
+from alignez_core.fitting.train import FIT_METHODS
 from alignez_core.measure.judges import PRESET_JUDGES
 
 
@@ -38,13 +41,15 @@ def main() -> None:
         "--axes", nargs="+", default=["cheerful", "simple"], choices=tuple(PRESET_JUDGES)
     )
     parser.add_argument("--readout", choices=READOUTS, help="default: the model kind's")
+    parser.add_argument("--method", choices=FIT_METHODS, default="mean")
     args = parser.parse_args()
     lm = load_model(args.model)
     config = FitConfig.for_kind(lm.effective_kind)
-    config = replace(config, readout=args.readout or config.readout)
+    config = replace(config, readout=args.readout or config.readout, method=args.method)
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries
     out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "n_prompts": len(prompts),
-                 "readout": config.readout, "pairs": asdict(config.pairs), "axes": {}}  # fmt: skip
+                 "readout": config.readout, "method": config.method, "pairs": asdict(config.pairs),
+                 "axes": {}}  # fmt: skip
     for name in args.axes:
         judge = PRESET_JUDGES[name]
         started = time.perf_counter()
@@ -69,6 +74,7 @@ def main() -> None:
             "fit_seconds": fit_seconds,
             "timings": {k: round(v, 1) for k, v in pack.timings.items()},
             "edges": [edge.positive, edge.negative] if edge else None,
+            "held_out_losses": pack.training.held_out_losses if pack.training else None,
             "base_score": round(report.base_scores[judge], 3),
             "base_looping": base.degenerate,
             "base_perplexity": round(base.perplexity, 3),
