@@ -5,14 +5,16 @@ default settings (the default readout, its own rule, band and positions, calibra
 then evaluates the pack's own rule, `subspace` (per query), `mean_diff` (the mean difference of
 the same pairs) and `project` at slider −2 … +2, beside the prompting baseline (the pole asked for
 in words); the same axis fitted with the other readout, its rules as rows 'READOUT RULE'; and
-the peers' own trained vectors, on the dev prompt set (never used to fit or calibrate); then
+the peers' own trained vectors; and the same pack with its directions trained on its own pairs
+(`refine_axis`, rows 'trained RULE'), on the dev prompt set (never used to fit or calibrate); then
 every pair of the three at ±1, with the shared budget and without
 (`alignez_core.evaluation.composition`). Writes docs/RESULTS.md (tables; the analysis section
 is kept between the markers), docs/results.json and one figure per axis
 (docs/results-cheerful.html and the like).
 
     python bench/results.py [--model gemma3-270m] [--queries 24] [--prompts 24] [--tokens 64]
-                            [--no-compose] [--no-peers] [--dtype bfloat16]
+                            [--compose-tokens 96]
+                            [--no-compose] [--no-peers] [--no-trained] [--dtype bfloat16]
 
 Another model writes its own files beside the default's, its name after `RESULTS-` and
 `results-` in the file names (Markdown, JSON, one figure per axis).
@@ -42,7 +44,8 @@ from alignez_core.engine.generation import SamplingConfig  # noqa: E402
 from alignez_core.evaluation.composition import compose, composition_table  # noqa: E402
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate  # noqa: E402
 from alignez_core.evaluation.report import eval_figure, markdown_table  # noqa: E402
-from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis  # noqa: E402
+from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis, refine_axis  # noqa: E402
+from alignez_core.fitting.train import TrainConfig  # noqa: E402
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge  # noqa: E402
 from alignez_core.steering import SteerSettings  # noqa: E402
 
@@ -110,13 +113,37 @@ def _other_readout_rows(lm, pack, report, prompts, args) -> str:
     )
 
 
+def _trained_rows(lm, pack, report, prompts, args) -> str:
+    """Train the pack's directions on its own pairs (`refine_axis`, the default `TrainConfig`),
+    append its cells as 'trained RULE' and say what training did."""
+    trained = refine_axis(lm, pack, TrainConfig(), progress=_progress)
+    config = EvalConfig(strengths=STRENGTHS, rules=(trained.fitted_rule(),),
+                        judges=report.config.judges, max_new_tokens=args.tokens)  # fmt: skip
+    for cell in evaluate(lm, trained, prompts, config, progress=_progress).cells:
+        if cell.strength != 0:
+            cell.rule = f"trained {cell.rule}"
+            report.cells.append(cell)
+    edge, log = trained.calibration, trained.training
+    assert edge is not None and log is not None
+    losses, objective = log.held_out_losses, log.config["objective"]
+    return (
+        f"Trained (rows 'trained …', `--method trained` on the same pairs): {log.seconds:.0f} s "
+        f"of {objective} training, held-out loss {losses[0]:.3f} → {min(losses):.3f} (epoch "
+        f"{log.best_epoch} kept); ±1 = {edge.positive:g} / {edge.negative:g}·‖h‖. "
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queries", type=int, default=24, help="fit queries per axis")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument(
+        "--compose-tokens", type=int, default=96, help="pairs of axes (room for concise −1)"
+    )
     parser.add_argument("--no-compose", action="store_true", help="skip the pairs of axes")
     parser.add_argument("--no-peers", action="store_true", help="skip repeng / steering-vectors")
+    parser.add_argument("--no-trained", action="store_true", help="skip the trained rows")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument(
         "--model",
@@ -142,6 +169,7 @@ def main() -> None:
         report = evaluate(lm, pack, prompts, config, progress=_progress)
         other = _other_readout_rows(lm, pack, report, prompts, args)
         peers = _peer_rows(lm, pack, report, prompts, args) if not args.no_peers else ""
+        trained = _trained_rows(lm, pack, report, prompts, args) if not args.no_trained else ""
         calibration = pack.calibration
         data[name] = report.to_dict(texts=True) | {
             "fit_seconds": fit_seconds,
@@ -163,13 +191,20 @@ def main() -> None:
             f"Fit ({pack.fit_config['readout']} readout, steered with {own} on "
             f"{pack.fitted_positions()} positions, band {pack.fitted_band()}): "
             f"{len(pack.pairs)} pairs from {args.queries} queries in {fit_seconds:.0f} s; "
-            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. {other}{peers}"
+            f"{edge}. Base mean {judge} = {report.base_scores[judge]:.3f}. {other}{peers}{trained}"
             f"Figure: [`{figure.name}`]({figure.name}).\n\n{markdown_table(report)}\n\n"
             f"Example, prompt *{example}*:\n\n"
             f"- base: {report.base_texts[0][:240]!r}\n"
             + "".join(
                 f"- {rule} {s:+g}: {report.cell(rule, s).texts[0][:240]!r}\n"
-                for rule in (own, "prompted", f"{OTHER} steer", "repeng", "steering-vectors")
+                for rule in (
+                    own,
+                    "prompted",
+                    f"{OTHER} steer",
+                    "repeng",
+                    "steering-vectors",
+                    f"trained {own}",
+                )
                 for s in (-1.0, 1.0)
                 if any(c.rule == rule and c.strength == s for c in report.cells)
             )
@@ -179,14 +214,19 @@ def main() -> None:
             name: (packs[name], make_judge(judge, packs[name].axis))
             for name, judge in PRESET_JUDGES.items()
         }
-        cells = compose(lm, axes, prompts, sampling=SamplingConfig(max_new_tokens=args.tokens),
-                        progress=_progress)  # fmt: skip
+        sampling = SamplingConfig(max_new_tokens=args.compose_tokens)
+        cells = compose(lm, axes, prompts, sampling=sampling, progress=_progress, poles=True)
         data["composition"] = [c.to_dict() for c in cells]
         sections.append(
             "### Several axes at once\n\nEvery pair of the three axes at ±1, with the shared "
             "budget (1 = the combined push at a shared layer is at most the strongest single "
-            "push) and without (raw sums). Retained = the axis's judge shift in the pair ÷ its "
-            "shift alone at the same sign (same prompts, same batches).\n\n"
+            "push) and without (raw sums), "
+            f"{args.compose_tokens} new tokens so concise −1 has room to be verbose. Retained "
+            "against base = the axis's judge shift in the pair ÷ its shift alone at the same "
+            "sign; kept by interaction = what the axis adds on top of the other alone ÷ its "
+            "shift alone, 95 % bootstrap over prompts, read only where the axis alone clearly "
+            "moves the judge (tone ≥ 0.05, grade ≥ 0.5, words ≥ 3, pole ≥ 0.01, its own way); "
+            "each axis by its own judge and its pole judge (same prompts, same batches).\n\n"
             + composition_table(cells, len(prompts))
         )
     sections.append(
@@ -194,6 +234,12 @@ def main() -> None:
         "judge score minus the prompted answer's at the same slider, 95 % bootstrap "
         "(`bench/versus_prompting.py`).\n\n" + versus_prompting.table(data)
     )
+    if trained_table := versus_prompting.table(data, "trained RULE"):
+        sections.append(
+            "### Mean difference vs trained, paired per prompt\n\nPer dev prompt, the pack's "
+            "answer minus the same pack trained on its own pairs, at the same slider, 95 % "
+            "bootstrap.\n\n" + trained_table
+        )
     (DOCS / f"results{suffix}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
     previous = doc.read_text() if doc.exists() else ""
     analysis = (

@@ -31,7 +31,7 @@ from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose
-from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate
+from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, bootstrap_interval, evaluate
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
@@ -69,8 +69,10 @@ def tuning_prompts() -> list[str]:
 
 def _cell(report: EvalReport, strength: float, judge: str) -> dict:
     cell = report.cell(report.config.rules[0], strength)
+    shift = cell.differences[judge]
     return {
-        "shift": round(cell.differences[judge].mean, 3),
+        "shift": round(shift.mean, 3),
+        "interval": [round(shift.low, 3), round(shift.high, 3)],
         "looping": cell.fluency.degenerate,
         "perplexity_ratio": round(cell.fluency.perplexity / report.base_fluency.perplexity, 3),
     }
@@ -202,9 +204,10 @@ def method(
         trained = refine_axis(lm, shipped, training, progress=_quiet_progress)
         trained.save(TRAINED_PACKS / f"{name}-{objective}.safetensors")
         packs = (("mean", shipped),) if with_mean else ()
+        reports: dict[str, EvalReport] = {}
         for label, pack in (*packs, (f"trained ({objective})", trained)):
             config = EvalConfig(strengths=(-1.0, 1.0), rules=(pack.fitted_rule(),), judges=(judge,))
-            report = evaluate(lm, pack, prompts, config)
+            report = reports[label] = evaluate(lm, pack, prompts, config)
             row: dict[str, Any] = {
                 "-1": _cell(report, -1.0, judge),
                 "+1": _cell(report, 1.0, judge),
@@ -219,7 +222,24 @@ def method(
                 }
             rows[f"{name} {label}"] = row
             print(f"{name}, {label}: {row}", flush=True)
+        if with_mean:
+            paired = _paired(reports["mean"], reports[f"trained ({objective})"], name, judge)
+            rows[f"{name} trained − mean"] = paired
+            print(f"{name}, trained − mean (paired per prompt): {paired}", flush=True)
     return {"study": "method", "n_prompts": len(prompts), "objective": objective, "rows": rows}
+
+
+def _paired(first: EvalReport, second: EvalReport, name: str, judge_name: str) -> dict:
+    """Per sign, second − first judged prompt by prompt, with a 95 % bootstrap interval."""
+    judge = make_judge(judge_name, preset(name))
+    paired = {}
+    for strength in (-1.0, 1.0):
+        texts = [r.cell(r.config.rules[0], strength).texts for r in (first, second)]
+        scores = [judge.score(t) for t in texts]
+        differences = [b - a for a, b in zip(*scores, strict=True)]
+        shift = bootstrap_interval(differences, first.config.bootstrap, first.config.seed)
+        paired[f"{strength:+g}"] = [round(x, 3) for x in (shift.mean, shift.low, shift.high)]
+    return paired
 
 
 def _quiet_progress(stage: str, done: int, total: int) -> None:

@@ -4,7 +4,8 @@ For each axis at slider ±1: the default rule's answers and the prompted answers
 for in words, no edit) were written for the same 24 dev prompts, so their judge scores pair up.
 Prints the paired difference (steered − prompted) with a 95 % bootstrap interval, and each side's
 fluency, so "beats or equals prompting at equal or better fluency" is read from one interval
-rather than from two overlapping ones.
+rather than from two overlapping ones; then the same for the pack's own rule against its trained
+rows ('trained RULE', `bench/results.py`), where the JSON has them.
 
     python bench/versus_prompting.py [docs/results.json]
 """
@@ -32,16 +33,19 @@ def _fluency(cell: dict, base_perplexity: float, n: int) -> str:
     return f"{fluency['degenerate']}/{n}, {fluency['perplexity'] / base_perplexity:.2f}×"
 
 
-def versus_prompting(data: dict, name: str) -> list[str]:
-    """Markdown rows for one axis: steered − prompted at −1 and +1, paired over prompts."""
+def versus(data: dict, name: str, other: str = "prompted") -> list[str]:
+    """Markdown rows for one axis: the pack's own rule − `other`'s rows at −1 and +1, paired over
+    prompts (`other`: "prompted", or another rule such as "trained caa")."""
     report = data[name]
     rule, judge_name = report["config"]["rules"][0], report["config"]["judges"][0]
+    if not any(c["rule"] == other for c in report["cells"]):
+        return []
     judge = make_judge(judge_name, preset(name))
     n, base_ppl = report["n_prompts"], report["base"]["fluency"]["perplexity"]
     rows = []
     for strength in (-1.0, 1.0):
         steered = _cell(report["cells"], rule, strength)
-        asked = _cell(report["cells"], "prompted", strength)
+        asked = _cell(report["cells"], other, strength)
         paired = [
             s - p
             for s, p in zip(judge.score(steered["texts"]), judge.score(asked["texts"]), strict=True)
@@ -50,10 +54,11 @@ def versus_prompting(data: dict, name: str) -> list[str]:
         # toward the pole: the sign the slider pushes the judge (its shift alone says which way)
         toward = 1.0 if steered["difference_vs_base"][judge_name]["mean"] >= 0 else -1.0
         ends = sorted((toward * diff.low, toward * diff.high))
+        ours, theirs = ("steering", "prompting") if other == "prompted" else (rule, other)
         verdict = (
-            "steering further"
+            f"{ours} further"
             if ends[0] > 0
-            else "prompting further"
+            else f"{theirs} further"
             if ends[1] < 0
             else "not distinguishable"
         )
@@ -68,21 +73,32 @@ def versus_prompting(data: dict, name: str) -> list[str]:
     return rows
 
 
-def table(data: dict) -> str:
-    """Markdown: every axis of a results JSON, steered − prompted at ±1."""
-    lines = [
-        "| axis (judge) | slider | steered Δ (looping, perplexity) | prompted Δ | "
-        "steered − prompted, paired [95 %] | which reaches further |",
-        "|---|---|---|---|---|---|",
+def table(data: dict, other: str = "prompted") -> str:
+    """Markdown: every axis of a results JSON, its own rule − `other` at ±1 (`other`'s name with
+    the axis's rule in place of RULE, e.g. "trained RULE")."""
+    label = other.replace("RULE", "(same rule)")
+    rows = [
+        row
+        for name in data
+        if name != "composition"
+        for row in versus(data, name, other.replace("RULE", data[name]["config"]["rules"][0]))
     ]
-    for name in (k for k in data if k != "composition"):
-        lines += versus_prompting(data, name)
-    return "\n".join(lines)
+    if not rows:
+        return ""
+    return "\n".join([
+        f"| axis (judge) | slider | own rule Δ (looping, perplexity) | {label} Δ | "
+        f"own − {label}, paired [95 %] | which reaches further |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ])  # fmt: skip
 
 
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "results.json"
-    print(table(json.loads(path.read_text())))
+    data = json.loads(path.read_text())
+    print(table(data))
+    if trained := table(data, "trained RULE"):
+        print(trained)
 
 
 if __name__ == "__main__":

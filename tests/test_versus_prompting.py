@@ -31,6 +31,8 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
             _cell("prompted", 1.0, long, -28.0),
             _cell("mean_diff", -1.0, mixed, +2.0),  # 1 or 7 words against 4: a wash
             _cell("prompted", -1.0, mid, +2.0),
+            _cell("trained mean_diff", 1.0, long, -2.0),  # the trained rows: behind, then a wash
+            _cell("trained mean_diff", -1.0, mixed, +2.0),
         ],
     }
     path = tmp_path / "results.json"
@@ -43,9 +45,13 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
         [sys.executable, "bench/versus_prompting.py", str(path)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    prompted, trained = out.split("own − trained (same rule)")
     verdicts = {
-        (cells[1].split()[0], cells[2].strip()): cells[-2].strip()
-        for line in out.splitlines()
+        (cells[1].split()[0], cells[2].strip(), *(["trained"] if part is trained else [])): cells[
+            -2
+        ].strip()
+        for part in (prompted, trained)
+        for line in part.splitlines()
         if (cells := line.split("|"))[1].strip().startswith(("concise", "cheerful"))
     }
     assert verdicts == {
@@ -53,4 +59,6 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
         ("concise", "-1"): "not distinguishable",
         ("cheerful", "+1"): "prompting further",
         ("cheerful", "-1"): "not distinguishable",
+        ("concise", "+1", "trained"): "mean_diff further",
+        ("concise", "-1", "trained"): "not distinguishable",
     }
