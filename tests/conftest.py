@@ -22,6 +22,16 @@ def tiny_any(request):
 
 
 @pytest.fixture(scope="session")
+def second_pack(tiny_llama):
+    """A concise ↔ verbose axis on the tiny Llama, persona readout: a second axis to combine."""
+    from alignez_core.axes.axis import preset
+    from alignez_core.fitting.fit import FitConfig, fit_axis
+
+    return fit_axis(tiny_llama, preset("concise"), ["a?", "b?", "c?", "d?"],
+                    FitConfig(n_queries=4, pooling="last"))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def real_lm():
     from alignez_core import load_model
 

@@ -3,11 +3,9 @@
 import pytest
 import torch
 
-from alignez_core.axes.axis import preset
 from alignez_core.engine.budget import apply_budget, budget_summary
 from alignez_core.engine.edit import EditError, LayerEdit
 from alignez_core.engine.generation import SamplingConfig
-from alignez_core.fitting.fit import FitConfig, fit_axis
 from alignez_core.steering import SteerSettings, generate, plan_edits
 
 GREEDY = SamplingConfig(max_new_tokens=12, min_new_tokens=12)
@@ -59,12 +57,6 @@ def test_the_summary_says_when_axes_were_scaled_back():
         SteerSettings(budget=0.0)
 
 
-@pytest.fixture(scope="module")
-def second_pack(tiny_llama):
-    return fit_axis(tiny_llama, preset("concise"), ["a?", "b?", "c?", "d?"],
-                    FitConfig(n_queries=4, pooling="last"))  # fmt: skip
-
-
 def test_two_axes_at_zero_give_base_and_one_at_zero_gives_the_other_alone(
     tiny_llama, tiny_pack, second_pack
 ):
@@ -86,30 +78,3 @@ def test_two_axes_at_shared_layers_are_budgeted_in_the_batch(tiny_llama, tiny_pa
     assert reports  # the two axes share band layers
     for r in reports:
         assert float(combined(budgeted, r.site, r.layer).norm()) <= r.strongest * (1 + 1e-5)
-
-
-def test_composition_reports_each_axis_shift_as_a_share_of_alone(
-    tiny_llama, tiny_pack, second_pack
-):
-    from alignez_core.evaluation.composition import compose, composition_table
-    from alignez_core.measure.judges import Judge
-
-    # The tiny model's byte soup has no words to count; a judge that reads every byte moves with
-    # any edit, so the retention below is computed, not skipped.
-    judge = Judge("bytes", "mean byte value", lambda texts: [sum(t.encode()) / 8 for t in texts])
-    axes = {"cheerful": (tiny_pack, judge), "concise": (second_pack, judge)}
-    cells = compose(tiny_llama, axes, ["hi", "why?"], SteerSettings(scale=0.1), strengths=(4.0,),
-                    sampling=SamplingConfig(max_new_tokens=8))  # fmt: skip
-    assert [(c.sliders, c.budget) for c in cells] == [
-        ({}, None), ({"cheerful": 4.0}, None), ({"concise": 4.0}, None),
-        ({"cheerful": 4.0, "concise": 4.0}, 1.0), ({"cheerful": 4.0, "concise": 4.0}, None),
-    ]  # fmt: skip
-    assert cells[0].shifts == {"cheerful": 0.0, "concise": 0.0}
-    pair = cells[3]
-    for name, alone in (("cheerful", cells[1]), ("concise", cells[2])):
-        assert alone.shifts[name] != 0
-        assert pair.retained[name] == pytest.approx(pair.shifts[name] / alone.shifts[name])
-    table = composition_table(cells, 2)
-    assert (
-        "| cheerful +4, concise +4 | 1 |" in table and "| cheerful +4, concise +4 | off |" in table
-    )

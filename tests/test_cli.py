@@ -118,6 +118,42 @@ def test_eval_cli_writes_json_and_plot_and_refuses_bad_input(model_dir, tmp_path
         assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
 
 
+def test_eval_with_several_axes_judges_every_pair_by_interaction(model_dir, tmp_path):
+    from alignez_core.axes.axis import preset
+    from alignez_core.engine.model import load_model
+    from alignez_core.fitting.fit import FitConfig, fit_axis
+
+    lm = load_model(str(model_dir))
+    paths = [
+        fit_axis(lm, preset(name), ["a?", "b?", "c?"], FitConfig(n_queries=3, pooling="last")).save(
+            tmp_path / f"{name}.safetensors"
+        )
+        for name in ("cheerful", "concise")
+    ]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\nwhy?\n")
+    axes = [arg for path in paths for arg in ("--axis", str(path))]
+    base = ["eval", *axes, "--prompts", str(prompts), "--max-new-tokens", "6"]
+    ok = run_cli(*base, "--strengths=4", "--budget", "off", "--model", str(model_dir))
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["axes"] == {"cheerful": "tone", "concise": "words"}  # each preset's own judge
+    cells = data["composition"]
+    # base, each alone, the pair once: --budget off leaves raw sums only
+    assert [(c["sliders"], c["budget"]) for c in cells] == [
+        ({}, None), ({"cheerful": 4.0}, None), ({"concise": 4.0}, None),
+        ({"cheerful": 4.0, "concise": 4.0}, None),
+    ]  # fmt: skip
+    assert set(cells[-1]["interaction"]["cheerful"]) == {"tone", "pole"}
+    assert "pair cells keep ≥ 70% of each axis by interaction" in ok.stderr
+    wrong = run_cli(*base, "--judge", "tone", "--model", str(model_dir))
+    assert wrong.returncode == 2
+    assert "give one --judge per axis (2)" in wrong.stderr.strip().splitlines()[-1]
+    twice = run_cli("eval", "--axis", str(paths[0]), "--axis", str(paths[0]), "--prompts",
+                    str(prompts), "--model", str(model_dir))  # fmt: skip
+    assert twice.returncode == 2 and "each axis once" in twice.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.real_model
 def test_eval_refuses_a_pack_for_another_model(tiny_pack, tmp_path):
     """With no --model, the embedded SmolLM2 loads, and a tiny model's pack is refused."""

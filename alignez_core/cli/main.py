@@ -241,7 +241,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from alignez_core.evaluation.evaluate import EvalConfig, evaluate
     from alignez_core.measure.judges import JUDGE_NAMES
 
-    strengths = parse_floats(args.strengths, "--strengths")
+    if len(args.axis) > 1:
+        _eval_combinations(args)
+        return
+    strengths = parse_floats(args.strengths or "-2,-1,0,1,2", "--strengths")
     rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())  # EvalConfig checks
     judges = tuple(args.judge or ["tone"])
     unknown = [j for j in judges if j not in JUDGE_NAMES]
@@ -257,7 +260,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                         repetition_penalty=args.repetition_penalty,
                         **_loop_guard(args))  # fmt: skip
     lm = _load(args.model)
-    pack = _open_pack(args.axis, lm)
+    pack = _open_pack(args.axis[0], lm)
     if not rules:  # the rule the pack's slider was calibrated with
         config = replace(config, rules=(pack.fitted_rule(),))
     report = evaluate(lm, pack, prompts.queries, config, progress=_progress)
@@ -270,6 +273,45 @@ def cmd_eval(args: argparse.Namespace) -> None:
         eval_figure(report).write_html(args.plot, include_plotlyjs="cdn")
     summary = report.to_dict(texts=False)
     _emit(summary)
+
+
+def _eval_combinations(args: argparse.Namespace) -> None:
+    """Several --axis: every pair at each sign combination, with the shared budget and without,
+    each axis read by its own judge and its pole judge (`evaluation/composition.py`)."""
+    from alignez_core.axes.queries import read_queries
+    from alignez_core.engine.generation import SamplingConfig
+    from alignez_core.evaluation.composition import compose, composition_table
+    from alignez_core.measure.judges import PRESET_JUDGES, make_judge
+
+    prompts = read_queries(args.prompts)
+    strengths = parse_floats(args.strengths or "1,-1", "--strengths")
+    settings = settings_from_text(layers=args.layers, band=args.band, top_n=args.top_n,
+                                  scale=args.scale, budget=args.budget)  # fmt: skip
+    lm = _load(args.model)
+    packs = [_open_pack(spec, lm) for spec in args.axis]
+    names = [pack.axis.name for pack in packs]
+    if len(set(names)) < len(names):
+        raise AlignEZError(f"--axis: each axis once; these share a name: {', '.join(names)}.")
+    judges = args.judge or [PRESET_JUDGES.get(name, "pole") for name in names]
+    if len(judges) != len(packs):
+        raise AlignEZError(
+            f"With several --axis, give one --judge per axis ({len(packs)}) in the same order, "
+            f"or none; got {len(judges)}."
+        )
+    axes = {
+        name: (pack, make_judge(judge, pack.axis))
+        for name, pack, judge in zip(names, packs, judges, strict=True)
+    }
+    cells = compose(lm, axes, prompts.queries, settings,
+                    budgets=tuple(dict.fromkeys((settings.budget, None))), strengths=strengths,
+                    sampling=SamplingConfig(max_new_tokens=args.max_new_tokens),
+                    progress=_progress, poles=True)  # fmt: skip
+    _log(composition_table(cells, len(prompts.queries)))
+    data = {"axes": dict(zip(names, judges, strict=True)), "n_prompts": len(prompts.queries),
+            "composition": [cell.to_dict() for cell in cells]}  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    _emit(data)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -426,16 +468,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_speed_args(gen)
     gen.set_defaults(run=cmd_generate)
 
-    ev = sub.add_parser("eval", help="judge an axis: scores and fluency per rule × strength")
-    ev.add_argument("--axis", required=True, metavar="PACK", help=PACK_HELP)
+    ev = sub.add_parser("eval", help="judge an axis (or several together): scores and fluency")
+    ev.add_argument(
+        "--axis",
+        required=True,
+        action="append",
+        metavar="PACK",
+        help=PACK_HELP + "; repeat it to judge every pair of the axes together",
+    )
     ev.add_argument("--prompts", required=True, help="text file, one prompt per line")
-    ev.add_argument("--strengths", default="-2,-1,0,1,2", help="e.g. --strengths=-2,-1,0,1,2")
+    ev.add_argument(
+        "--strengths",
+        default=None,
+        help="e.g. --strengths=-2,-1,0,1,2 (the default; several axes: 1,-1)",
+    )
     ev.add_argument(
         "--rules",
         default="",
         help="comma list of " + ",".join(SLIDER_RULES) + " (default: the pack's own rule)",
     )
-    ev.add_argument("--judge", action="append", help="tone, grade, words, pole, refusal")
+    ev.add_argument(
+        "--judge",
+        action="append",
+        help="tone, grade, words, pole, refusal; several axes: one per axis, in order "
+        "(default: a preset's own judge, else pole)",
+    )
     ev.add_argument(
         "--prompted", action="store_true", help="add the prompting baseline (poles asked in words)"
     )

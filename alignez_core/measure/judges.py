@@ -129,6 +129,13 @@ def pole_judge(axis: Axis) -> Judge:
 JUDGE_NAMES = ("tone", "grade", "words", "pole", "refusal")
 # the independent judge each measured preset is scored by (make results, the bench studies)
 PRESET_JUDGES = {"cheerful": "tone", "simple": "grade", "concise": "words"}
+# which way slider +1 moves that judge (cheerful raises tone, simple lowers the grade, concise
+# the word count); the pole judge always rises toward the positive pole
+PRESET_DIRECTIONS = {"cheerful": 1.0, "simple": -1.0, "concise": -1.0}
+# the smallest shift that counts as an axis clearly moving a judge: a share of an effect is read
+# only where there is an effect (the pole judge's: cheerful moves it ±0.07–0.08 at ±1, simple
+# 0.002–0.01, so simple's own pole shift mostly does not count)
+CLEAR_SHIFTS = {"tone": 0.05, "grade": 0.5, "words": 3.0, "pole": 0.01}
 
 
 def make_judge(name: str, axis: Axis) -> Judge:
