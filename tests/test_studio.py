@@ -109,8 +109,12 @@ def test_the_axis_name_follows_typed_poles_until_the_user_types_a_name():
 
 
 def test_pre_fitted_packs_are_offered_per_preset_and_refused_for_another_model(studio, tiny_pack):
-    assert studio.axes.on_preset("simple")[-1]["visible"] is True
-    assert studio.axes.on_preset(CUSTOM)[-1]["visible"] is False
+    from alignez_core.engine.catalog import SMOLLM2
+    from ui.axes_panel import has_prefit
+
+    assert has_prefit("simple", SMOLLM2.model_id) and not has_prefit(CUSTOM, SMOLLM2.model_id)
+    # the tiny model is no named model: it ships no packs, so none is offered
+    assert studio.axes.on_preset("simple")[-1]["visible"] is False
     session = session_with(tiny_pack)
     view = studio.manage.on_prefitted("simple", session)
     assert "fitted on SmolLM2-135M-Instruct, and the loaded model" in view[studio.axes.fit_status]

@@ -70,4 +70,9 @@ mark.diverged { background: rgba(250, 204, 21, .35); color: inherit; padding: 0 
   background: linear-gradient(to right, rgba(220, 38, 38, .45) 0 25%, #d1d5db 25% 75%,
                               rgba(220, 38, 38, .45) 75% 100%) !important;
 }
+/* the two-axes pad (pad_panel.py): fluent cells green, the rest red, the sliders' cell ringed */
+.pad-cell { min-width: 0 !important; font-variant-numeric: tabular-nums; }
+.pad-clean { background: rgba(22, 163, 74, .25) !important; }
+.pad-loops { background: rgba(220, 38, 38, .25) !important; }
+.pad-current { outline: 2px solid #6366f1 !important; font-weight: 700 !important; }
 """

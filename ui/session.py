@@ -18,6 +18,7 @@ from typing import Any
 from alignez_core.axes.axis import Axis
 from alignez_core.axes.pack import MAX_PACK_BYTES, AxisPack
 from alignez_core.errors import PackError
+from alignez_core.fitting.region import CleanRegion
 
 SESSION_FORMAT = "alignez-session"
 SESSION_VERSION = 1
@@ -62,6 +63,14 @@ class StudioSession:
     settings: StudioSettings = field(default_factory=StudioSettings)
     # The last generation's per-token states at the plotted layer (not saved in session files).
     last_traces: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Measured clean regions of pairs of axes, keyed by the two packs (not saved in files): a
+    # refit or a new pack under the same name is a new key, so nothing stale is shown.
+    regions: dict[tuple[AxisPack, AxisPack], CleanRegion] = field(default_factory=dict, repr=False)
+
+    def region(self, first: str | None, second: str | None) -> CleanRegion | None:
+        """The measured region of two of this session's axes, if there is one."""
+        key = (self.axes.get(first or ""), self.axes.get(second or ""))
+        return self.regions.get(key) if None not in key else None  # type: ignore[arg-type]
 
     def names(self) -> list[str]:
         return list(self.axes)

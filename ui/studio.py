@@ -1,8 +1,8 @@
 """The studio page: lays the panels out and wires their events.
 
-Each panel (model bar, axes, manage, compare, plots, evaluate) owns its widgets and handlers;
-every computation is a call into `alignez_core`. Components that show the session's axes live in
-several panels and are recomputed together by `Studio.axes_view`.
+Each panel (model bar, axes, two-axes pad, manage, compare, plots, evaluate) owns its widgets
+and handlers; every computation is a call into `alignez_core`. Components that show the
+session's axes live in several panels and are recomputed together by `Studio.axes_view`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .compare_panel import ComparePanel
 from .evaluate_panel import EvaluatePanel
 from .manage_panel import ManagePanel
 from .model_bar import ModelBar
+from .pad_panel import PadPanel
 from .plots_panel import PlotsPanel
 from .render import CSS
 from .shared import FitJobs, ModelHolder, serving_model
@@ -41,7 +42,8 @@ class Studio:
         self.plots = PlotsPanel(holder)
         self.compare = ComparePanel(holder, self.plots)
         self.evaluate = EvaluatePanel(holder)
-        self.panels = (self.axes, self.manage, self.compare, self.plots, self.evaluate)
+        self.pad = PadPanel(holder, self.axes)
+        self.panels = (self.axes, self.manage, self.compare, self.plots, self.evaluate, self.pad)
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="AlignEZ Studio") as demo:
@@ -51,6 +53,7 @@ class Studio:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=320):
                     self.axes.build()
+                    self.pad.build()
                     self.manage.build()
                 with gr.Column(scale=3, min_width=420):
                     self.compare.build()
@@ -87,7 +90,7 @@ class Studio:
         return view
 
     def _wire(self) -> None:
-        axes, manage, compare, plots, evaluate = self.panels
+        axes, manage, compare, plots, evaluate, pad = self.panels
         state, outputs = self.session, self.axes_outputs()
         axes.preset.input(
             axes.on_preset,
@@ -117,8 +120,18 @@ class Studio:
             axes.on_refit, [manage.axis, state], outputs, concurrency_id="fit", api_name="refit"
         )
         axes.cancel_button.click(axes.on_cancel, None, axes.fit_status, api_name="cancel_fit")
+        pad_inputs = [pad.first, pad.second, state, *axes.sliders]
         for i, slider in enumerate(axes.sliders):
             slider.change(axes.slider_handler(i), [slider, state], state)
+            slider.change(pad.on_pick, pad_inputs, pad.cells, api_visibility="private")
+        for pick in (pad.first, pad.second):
+            pick.input(pad.on_pick, pad_inputs, pad.cells, api_visibility="private")
+        pad.map_button.click(pad.on_map, pad_inputs, [state, pad.status, *pad.cells],
+                             api_name="map_region", concurrency_id="fit")  # fmt: skip
+        for i, cell in enumerate(pad.cells):
+            cell.click(pad.cell_handler(i), pad_inputs,
+                       [state, pad.status, *axes.sliders, *pad.cells],
+                       api_visibility="private")  # fmt: skip
         manage.remove_button.click(
             manage.on_remove, [manage.axis, state], outputs, api_name="remove"
         )

@@ -79,7 +79,8 @@ def calibration_for_kind(kind: ModelKind) -> CalibrationConfig:
     return BASE_CALIBRATION if kind == "base" else CalibrationConfig()
 
 
-def _measure(texts: Sequence[str], ppl: Sequence[float], config: CalibrationConfig) -> dict:
+def measure_fluency(texts: Sequence[str], ppl: Sequence[float], config: CalibrationConfig) -> dict:
+    """Mean perplexity and the count of degenerate answers, as `is_clean` compares them."""
     return {
         "perplexity": finite_mean(ppl),
         "degenerate": sum(
@@ -133,11 +134,11 @@ def calibrate(
     n = len(queries)
     # one call: each query's prompt is run once and shared by all its rows
     ppl = perplexities(lm, [r.prompt for r in rows], texts, bf16_products=True)
-    base = _measure(texts[:n], ppl[:n], config)
+    base = measure_fluency(texts[:n], ppl[:n], config)
     points = []
     for k, (sign, c) in enumerate(combos):
         cell = slice(n * (k + 1), n * (k + 2))
-        measured = _measure(texts[cell], ppl[cell], config)
+        measured = measure_fluency(texts[cell], ppl[cell], config)
         points.append({"sign": sign, "c": c, **measured, "clean": is_clean(measured, base, config)})
     return SliderCalibration(
         positive=_last_clean(points, 1, grid),
