@@ -266,3 +266,24 @@ def test_refining_is_refused_where_there_is_nothing_to_train(trained_pack, tiny_
         refine_axis(tiny_llama, trained)
     with pytest.raises(FitError, match="no self-generated pairs"):
         refine_axis(tiny_llama, replace(mean, pairs=[]))
+
+
+def test_where_no_epoch_beats_the_mean_difference_the_pack_keeps_it_exactly(
+    trained_pack, tiny_llama, monkeypatch
+):
+    import alignez_core.fitting.fit as fit_module
+
+    mean, _ = trained_pack
+    real = fit_module.train_directions
+
+    def no_better(*args, **kwargs):
+        directions, log = real(*args, **kwargs)
+        # a log that says epoch 0 (the mean difference) had the lowest held-out loss
+        return {i: -d for i, d in directions.items()}, replace(log, best_epoch=0)
+
+    monkeypatch.setattr(fit_module, "train_directions", no_better)
+    refined = refine_axis(tiny_llama, mean, TRAINED.training)
+    for a, b in zip(mean.layers, refined.layers, strict=True):
+        assert torch.equal(a.mean_difference, b.mean_difference)
+    assert refined.calibration == mean.calibration and refined.training is not None
+    assert refined.training.best_epoch == 0

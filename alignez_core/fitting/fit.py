@@ -167,7 +167,9 @@ def refine_axis(
 ) -> AxisPack:
     """A fitted pack's directions trained on its own stored pairs (`train.py`), recalibrated as
     it was fitted: what `FitConfig(method="trained")` does after the mean difference, for a pack
-    already made. A new pack; `pack` is left as it was."""
+    already made. A new pack; `pack` is left as it was. Where training kept the mean difference
+    (no epoch did better held out), the new pack keeps its calibration too: recalibrating the
+    same directions would only add the noise of a borderline strength."""
     pack.check_compatible(lm)
     if pack.training is not None:
         raise FitError(f"Axis {pack.name!r} is already trained.")
@@ -182,6 +184,10 @@ def refine_axis(
     _train(lm, refined, training, settings, progress, cancel)
     fit_config = {k: v for k, v in pack.fit_config.items() if k != "fingerprint"}
     refined.fit_config = fit_config | {"method": "trained", "training": asdict(training)}
+    assert refined.training is not None
+    if refined.training.best_epoch == 0:  # the same directions: the same clean edge
+        refined.calibration = pack.calibration
+        return refined
     stored = pack.calibration.settings.get("calibration") if pack.calibration else None
     if stored:
         calibration = CalibrationConfig(**(stored | {"grid": tuple(stored["grid"])}))
@@ -226,7 +232,8 @@ def _train(
     cancel: threading.Event | None,
 ) -> None:
     """Replace the directions `mean_diff` adds in the band by trained ones, in place; each keeps
-    its mean difference's length, so plots and files read as before."""
+    its mean difference's length, so plots and files read as before. When no epoch beat the mean
+    difference on the held-out pairs, the directions stay exactly as they were."""
     started = time.perf_counter()
     layers = pack.layers
     initial = {
@@ -244,12 +251,13 @@ def _train(
         progress,
         cancel,
     )
-    pack.layers = [
-        replace(layer, mean_difference=trained[i] * layer.mean_difference.norm())
-        if i in trained
-        else layer
-        for i, layer in enumerate(layers)
-    ]
+    if pack.training.best_epoch > 0:
+        pack.layers = [
+            replace(layer, mean_difference=trained[i] * layer.mean_difference.norm())
+            if i in trained
+            else layer
+            for i, layer in enumerate(layers)
+        ]
     pack.timings["training"] = time.perf_counter() - started
 
 
