@@ -6,6 +6,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py loop-guard     # cheerful at c 0.02, guard 0 / 6 / 8 (~8 min)
     python bench/tune_studies.py concise-band   # concise +1, band × c (~6 min)
     python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
+    python bench/tune_studies.py budget --separate symmetric   # the same, pushes kept orthogonal
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
     python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
@@ -30,11 +31,13 @@ from alignez_core import AxisPack, load_model
 from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
+from alignez_core.engine.separate import SEPARATIONS
 from alignez_core.evaluation.composition import CompositionCell, compose
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, bootstrap_interval, evaluate
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
+from alignez_core.steering import SteerSettings
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
 TRAINED_PACKS = (
@@ -138,22 +141,28 @@ def _budget_summary(cells: list[CompositionCell], n: int, looping_goal: int) -> 
     return out
 
 
-def budget(lm, prompts: list[str]) -> dict:
+def budget(lm, prompts: list[str], separation: str | None = None) -> dict:
     """The shipped packs, every pair at ±1, budgets 1 / 1.4 / off: on the 48 prompts of
-    tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately."""
+    tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately;
+    `separation` makes the pushes at shared layers orthogonal first (`engine/separate.py`)."""
     axes = {
         name: (pack := AxisPack.load(PACKS / f"{name}.safetensors", lm), make_judge(j, pack.axis))
         for name, j in PRESET_JUDGES.items()
     }
     sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
-    out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS]}
+    out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS],
+                           "separate": separation}  # fmt: skip
+    settings = SteerSettings(separate=separation)  # type: ignore[arg-type]
     for name, (chosen, looping_goal) in sets.items():
-        cells = compose(lm, axes, chosen, budgets=BUDGETS,
+        cells = compose(lm, axes, chosen, settings, budgets=BUDGETS,
                         sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
         summary = _budget_summary(cells, len(chosen), looping_goal)
         for cell in cells[1:]:
+            own = {k: next(iter(v.values())) for k, v in cell.interaction.items()}
+            kept = {k: None if v is None else round(v.mean, 2) for k, v in own.items()}
             print(f"{name}: {cell.sliders} budget {_budget_name(cell.budget)}: "
                   f"retained {({k: round(v, 2) for k, v in cell.retained.items()})} "
+                  f"by interaction {kept} "
                   f"perplexity {cell.perplexity:.2f} looping {cell.degenerate}/{len(chosen)}",
                   flush=True)  # fmt: skip
         for budget_name, row in summary.items():
@@ -262,10 +271,15 @@ def main() -> None:
     parser.add_argument("--objective", choices=OBJECTIVES, default="bipo", help="method study")
     parser.add_argument("--presets", default="", help="method study: a comma list (default all)")
     parser.add_argument("--no-mean", action="store_true", help="method study: trained rows only")
+    parser.add_argument(
+        "--separate", choices=SEPARATIONS, default=None, help="budget study: orthogonal pushes"
+    )
     args = parser.parse_args()
     lm = load_model()
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
+    elif args.study == "budget":
+        result = budget(lm, tuning_prompts(), args.separate)
     else:
         result = STUDIES[args.study](lm, tuning_prompts())
     print(json.dumps(result))

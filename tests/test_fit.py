@@ -1,6 +1,6 @@
 """fit_axis's readout choice: what Φ is read on, stored in the pack, refused when unknown."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -122,6 +122,8 @@ def test_the_fingerprint_moves_with_every_input_of_a_fit(monkeypatch):
     assert base not in variants and len(set(variants)) == len(variants)
     # training settings do not act on a mean fit, so they leave its fingerprint as it was
     assert now(config=FitConfig(training=TrainConfig(epochs=2))) == base
+    # keeping several axes apart never acts in a fit of one
+    assert now(settings=replace(inputs["settings"], separate="symmetric")) == base
     monkeypatch.setattr(fp, "persona_prompt", lambda a, q, p: f"Be a {a.persona(p)}. {q}")
     assert now() != base  # a changed prompt template
     monkeypatch.undo()

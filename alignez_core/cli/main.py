@@ -176,6 +176,7 @@ def _settings(args: argparse.Namespace):
         positions=getattr(args, "positions", None),
         scale=args.scale,
         budget=getattr(args, "budget", "off"),
+        separate=getattr(args, "separate", None),
     )
 
 
@@ -286,7 +287,8 @@ def _eval_combinations(args: argparse.Namespace) -> None:
     prompts = read_queries(args.prompts)
     strengths = parse_floats(args.strengths or "1,-1", "--strengths")
     settings = settings_from_text(layers=args.layers, band=args.band, top_n=args.top_n,
-                                  scale=args.scale, budget=args.budget)  # fmt: skip
+                                  scale=args.scale, budget=args.budget,
+                                  separate=args.separate)  # fmt: skip
     lm = _load(args.model)
     packs = [_open_pack(spec, lm) for spec in args.axis]
     names = [pack.axis.name for pack in packs]
@@ -343,6 +345,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
+    from alignez_core.engine.separate import SEPARATIONS
     from alignez_core.steering import DEFAULT_BAND, DEFAULT_BUDGET, SLIDER_RULES
 
     if rule:
@@ -376,6 +379,13 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
         default=str(DEFAULT_BUDGET),
         help="several axes at one layer push at most BUDGET × the strongest alone "
         "(default %(default)s), or 'off' for raw sums",
+    )
+    parser.add_argument(
+        "--separate",
+        choices=SEPARATIONS,
+        default=None,
+        help="several axes at one layer: make their pushes orthogonal first, in the order "
+        "given (ordered) or all at once (symmetric); default: as fitted",
     )
 
 

@@ -57,7 +57,8 @@ def fit_inputs(
         "axis": axis.to_dict(),
         "queries": list(queries),
         "config": config.record(),
-        "settings": asdict(settings),
+        # `separate` acts only between several axes, never in a fit of one
+        "settings": {k: v for k, v in asdict(settings).items() if k != "separate"},
         "templates": templates,
         "decoding": asdict(SamplingConfig()),
     }

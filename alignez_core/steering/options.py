@@ -66,10 +66,11 @@ def settings_from_text(
     positions: str | None = None,
     scale: float | None = None,
     budget: str | None = None,
+    separate: str | None = None,
 ) -> SteerSettings:
     """SteerSettings from what a user typed: None leaves a choice open (each pack's own rule,
     band and positions; the default budget), `layers` 'auto' or '8,9', `band` 'fitted', 'all'
-    or 'FROM,TO', `budget` 'off' or a number."""
+    or 'FROM,TO', `budget` 'off' or a number, `separate` 'ordered' or 'symmetric'."""
     return SteerSettings(
         rule=rule or None,
         top_n=top_n,
@@ -78,4 +79,5 @@ def settings_from_text(
         positions=positions or None,  # type: ignore[arg-type]  # SteerSettings checks it
         scale=scale,
         budget=DEFAULT_BUDGET if budget is None else parse_budget(budget),
+        separate=separate or None,  # type: ignore[arg-type]  # SteerSettings checks it
     )

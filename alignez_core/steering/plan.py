@@ -21,6 +21,7 @@ from alignez_core.engine.activations import query_embeddings
 from alignez_core.engine.budget import LayerBudget, apply_budget
 from alignez_core.engine.edit import Edit, LayerEdit, check_strength
 from alignez_core.engine.model import LoadedModel
+from alignez_core.engine.separate import separate
 
 from .settings import ADDITIVE_RULES, SteerSettings
 
@@ -131,11 +132,13 @@ def plan_edits(
 
 def layer_budgets(edits: Sequence[AxisEdit], settings: SteerSettings) -> tuple[LayerBudget, ...]:
     """Where one row's axes share layers, and how the budget scaled them there."""
-    return apply_budget([item for e in edits for item in e.edit.layer_edits], settings.budget)[1]
+    parts = separate([item for e in edits for item in e.edit.layer_edits], settings.separate)
+    return apply_budget(parts, settings.budget)[1]
 
 
 def combine(edits: Sequence[AxisEdit], settings: SteerSettings = SteerSettings()) -> Edit:
-    """One row's edit from every axis's, their shared layers kept within the budget."""
-    parts = [item for e in edits for item in e.edit.resolved()]
+    """One row's edit from every axis's: at shared layers kept apart (when asked) and then
+    within the budget."""
+    parts = separate([item for e in edits for item in e.edit.resolved()], settings.separate)
     budgeted, _ = apply_budget(parts, settings.budget)
     return Edit(budgeted, settings.positions or "last")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.edit import Positions, check_positions, check_strength, slider_rule
+from alignez_core.engine.separate import SEPARATIONS, Separation
 from alignez_core.errors import EditError
 
 ADDITIVE_RULES = ("subspace", "mean_diff")
@@ -43,6 +44,9 @@ class SteerSettings:
     # Several axes at one layer: their combined push stays within budget × the strongest single
     # push (`budget.py`); None adds them raw.
     budget: float | None = DEFAULT_BUDGET
+    # Several axes at one layer: their pushes made orthogonal first (`separate.py`: "ordered"
+    # or "symmetric"); None leaves them as fitted.
+    separate: Separation | None = None
 
     def __post_init__(self) -> None:
         if self.rule is not None:  # an older name (`caa`, `steer`, `paper`) reads as today's
@@ -59,6 +63,10 @@ class SteerSettings:
             check_strength(self.scale, "scale")
         if self.budget is not None and not 0 < check_strength(self.budget, "budget") <= 10:
             raise EditError(f"budget must be in (0, 10] or None, got {self.budget}.")
+        if self.separate is not None and self.separate not in SEPARATIONS:
+            raise EditError(
+                f"separate must be one of {', '.join(SEPARATIONS)} or None, got {self.separate!r}."
+            )
 
     def band_layers(self, num_layers: int) -> tuple[int, ...]:
         """The layers of the band on a model of `num_layers` (never empty); with no band set

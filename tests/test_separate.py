@@ -1,0 +1,76 @@
+"""Keeping several axes apart at a shared layer (engine/separate.py)."""
+
+import pytest
+import torch
+
+from alignez_core.engine.edit import EditError, LayerEdit
+from alignez_core.engine.separate import separate
+from alignez_core.steering import SteerSettings, combine, plan_edits
+
+
+def unit(v: list[float]) -> torch.Tensor:
+    t = torch.tensor(v)
+    return (t / t.norm())[None, :]
+
+
+def two_at_one_layer(strengths=(2.0, -3.0)) -> list[LayerEdit]:
+    a, b = unit([1.0, 0.0, 0.0]), unit([0.8, 0.6, 0.0])  # cos 0.8
+    return [LayerEdit(4, a, strengths[0], "add", "residual"),
+            LayerEdit(4, b, strengths[1], "add", "residual")]  # fmt: skip
+
+
+def push(edit: LayerEdit) -> torch.Tensor:
+    return edit.strength * edit.directions.sum(0)
+
+
+def test_ordered_keeps_the_first_and_turns_the_second_away_from_it():
+    before = two_at_one_layer()
+    after = separate(before, "ordered")
+    assert torch.allclose(push(after[0]), push(before[0]))
+    assert float(push(after[0]) @ push(after[1])) == pytest.approx(0.0, abs=1e-6)
+    for old, new in zip(before, after, strict=True):  # each keeps its slider's length
+        assert float(push(new).norm()) == pytest.approx(float(push(old).norm()))
+
+
+def test_symmetric_turns_both_by_the_same_angle():
+    before = two_at_one_layer()
+    after = separate(before, "symmetric")
+    assert float(push(after[0]) @ push(after[1])) == pytest.approx(0.0, abs=1e-6)
+    turned = [
+        float(torch.cosine_similarity(push(old), push(new), dim=0))
+        for old, new in zip(before, after, strict=True)
+    ]
+    assert turned[0] == pytest.approx(turned[1], abs=1e-6) and turned[0] < 0.999
+    for old, new in zip(before, after, strict=True):
+        assert float(push(new).norm()) == pytest.approx(float(push(old).norm()))
+
+
+def test_lone_layers_relative_rules_and_none_are_left_alone():
+    lone = LayerEdit(5, unit([0.0, 0.0, 1.0]), 1.0, "add", "residual")
+    relative = LayerEdit(4, unit([0.0, 1.0, 0.0]), 1.0, "project", "residual")
+    edits = [*two_at_one_layer(), lone, relative]
+    out = separate(edits, "ordered")
+    assert out[2] is lone and out[3] is relative
+    assert separate(edits, None) == tuple(edits)
+    with pytest.raises(EditError, match="separation must be one of ordered, symmetric"):
+        separate(edits, "sideways")  # type: ignore[arg-type]
+    with pytest.raises(EditError, match="separate must be one of"):
+        SteerSettings(separate="sideways")  # type: ignore[arg-type]
+
+
+def test_combined_rows_are_orthogonal_at_the_layers_two_axes_share(
+    tiny_llama, tiny_pack, second_pack
+):
+    settings = SteerSettings(scale=0.1, budget=None, separate="ordered", rule="mean_diff")
+    (plan,) = plan_edits(tiny_llama, ["hi"], {tiny_pack: 1.0, second_pack: -1.0}, settings)
+    kept = combine(plan, settings).layer_edits
+    raw = combine(plan, SteerSettings(scale=0.1, budget=None, rule="mean_diff")).layer_edits
+    shared = {e.layer for e in kept if sum(o.layer == e.layer for o in kept) == 2}
+    assert shared  # the two axes share layers on the tiny model
+    for layer in shared:
+        first, second = (push(e) for e in kept if e.layer == layer)
+        assert float(first @ second) == pytest.approx(
+            0.0, abs=1e-4 * float(first.norm() * second.norm())
+        )
+        raw_first, raw_second = (push(e) for e in raw if e.layer == layer)
+        assert abs(float(raw_first @ raw_second)) > abs(float(first @ second))
