@@ -67,16 +67,19 @@ def test_filled_from_takes_only_what_is_left_open():
 def test_the_budget_sentence_says_what_happened():
     shared = [LayerBudget("residual", 3, 3.0, 2.0, 0.5), LayerBudget("residual", 4, 2.0, 2.0, 1.0)]
     assert budget_summary(shared) == (
-        "The active axes push together at 2 layers; combined, 1.25× the strongest alone: scaled "
-        "back to 50% of what the sliders ask at 1 layers to stay as fluent as one axis at its "
-        "edge (turn the budget off in the settings)."
+        "The active axes push together at 2 layers (3–4); combined, 1.25× the strongest alone: "
+        "scaled back to 50% of what the sliders ask at 1 layers to stay as fluent as one axis at "
+        "its edge (turn the budget off in the settings)."
     )
     within = [LayerBudget("residual", 3, 1.0, 2.0, 1.0)]
     assert budget_summary(within) == (
-        "The active axes push together at 1 layers; combined, 0.50× the strongest alone, "
+        "The active axes push together at 1 layers (3); combined, 0.50× the strongest alone, "
         "within the budget."
     )
     assert budget_summary(within, None) == (
-        "The active axes push together at 1 layers; combined, 0.50× the strongest alone "
+        "The active axes push together at 1 layers (3); combined, 0.50× the strongest alone "
         "(budget off: raw sums, which loop more often)."
     )
+    from alignez_core.engine.budget import layer_span
+
+    assert layer_span([12, 3, 4, 5, 10, 11, 4]) == "3–5, 10–12"

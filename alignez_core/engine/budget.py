@@ -58,14 +58,26 @@ def apply_budget(
     return tuple(out), tuple(reports)
 
 
+def layer_span(layers: Sequence[int]) -> str:
+    """Layers as a person reads them: 3–7, 10."""
+    runs: list[list[int]] = []
+    for layer in sorted(set(layers)):
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
 def budget_summary(reports: Sequence[LayerBudget], budget: float | None = 1.0) -> str:
-    """One sentence for a person: did several axes share layers, and were they scaled back?"""
+    """One sentence for a person: which layers several axes share, and were they scaled back?"""
     if not reports:
         return ""
     ratio = sum(r.asked / r.strongest for r in reports if r.strongest) / len(reports)
     scaled = [r for r in reports if r.factor < 1]
     text = (
-        f"The active axes push together at {len(reports)} layers; combined, "
+        f"The active axes push together at {len(reports)} layers "
+        f"({layer_span([r.layer for r in reports])}); combined, "
         f"{ratio:.2f}× the strongest alone"
     )
     if budget is None:
