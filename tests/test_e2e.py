@@ -201,3 +201,41 @@ def test_a_pre_fitted_preset_steers_at_once_and_custom_poles_hide_it(app_url, br
         "sel => document.querySelector(sel).value === 'pirate-gloomy'", arg=name, timeout=10_000
     )
     context.close()
+
+
+def test_the_pad_sets_both_sliders_and_shades_where_the_pair_stays_fluent(app_url, browser):
+    """Two pre-fitted axes: the pad appears, its region is mapped, and a click on a cell sets
+    both sliders, which the next answer's label shows."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1900})
+    page = context.new_page()
+    page.goto(app_url)
+    page.click("#use-prefitted")  # cheerful, the preset chosen when the page opens
+    page.wait_for_selector("#fit-status:has-text('Loaded the pre-fitted cheerful')")
+    assert not page.locator("#pad").is_visible()  # one axis: no pad
+    page.click("#preset input")
+    page.get_by_role("option", name="simple", exact=True).click()
+    page.click("#use-prefitted")
+    page.wait_for_selector("#fit-status:has-text('Loaded the pre-fitted simple')")
+    page.wait_for_selector("#pad", state="visible")
+
+    page.click("#pad-map")
+    page.wait_for_selector("#pad-status:has-text('slider pairs stay fluent')", timeout=300_000)
+    shaded = page.locator("#pad .pad-clean, #pad .pad-loops")
+    assert shaded.count() == 25
+    assert "pad-clean" in (page.get_attribute("#pad-12", "class") or "")  # both at 0: base
+    assert "●" in page.inner_text("#pad-12")  # the sliders are at 0, 0
+
+    page.click("#pad-18")  # fourth column from the left (cheerful +1), fourth row (simple −1)
+    page.wait_for_selector("#pad-status:has-text('cheerful +1, simple -1')")
+    page.wait_for_function(
+        "() => Number(document.querySelector('#slider-0 input[type=number]').value) === 1"
+        " && Number(document.querySelector('#slider-1 input[type=number]').value) === -1",
+        timeout=20_000,
+    )
+    assert "●" in page.inner_text("#pad-18")
+    if SHOTS:
+        page.locator("#pad").screenshot(path=f"{SHOTS}/studio-pad.png")
+    generate(page, "Describe your morning commute.")
+    label = page.inner_text("#edited-answer .answer-label").replace("−", "-")
+    assert "cheerful +1.0" in label and "simple -1.0" in label
+    context.close()
