@@ -55,3 +55,13 @@ def test_gemma_scores_a_cheerful_answer_above_a_gloomy_one_by_its_own_contrast(g
         ["It was wonderful! I'm so happy, everything went great.", "It was awful. I feel sad."],
     )
     assert cheerful > 0 > gloomy
+
+
+def test_gemmas_shipped_pack_is_its_own_and_its_slider_moves_the_answer(gemma):
+    """`cheerful` names Gemma's pre-fitted pack when Gemma is loaded (SmolLM2's would be refused
+    for its shape), and at −1 it changes Gemma's answer."""
+    pack = az.prefitted_pack("cheerful", gemma)
+    assert pack.model_id == "gemma-3-270m" and pack.fit_config["pairs"]["select"] == "contrast"
+    sampling = SamplingConfig(max_new_tokens=24)
+    (answer,) = az.generate(gemma, ["How was your day?"], {pack: -1.0}, sampling=sampling)
+    assert answer.edited != answer.base and answer.layers

@@ -27,8 +27,9 @@ from .shared import FitJobs, ModelHolder
 from .sliders import SLIDER_RANGE
 
 DEFAULT_FIT_QUERIES = 16
-# what training adds to a fit, per query, on SmolLM2 on this project's 2-core CPU (docs/method.md)
-TRAIN_SECONDS_PER_QUERY = 11
+# what training adds to a fit, per query, on SmolLM2 on a 2-core CPU: 61 s at 8 queries, 151 s
+# at 24, alone (docs/RESULTS.md, "Trained directions"); rounded up for a busy machine
+TRAIN_SECONDS_PER_QUERY = 8
 CUSTOM = "(custom: type the poles)"
 AxesView = Callable[..., dict]  # (session, fit_status=, axes_status=, focus=) → every axes output
 
