@@ -33,7 +33,7 @@ from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.engine.separate import SEPARATIONS
 from alignez_core.evaluation.composition import CompositionCell, compose
-from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, bootstrap_interval, evaluate
+from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
@@ -243,10 +243,8 @@ def _paired(first: EvalReport, second: EvalReport, name: str, judge_name: str) -
     judge = make_judge(judge_name, preset(name))
     paired = {}
     for strength in (-1.0, 1.0):
-        texts = [r.cell(r.config.rules[0], strength).texts for r in (first, second)]
-        scores = [judge.score(t) for t in texts]
-        differences = [b - a for a, b in zip(*scores, strict=True)]
-        shift = bootstrap_interval(differences, first.config.bootstrap, first.config.seed)
+        older, newer = (r.cell(r.config.rules[0], strength).texts for r in (first, second))
+        shift = paired_difference(judge, newer, older, first.config.bootstrap, first.config.seed)
         paired[f"{strength:+g}"] = [round(x, 3) for x in (shift.mean, shift.low, shift.high)]
     return paired
 

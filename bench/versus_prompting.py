@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from alignez_core.axes.axis import preset  # noqa: E402
-from alignez_core.evaluation.evaluate import bootstrap_interval  # noqa: E402
+from alignez_core.evaluation.evaluate import paired_difference  # noqa: E402
 from alignez_core.measure.judges import make_judge  # noqa: E402
 
 
@@ -46,11 +46,10 @@ def versus(data: dict, name: str, other: str = "prompted") -> list[str]:
     for strength in (-1.0, 1.0):
         steered = _cell(report["cells"], rule, strength)
         asked = _cell(report["cells"], other, strength)
-        paired = [
-            s - p
-            for s, p in zip(judge.score(steered["texts"]), judge.score(asked["texts"]), strict=True)
-        ]
-        diff = bootstrap_interval(paired, report["config"]["bootstrap"], report["config"]["seed"])
+        config = report["config"]
+        diff = paired_difference(
+            judge, steered["texts"], asked["texts"], config["bootstrap"], config["seed"]
+        )
         # toward the pole: the sign the slider pushes the judge (its shift alone says which way)
         toward = 1.0 if steered["difference_vs_base"][judge_name]["mean"] >= 0 else -1.0
         ends = sorted((toward * diff.low, toward * diff.high))

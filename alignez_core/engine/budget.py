@@ -29,24 +29,30 @@ class LayerBudget:
     factor: float  # applied to every part (1 = within the budget)
 
 
-def _push(edit: LayerEdit) -> torch.Tensor:
+def push(edit: LayerEdit) -> torch.Tensor:
+    """An additive edit's push at its layer: strength × the sum of its directions."""
     return edit.strength * edit.directions.float().sum(0)
+
+
+def additive_groups(edits: Sequence[LayerEdit]) -> dict[tuple[str, int], list[int]]:
+    """The indices of the additive (`add`) edits per (site, layer): where pushes add up."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, edit in enumerate(edits):
+        if edit.rule == "add":
+            groups.setdefault((edit.site, edit.layer), []).append(i)
+    return groups
 
 
 def apply_budget(
     edits: Sequence[LayerEdit], budget: float | None
 ) -> tuple[tuple[LayerEdit, ...], tuple[LayerBudget, ...]]:
     """`edits` with the additive parts scaled to the budget, and a report per shared layer."""
-    groups: dict[tuple[str, int], list[int]] = {}
-    for i, edit in enumerate(edits):
-        if edit.rule == "add":
-            groups.setdefault((edit.site, edit.layer), []).append(i)
     out = list(edits)
     reports = []
-    for (site, layer), members in groups.items():
+    for (site, layer), members in additive_groups(edits).items():
         if len(members) < 2:
             continue
-        pushes = [_push(edits[i]) for i in members]
+        pushes = [push(edits[i]) for i in members]
         asked = float(torch.stack(pushes).sum(0).norm())
         strongest = max(float(p.norm()) for p in pushes)
         factor = 1.0

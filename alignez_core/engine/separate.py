@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from .budget import additive_groups, push
 from .edit import EditError, LayerEdit
 
 Separation = Literal["ordered", "symmetric"]
@@ -53,17 +54,11 @@ def separate(edits: Sequence[LayerEdit], how: Separation | None) -> tuple[LayerE
         return tuple(edits)
     if how not in SEPARATIONS:
         raise EditError(f"separation must be one of {', '.join(SEPARATIONS)}, got {how!r}.")
-    groups: dict[tuple[str, int], list[int]] = {}
-    for i, edit in enumerate(edits):
-        if edit.rule == "add":
-            groups.setdefault((edit.site, edit.layer), []).append(i)
     out = list(edits)
-    for members in groups.values():
+    for members in additive_groups(edits).values():
         if len(members) < 2:
             continue
-        pushes = torch.stack(
-            [edits[i].strength * edits[i].directions.float().sum(0) for i in members]
-        )
+        pushes = torch.stack([push(edits[i]) for i in members])
         lengths = pushes.norm(dim=1)
         if bool((lengths <= _TINY).any()):
             continue  # a zero push has no direction to keep apart

@@ -22,6 +22,7 @@ from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
 from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import AlignEZError
 from alignez_core.measure.judges import (
+    Judge,
     degenerate,
     distinct_2,
     finite_mean,
@@ -152,6 +153,15 @@ def bootstrap_interval(differences: Sequence[float], rounds: int, seed: int) -> 
     rng = np.random.default_rng(seed)
     samples = values[rng.integers(0, len(values), size=(rounds, len(values)))].mean(axis=1)
     return Interval(mean, float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
+
+
+def paired_difference(
+    judge: Judge, texts: Sequence[str], others: Sequence[str], rounds: int, seed: int
+) -> Interval:
+    """judge(texts) − judge(others), the same prompts answered two ways, paired prompt by prompt,
+    with a 95 % bootstrap interval (one interval, not two overlapping ones)."""
+    differences = [a - b for a, b in zip(judge.score(texts), judge.score(others), strict=True)]
+    return bootstrap_interval(differences, rounds, seed)
 
 
 def _fluency(texts: Sequence[str], ppl: Sequence[float]) -> Fluency:
