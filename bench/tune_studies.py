@@ -7,6 +7,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py concise-band   # concise +1, band × c (~6 min)
     python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
     python bench/tune_studies.py budget --separate symmetric   # the same, pushes kept orthogonal
+    python bench/tune_studies.py budget --budgets 1            # one budget only (~15 min)
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
     python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
@@ -119,11 +120,13 @@ def _budget_name(budget: float | None) -> str:
     return "off" if budget is None else f"{budget:g}"
 
 
-def _budget_summary(cells: list[CompositionCell], n: int, looping_goal: int) -> dict:
+def _budget_summary(
+    cells: list[CompositionCell], n: int, looping_goal: int, budgets: tuple[float | None, ...]
+) -> dict:
     """Per budget: looping over every pair cell, and the pair cells that meet the goal."""
     pairs = [c for c in cells if len(c.sliders) == 2]
     out: dict[str, dict] = {}
-    for budget in BUDGETS:
+    for budget in budgets:
         mine = [c for c in pairs if c.budget == budget]
         meeting = [
             ", ".join(f"{name} {s:+g}" for name, s in c.sliders.items())
@@ -141,7 +144,12 @@ def _budget_summary(cells: list[CompositionCell], n: int, looping_goal: int) -> 
     return out
 
 
-def budget(lm, prompts: list[str], separation: str | None = None) -> dict:
+def budget(
+    lm,
+    prompts: list[str],
+    separation: str | None = None,
+    budgets: tuple[float | None, ...] = BUDGETS,
+) -> dict:
     """The shipped packs, every pair at ±1, budgets 1 / 1.4 / off: on the 48 prompts of
     tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately;
     `separation` makes the pushes at shared layers orthogonal first (`engine/separate.py`)."""
@@ -150,13 +158,13 @@ def budget(lm, prompts: list[str], separation: str | None = None) -> dict:
         for name, j in PRESET_JUDGES.items()
     }
     sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
-    out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in BUDGETS],
+    out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in budgets],
                            "separate": separation}  # fmt: skip
     settings = SteerSettings(separate=separation)  # type: ignore[arg-type]
     for name, (chosen, looping_goal) in sets.items():
-        cells = compose(lm, axes, chosen, settings, budgets=BUDGETS,
+        cells = compose(lm, axes, chosen, settings, budgets=budgets,
                         sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
-        summary = _budget_summary(cells, len(chosen), looping_goal)
+        summary = _budget_summary(cells, len(chosen), looping_goal, budgets)
         for cell in cells[1:]:
             own = {k: next(iter(v.values())) for k, v in cell.interaction.items()}
             kept = {k: None if v is None else round(v.mean, 2) for k, v in own.items()}
@@ -272,12 +280,16 @@ def main() -> None:
     parser.add_argument(
         "--separate", choices=SEPARATIONS, default=None, help="budget study: orthogonal pushes"
     )
+    parser.add_argument(
+        "--budgets", default="1,1.4,off", help="budget study: a comma list, off = raw sums"
+    )
     args = parser.parse_args()
+    budgets = tuple(None if b == "off" else float(b) for b in args.budgets.split(","))
     lm = load_model()
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
     elif args.study == "budget":
-        result = budget(lm, tuning_prompts(), args.separate)
+        result = budget(lm, tuning_prompts(), args.separate, budgets)
     else:
         result = STUDIES[args.study](lm, tuning_prompts())
     print(json.dumps(result))
