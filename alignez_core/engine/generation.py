@@ -79,26 +79,29 @@ class RowOutput:
 class _RowSampler(LogitsProcessor):
     """Sample each row with its own generator, then mask so greedy picks that token.
 
-    Row i's draws depend only on the seed and its own logits, not on the other rows.
+    Row i's draws depend only on its own settings, seed and logits, not on the other rows; a
+    row at temperature 0 takes the most likely token (what greedy decoding would).
     """
 
-    def __init__(self, rows: int, temperature: float, top_p: float, seed: int) -> None:
-        self.temperature = temperature
-        self.top_p = top_p
-        self.generators = [torch.Generator().manual_seed(seed) for _ in range(rows)]
+    def __init__(self, configs: Sequence[SamplingConfig]) -> None:
+        self.configs = list(configs)
+        self.generators = [torch.Generator().manual_seed(c.seed) for c in self.configs]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1).cpu()
-        if self.top_p < 1.0:
-            sorted_probs, order = probs.sort(dim=-1, descending=True)
-            drop = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p
-            sorted_probs[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        n = len(self.generators)
-        pairs = zip(probs[:n], self.generators, strict=True)
-        draws = [torch.multinomial(p, 1, generator=g) for p, g in pairs]
-        # rows past n are the padding a compiled batch adds (`compiled.py`): greedy, discarded
-        draws += [p.argmax(-1, keepdim=True) for p in probs[n:]]
+        draws = []
+        for row, (config, generator) in enumerate(zip(self.configs, self.generators, strict=True)):
+            if config.temperature == 0:
+                draws.append(scores[row].argmax(-1, keepdim=True).cpu())
+                continue
+            probs = torch.softmax(scores[row].float() / config.temperature, dim=-1).cpu()
+            if config.top_p < 1.0:
+                sorted_probs, order = probs.sort(dim=-1, descending=True)
+                drop = sorted_probs.cumsum(dim=-1) - sorted_probs > config.top_p
+                sorted_probs[drop] = 0.0
+                probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+            draws.append(torch.multinomial(probs, 1, generator=generator))
+        # rows past these are the padding a compiled batch adds (`compiled.py`): greedy, discarded
+        draws += [p.argmax(-1, keepdim=True).cpu() for p in scores[len(self.configs) :]]
         chosen = torch.stack(draws).to(scores.device)
         masked = torch.full_like(scores, float("-inf"))
         return cast(torch.FloatTensor, masked.scatter(-1, chosen, 0.0))
@@ -152,6 +155,28 @@ class _Cancel(StoppingCriteria):
         return cast(torch.BoolTensor, stop)
 
 
+class RowStops(StoppingCriteria):
+    """Per-row ends inside a shared batch: a row's own token limit, or its caller gone.
+
+    `cancelled` is read every step (the scheduler flips a row's flag when its caller cancels
+    or disconnects); a finished row pads while the others go on.
+    """
+
+    def __init__(self, limits: Sequence[int], prompt_length: int, cancelled: list[bool]) -> None:
+        self.limits = torch.tensor(list(limits))
+        self.prompt_length = prompt_length
+        self.cancelled = cancelled
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+    ) -> torch.BoolTensor:
+        n = len(self.limits)
+        made = input_ids.shape[1] - self.prompt_length
+        stop = torch.ones(input_ids.shape[0], dtype=torch.bool)  # compiled padding rows: done
+        stop[:n] = (self.limits <= made) | torch.tensor(self.cancelled[:n], dtype=torch.bool)
+        return cast(torch.BoolTensor, stop.to(input_ids.device))
+
+
 class _QueueStreamer(BaseStreamer):
     """Receives each step's (batch,) new tokens from `generate` and queues them."""
 
@@ -172,7 +197,7 @@ class _QueueStreamer(BaseStreamer):
         self.queue.put(None)
 
 
-def _eos_ids(lm: LoadedModel) -> list[int]:
+def eos_ids(lm: LoadedModel) -> list[int]:
     ids = lm.model.generation_config.eos_token_id
     if ids is None:
         ids = lm.tokenizer.eos_token_id
@@ -180,15 +205,35 @@ def _eos_ids(lm: LoadedModel) -> list[int]:
     return [int(i) for i in ids if i is not None]
 
 
-def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> dict:
+SHARED_FIELDS = ("min_new_tokens", "repetition_penalty", "loop_guard")  # one per batch
+
+
+def batch_key(config: SamplingConfig) -> tuple:
+    """What rows must share to decode in one batch; the rest of a config is per row."""
+    return tuple(getattr(config, name) for name in SHARED_FIELDS)
+
+
+def prepare_batch(
+    lm: LoadedModel,
+    rows: Sequence[Row],
+    configs: Sequence[SamplingConfig],
+    cancelled: list[bool] | None = None,
+) -> dict:
+    """The batch's inputs, plan and `generate` settings; `configs` holds one config per row
+    (equal in `SHARED_FIELDS`). `cancelled` (one flag per row) lets a caller end rows early."""
     if not rows:
         raise AlignEZError("Nothing to generate: no rows given.")
+    if len(configs) != len(rows) or len({batch_key(c) for c in configs}) != 1:
+        raise AlignEZError(f"One batch needs one config per row, equal in {SHARED_FIELDS}.")
+    config = configs[0]
     texts = [row.prompt if row.raw else lm.format_prompt(row.prompt) for row in rows]
     encoded = lm.encode_batch(texts)
+    prompt_length = encoded["input_ids"].shape[1]
     plan = compile_plan([row.edit for row in rows], lm.num_layers, lm.hidden_size, lm.layer_device)
-    eos = _eos_ids(lm)
+    eos = eos_ids(lm)
+    limits = [c.max_new_tokens for c in configs]
     generation_config = GenerationConfig(
-        max_new_tokens=config.max_new_tokens,
+        max_new_tokens=max(limits),
         min_new_tokens=config.min_new_tokens,
         do_sample=False,
         num_beams=1,
@@ -198,12 +243,14 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
     )
     processors = LogitsProcessorList()
     if config.loop_guard:  # before sampling, so a sampled row never draws a banned token
-        processors.append(LoopGuard(config.loop_guard, encoded["input_ids"].shape[1]))
-    if config.temperature > 0:
-        processors.append(_RowSampler(len(rows), config.temperature, config.top_p, config.seed))
+        processors.append(LoopGuard(config.loop_guard, prompt_length))
+    if any(c.temperature > 0 for c in configs):
+        processors.append(_RowSampler(configs))
     stops: list[StoppingCriteria] = []
     if not lm.is_chat:  # a base model's answer ends where it opens the frame's next turn
-        stops.append(TurnEnd(lm.tokenizer, encoded["input_ids"].shape[1]))
+        stops.append(TurnEnd(lm.tokenizer, prompt_length))
+    if cancelled is not None or len(set(limits)) > 1:
+        stops.append(RowStops(limits, prompt_length, cancelled or [False] * len(rows)))
     return {
         "inputs": dict(encoded),
         "plan": plan,
@@ -214,7 +261,7 @@ def _prepare(lm: LoadedModel, rows: Sequence[Row], config: SamplingConfig) -> di
     }
 
 
-def _stopping(prepared: dict, cancel: threading.Event | None) -> StoppingCriteriaList:
+def stopping_rules(prepared: dict, cancel: threading.Event | None) -> StoppingCriteriaList:
     """The call's stopping rules: the turn end (base models) and the caller's cancel switch."""
     stops = list(prepared["stops"])
     if cancel is not None:
@@ -222,7 +269,7 @@ def _stopping(prepared: dict, cancel: threading.Event | None) -> StoppingCriteri
     return StoppingCriteriaList(stops)
 
 
-def _generate(
+def decode_batch(
     lm: LoadedModel,
     prepared: dict,
     edits: Sequence[Edit | None],
@@ -274,11 +321,11 @@ def generate_rows(
 
     Setting `cancel` stops generation after the current token (the partial text is returned).
     """
-    prepared = _prepare(lm, rows, config)
+    prepared = prepare_batch(lm, rows, [config] * len(rows))
     kwargs = dict(prepared["kwargs"])
-    kwargs["stopping_criteria"] = _stopping(prepared, cancel)
+    kwargs["stopping_criteria"] = stopping_rules(prepared, cancel)
     with torch.inference_mode():
-        output = _generate(lm, prepared, [row.edit for row in rows], kwargs)
+        output = decode_batch(lm, prepared, [row.edit for row in rows], kwargs)
     start = prepared["inputs"]["input_ids"].shape[1]
     results = []
     for sequence in output[:, start:].tolist():
@@ -303,19 +350,20 @@ def stream_rows(
     `traces` ({layer: []}) collects each step's last-position state at `trace_site` (the site an
     axis was read at, so its directions project it; see `EditHooks`).
     """
-    prepared = _prepare(lm, rows, config)
+    prepared = prepare_batch(lm, rows, [config] * len(rows))
     streamer = _QueueStreamer(len(rows))
     cancel = threading.Event()
     failure: list[BaseException] = []
     kwargs = dict(prepared["kwargs"])
-    kwargs["stopping_criteria"] = _stopping(prepared, cancel)
+    kwargs["stopping_criteria"] = stopping_rules(prepared, cancel)
     shown = answer_so_far if prepared["ends_at_turn"] else (lambda text: text)
 
     def run() -> None:
         try:
             with torch.inference_mode():
                 edits = [row.edit for row in rows]
-                _generate(lm, prepared, edits, kwargs | {"streamer": streamer}, traces, trace_site)
+                with_streamer = kwargs | {"streamer": streamer}
+                decode_batch(lm, prepared, edits, with_streamer, traces, trace_site)
         except BaseException as exc:  # handed to the consumer below
             failure.append(exc)
             streamer.end()
