@@ -16,9 +16,10 @@ RANK = {
     "fitting": 4,
     "evaluation": 5,
     "interop": 5,
-    "cli": 6,
-    "__init__": 7,
-    "__main__": 7,
+    "server": 6,
+    "cli": 7,
+    "__init__": 8,
+    "__main__": 8,
 }
 OUTSIDE = ("ui", "bench", "tests", "app")
 MODULES = sorted(PACKAGE.rglob("*.py"))

@@ -13,7 +13,6 @@ from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.budget import budget_summary
 from alignez_core.engine.edit import POSITIONS
-from alignez_core.engine.generation import stream_rows
 from alignez_core.steering import (
     SLIDER_RULES,
     SteerSettings,
@@ -240,7 +239,7 @@ class ComparePanel:
             batch = comparison_rows(lm, prompt, active, settings, request.show_prompted)
             shared = budget_summary(layer_budgets(batch.plans, settings), settings.budget)
             site = plot_pack.site if plot_pack is not None else "residual"
-            for texts in stream_rows(lm, batch.rows, sampling, traces, site):
+            for texts in self.holder.stream(lm, batch.rows, sampling, traces, site):
                 first_token = first_token or time.perf_counter() - started
                 edited = texts[batch.edited] if batch.edited is not None else ""
                 shown = texts[batch.prompted] if batch.prompted is not None else ""
@@ -296,7 +295,7 @@ class ComparePanel:
                 rows.append(prompted_row(prompt, {pack: sign}))
                 labels.append(f"prompted: {pole}")
         try:
-            for texts in stream_rows(lm, rows, sampling):
+            for texts in self.holder.stream(lm, rows, sampling):
                 table = [[label, t] for label, t in zip(labels, texts, strict=True)]
                 yield {
                     self.sweep_table: gr.update(value=table, visible=True),

@@ -10,6 +10,7 @@ import torch
 from alignez_core import LoadedModel, load_model
 from alignez_core.engine.warmup import enable_compile
 from alignez_core.errors import ModelLoadError
+from alignez_core.server import ServedModel
 
 DTYPES = ("float32", "bfloat16")
 
@@ -31,22 +32,16 @@ def serving_model(spec: str | None) -> LoadedModel:
     return lm
 
 
-class ModelHolder:
-    """The one loaded model; swapping it is atomic and a failed load keeps the current one."""
+def batching_on() -> bool:
+    """Cross-session batching (`engine/scheduler.py`) unless $ALIGNEZ_BATCHING=0."""
+    return os.environ.get("ALIGNEZ_BATCHING", "1") != "0"
 
-    def __init__(self, lm: LoadedModel) -> None:
-        self._lm = lm
-        self._lock = threading.Lock()
 
-    @property
-    def lm(self) -> LoadedModel:
-        return self._lm
+class ModelHolder(ServedModel):
+    """The studio's model: loaded as `serving_model` loads it, batched unless turned off."""
 
-    def load(self, spec: str) -> LoadedModel:
-        with self._lock:  # one load at a time; generation keeps using the old model meanwhile
-            new = serving_model(spec.strip() or None)
-            self._lm = new
-            return new
+    def __init__(self, lm: LoadedModel, batching: bool | None = None) -> None:
+        super().__init__(lm, batching_on() if batching is None else batching, serving_model)
 
 
 class FitJobs:

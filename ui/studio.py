@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 
 import gradio as gr
+import uvicorn
+from fastapi import FastAPI
 
+from alignez_core.server import AxisStore, openai_router
 from ui.session import StudioSession
 
 from .axes_panel import AxesPanel
@@ -23,6 +26,10 @@ from .plots_panel import PlotsPanel
 from .render import CSS
 from .shared import FitJobs, ModelHolder, serving_model
 
+# Generate calls running at once: with batching they share decoding batches (up to the queue's
+# size); without, each decodes alone and more than 4 at once only slows every one of them.
+GENERATE_BATCHED = 32
+GENERATE_ALONE = 4
 INTRO = (
     "# AlignEZ Studio\nSteer a language model along axes you name in plain words: the model "
     "writes its own good and bad answers, and its hidden states are edited along the directions "
@@ -156,15 +163,17 @@ class Studio:
             api_name="import_session",
         )
         # The sliders are inputs: an answer always uses the values the page shows at the click.
+        # Batching on: every waiting request reaches the scheduler, which decodes them together.
+        generating = GENERATE_BATCHED if self.holder.batching else GENERATE_ALONE
         generate_inputs = [
             *settings, compare.sweep, compare.sweep_axis, compare.show_prompted,
             plots.axis, plots.layer, plots.trajectory, state, *axes.sliders,
         ]  # fmt: skip
         compare.generate_button.click(compare.on_generate, generate_inputs, compare.outputs(),
-                                      api_name="generate", concurrency_limit=4,
+                                      api_name="generate", concurrency_limit=generating,
                                       concurrency_id="generate")  # fmt: skip
         compare.prompt.submit(compare.on_generate, generate_inputs, compare.outputs(),
-                              api_visibility="private", concurrency_limit=4,
+                              api_visibility="private", concurrency_limit=generating,
                               concurrency_id="generate")  # fmt: skip
         evaluate.button.click(
             evaluate.on_evaluate,
@@ -186,10 +195,12 @@ def build_app(holder: ModelHolder | None = None) -> gr.Blocks:
 
 
 def launch() -> None:
-    demo = build_app()
-    demo.queue(default_concurrency_limit=2, max_size=32).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        css=CSS,
-        show_error=True,
-    )
+    """The studio's page and the OpenAI-compatible `/v1` routes, one process, one scheduler."""
+    holder = ModelHolder(serving_model(os.environ.get("ALIGNEZ_MODEL") or None))
+    demo = build_app(holder).queue(default_concurrency_limit=2, max_size=64)
+    app = FastAPI(title="AlignEZ Studio")
+    app.include_router(openai_router(holder, AxisStore()))  # before the page's catch-all mount
+    app = gr.mount_gradio_app(app, demo, path="/", css=CSS, show_error=True)
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -31,7 +31,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from alignez_core.errors import ModelLoadError
+from alignez_core.errors import AlignEZError, ModelLoadError
 
 from .architecture import DecoderLayout, find_decoder_layout, hidden_size_of
 from .catalog import SMOLLM2, ModelKind, NamedModel, check_kind, named_model
@@ -215,6 +215,23 @@ class LoadedModel:
         if assistant is not None:
             text += self.answer_after_prompt(assistant)
         return text
+
+    def format_conversation(self, turns: Sequence[tuple[str, str]]) -> str:
+        """A whole conversation, (role, text) with roles system / user / assistant, as the model
+        reads it before its next answer: the chat template, or the base frame turn by turn (a
+        system turn as a plain first line). One user turn gives `format_prompt`'s text."""
+        if self.is_chat:
+            messages = [{"role": role, "content": text} for role, text in turns]
+            try:
+                return str(
+                    self.tokenizer.apply_chat_template(
+                        messages, add_generation_prompt=True, tokenize=False
+                    )
+                )
+            except Exception as exc:  # e.g. a template that refuses a system turn
+                raise AlignEZError(f"{self.model_id}'s chat template refused it: {exc}") from None
+        speaker = {"user": "Human: ", "assistant": "Assistant: ", "system": ""}
+        return "\n".join(speaker[role] + text for role, text in turns) + "\nAssistant:"
 
     def answer_after_prompt(self, answer: str) -> str:
         """`answer` as it follows `format_prompt`'s text: the base frame's "Assistant:" takes a

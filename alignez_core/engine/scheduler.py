@@ -216,6 +216,7 @@ class Scheduler:
         time.sleep(self.gather_seconds)
         with self._ready:
             key = batch_key(self._waiting[0].config)
+            site: Site | None = None  # one trace site per batch (the hooks read one)
             taken: list[Ticket] = []
             rows = 0
             for ticket in list(self._waiting):
@@ -223,8 +224,14 @@ class Scheduler:
                     self._waiting.remove(ticket)
                     ticket._steps.put(None)
                     continue
-                if batch_key(ticket.config) != key or rows + len(ticket.rows) > self.max_rows:
+                traced = ticket.trace_site if ticket.trace_layers else None
+                if (
+                    batch_key(ticket.config) != key
+                    or rows + len(ticket.rows) > self.max_rows
+                    or (traced is not None and site is not None and traced != site)
+                ):
                     continue
+                site = site or traced
                 taken.append(ticket)
                 rows += len(ticket.rows)
                 self._waiting.remove(ticket)
@@ -242,7 +249,7 @@ class Scheduler:
         cancelled = [False] * len(rows)
         fan_out = _FanOut(tickets, cancelled)
         layers = sorted({layer for t in tickets for layer in t.trace_layers})
-        site = next((t.trace_site for t in tickets if t.trace_layers), "residual")
+        site: Site = next((t.trace_site for t in tickets if t.trace_layers), "residual")
         traces: dict[int, list[torch.Tensor]] | None = {layer: [] for layer in layers} or None
         try:
             prepared = prepare_batch(self.lm, rows, configs, cancelled)
