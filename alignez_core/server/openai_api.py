@@ -274,12 +274,16 @@ def openai_router(served: ServedModel, store: AxisStore | None = None) -> APIRou
                 first = {"index": 0, "delta": {"role": "assistant", "content": ""},
                          "finish_reason": None}  # fmt: skip
                 yield _sse(chunk | {"choices": [first]})
+            text = ""
             while (item := await run_in_threadpool(next, texts, None)) is not None:
                 text, stopped = item
-                text = text.rstrip("\ufffd")  # a character whose bytes are still arriving
-                if text.startswith(sent) and len(text) > len(sent):
-                    piece, sent = text[len(sent) :], text
+                shown = text.rstrip("\ufffd")  # a character whose bytes are still arriving
+                if shown.startswith(sent) and len(shown) > len(sent):
+                    piece, sent = shown[len(sent) :], shown
                     yield _sse(chunk | {"choices": [_choice(checked, piece, None, delta=True)]})
+            if text.startswith(sent) and len(text) > len(sent):  # what the end made whole
+                piece, sent = text[len(sent) :], text
+                yield _sse(chunk | {"choices": [_choice(checked, piece, None, delta=True)]})
             finish, _ = api.finish(sent, stopped, checked)
             yield _sse(chunk | {"choices": [_choice(checked, "", finish, delta=True)]})
             yield _sse("[DONE]")
