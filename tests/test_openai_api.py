@@ -118,7 +118,9 @@ def test_the_whole_conversation_reaches_the_model(server):
         {"role": "user", "content": "and then?"},
     ]
     reply = server.client.chat.completions.create(
-        model=server.served.lm.model_id, messages=messages, max_tokens=16  # type: ignore[arg-type]
+        model=server.served.lm.model_id,
+        messages=messages,
+        max_tokens=16,  # type: ignore[arg-type]
     )
     assert reply.choices[0].message.content != alone
     assert reply.usage is not None and reply.usage.prompt_tokens > len("and then?")
