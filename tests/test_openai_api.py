@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -248,3 +250,30 @@ def test_cheerful_steering_through_the_openai_client_reads_cheerful(real_lm):
     assert all(a != b for a, b in zip(answers[1.0], answers[0.0], strict=True))
     mean = {s: sum(tone(texts)) / len(texts) for s, texts in answers.items()}
     assert mean[1.0] > mean[0.0] > mean[-1.0], mean
+
+
+def test_alignez_serve_answers_on_its_port(model_dir):
+    """`alignez serve` as a user starts it: a process, a model folder, the openai client."""
+    port = free_port()
+    command = [sys.executable, "-m", "alignez_core", "serve", "--model", str(model_dir),
+               "--port", str(port)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                models = [m.id for m in client.models.list()]
+                break
+            except openai.APIConnectionError:
+                assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "alignez serve did not start"
+                time.sleep(0.2)
+        reply = client.chat.completions.create(
+            model=models[0], messages=[{"role": "user", "content": "hi"}], max_tokens=8
+        )
+        assert reply.choices[0].message.content
+        assert reply.usage is not None and 0 < reply.usage.completion_tokens <= 8
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -538,7 +538,34 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--name", help="axis name (default: the file's, or its stem)")
     imp.add_argument("--model", help="check the vectors against this model (default: embedded)")
     imp.set_defaults(run=cmd_import)
+
+    serve = sub.add_parser(
+        "serve", help="an OpenAI-compatible API with steering per request (docs/serving.md)"
+    )
+    _add_model_args(serve)
+    _add_speed_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--batching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode concurrent requests in shared batches (default on)",
+    )
+    serve.set_defaults(run=cmd_serve)
     return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from alignez_core.server import ServedModel, openai_app
+
+    lm = _load(args.model, args)
+    app = openai_app(ServedModel(lm, batching=args.batching))
+    _log(f"serving {lm.model_id} at http://{args.host}:{args.port}/v1 (batching "
+         f"{'on' if args.batching else 'off'})")  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

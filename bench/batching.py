@@ -1,0 +1,164 @@
+"""Many users, one batch: a burst of concurrent studio requests with cross-session batching off
+and on, side by side in one run (`engine/scheduler.py`).
+
+Each of N users asks one dev prompt with one shipped preset at its own strength, as the studio
+does: base + edited + prompted rows, greedy, `--tokens` new tokens. Batching off serves each
+request as its own batch, `--slots` at a time (the studio's concurrency without batching);
+batching on submits every request to one `Scheduler`. Printed: first- and last-token times
+(p50 / p95), aggregate tokens/s, their ratios; `isolation_mismatches` (the even users' tokens
+when every odd user's axis and strength change, requests submitted in the same order so the
+batches are laid out alike); `alone_mismatch_rate` (rows whose tokens differ from the same
+request decoded as its own batch) and the path each shared batch decoded on. Last line: JSON.
+
+    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from decode_speed import cpu_model  # noqa: E402
+
+from alignez_core import AxisPack, load_model  # noqa: E402
+from alignez_core.axes.axis import ASSETS  # noqa: E402
+from alignez_core.axes.prefit import packs_folder  # noqa: E402
+from alignez_core.axes.queries import read_queries  # noqa: E402
+from alignez_core.engine import Row, SamplingConfig, generate_rows, stream_rows  # noqa: E402
+from alignez_core.engine.scheduler import Scheduler  # noqa: E402
+from alignez_core.steering import SteerSettings, comparison_rows  # noqa: E402
+
+STRENGTHS = (1.0, -1.0, 0.5, -0.5, 1.5, -1.5)
+
+
+def user_rows(lm, packs: list[AxisPack], prompts: list[str], n: int, flip_odd: bool) -> list:
+    """User i's rows: prompt i, preset i mod 7 at STRENGTHS[i]; `flip_odd` gives every odd user
+    another preset at another strength (the neighbours of the even users change)."""
+    requests = []
+    for i in range(n):
+        shift = 3 if flip_odd and i % 2 else 0
+        pack = packs[(i + shift) % len(packs)]
+        strength = STRENGTHS[(i + shift) % len(STRENGTHS)] * (-1 if flip_odd and i % 2 else 1)
+        rows = comparison_rows(lm, prompts[i % len(prompts)], {pack: strength}, SteerSettings())
+        requests.append(rows.rows)
+    return requests
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def timed_burst(serve, requests: list[list[Row]], workers: int) -> dict:
+    """Every request arrives at once; (first, last) seconds per request and tokens/s overall."""
+    started = time.perf_counter()
+    first: list[float] = [0.0] * len(requests)
+    last: list[float] = [0.0] * len(requests)
+    texts: list[list[str]] = [[] for _ in requests]
+
+    def one(i: int) -> None:
+        for step in serve(requests[i]):
+            first[i] = first[i] or time.perf_counter() - started
+            texts[i] = step
+        last[i] = time.perf_counter() - started
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(len(requests))))
+    wall = time.perf_counter() - started
+    return {"first": first, "last": last, "wall": wall, "texts": texts}
+
+
+def summary(name: str, run: dict, tokens: int) -> dict:
+    return {
+        f"{name}_ttft_p50_s": pct(run["first"], 0.5),
+        f"{name}_ttft_p95_s": pct(run["first"], 0.95),
+        f"{name}_last_p50_s": pct(run["last"], 0.5),
+        f"{name}_last_p95_s": pct(run["last"], 0.95),
+        f"{name}_tokens_per_s": round(tokens / run["wall"], 1),
+    }
+
+
+def ordered_tickets(scheduler: Scheduler, requests: list[list[Row]], config: SamplingConfig):
+    """Submit in a fixed order from one thread (same batch layout every time), read together."""
+    tickets = [scheduler.submit(rows, config) for rows in requests]
+    with ThreadPoolExecutor(len(tickets)) as pool:
+        list(pool.map(lambda t: list(scheduler.read(t)), tickets))
+    return tickets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=24)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--slots", type=int, default=4, help="batching off: requests at once")
+    parser.add_argument("--max-rows", type=int, default=48)
+    args = parser.parse_args()
+    lm = load_model()
+    folder = packs_folder(lm.model_id)
+    assert folder is not None, "a named model ships the presets' packs"
+    packs = [AxisPack.load(p, lm) for p in sorted(folder.glob("*.safetensors"))]
+    prompts = list(read_queries(ASSETS / "dev_prompts.txt").queries)
+    config = SamplingConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
+    requests = user_rows(lm, packs, prompts, args.users, flip_odd=False)
+    generated = sum(len(rows) for rows in requests) * args.tokens
+    scheduler = Scheduler(lm, max_rows=args.max_rows)
+    list(stream_rows(lm, requests[0], config))  # first-call costs out of both timings
+
+    off = timed_burst(lambda rows: stream_rows(lm, rows, config), requests, args.slots)
+    on = timed_burst(lambda rows: scheduler.stream(rows, config), requests, len(requests))
+    results = {"cpu": cpu_model(), "users": args.users, "rows": generated // args.tokens,
+               "tokens": args.tokens, "slots_off": args.slots,
+               "max_rows": args.max_rows}  # fmt: skip
+    results |= summary("off", off, generated) | summary("on", on, generated)
+    results["ttft_p95_on_over_off"] = round(results["on_ttft_p95_s"] / results["off_ttft_p95_s"], 3)
+    results["tokens_per_s_on_over_off"] = round(
+        results["on_tokens_per_s"] / results["off_tokens_per_s"], 2
+    )
+
+    first = ordered_tickets(scheduler, requests, config)
+    flipped = user_rows(lm, packs, prompts, args.users, flip_odd=True)
+    second = ordered_tickets(scheduler, flipped, config)
+    even = range(0, args.users, 2)
+    results["isolation_rows_compared"] = sum(len(first[i].rows) for i in even)
+    results["isolation_mismatches"] = sum(
+        a != b for i in even for a, b in zip(first[i].token_ids, second[i].token_ids, strict=True)
+    )
+    results["neighbours_changed_rows"] = sum(
+        a != b
+        for i in range(1, args.users, 2)
+        for a, b in zip(first[i].token_ids, second[i].token_ids, strict=True)
+    )
+    results["batch_paths"] = sorted({f"{t.batch_rows} rows: {t.path}" for t in first})
+
+    alone = [generate_rows(lm, rows, config) for rows in requests]
+    differing = [
+        (i, j)
+        for i, outputs in enumerate(alone)
+        for j, output in enumerate(outputs)
+        if list(output.token_ids) != first[i].token_ids[j]
+    ]
+    results["alone_rows_compared"] = generated // args.tokens
+    results["alone_mismatch_rate"] = round(len(differing) / results["alone_rows_compared"], 3)
+    if differing:
+        i, j = differing[0]
+        mine, theirs = alone[i][j].token_ids, first[i].token_ids[j]
+        where = next(k for k, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b)
+        results["alone_first_difference"] = {"user": i, "row": j, "token": where}
+    scheduler.close()
+    for key, value in results.items():
+        print(f"{key:>28}: {value}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
