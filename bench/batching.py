@@ -10,7 +10,7 @@ when every odd user's axis and strength change, requests submitted in the same o
 batches are laid out alike); `alone_mismatch_rate` (rows whose tokens differ from the same
 request decoded as its own batch) and the path each shared batch decoded on. Last line: JSON.
 
-    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 48]
+    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 96]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from alignez_core.axes.axis import ASSETS  # noqa: E402
 from alignez_core.axes.prefit import packs_folder  # noqa: E402
 from alignez_core.axes.queries import read_queries  # noqa: E402
 from alignez_core.engine import Row, SamplingConfig, generate_rows, stream_rows  # noqa: E402
-from alignez_core.engine.scheduler import Scheduler  # noqa: E402
+from alignez_core.engine.scheduler import MAX_ROWS, Scheduler  # noqa: E402
 from alignez_core.steering import SteerSettings, comparison_rows  # noqa: E402
 
 STRENGTHS = (1.0, -1.0, 0.5, -0.5, 1.5, -1.5)
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--slots", type=int, default=4, help="batching off: requests at once")
-    parser.add_argument("--max-rows", type=int, default=48)
+    parser.add_argument("--max-rows", type=int, default=MAX_ROWS)
     args = parser.parse_args()
     lm = load_model()
     folder = packs_folder(lm.model_id)
@@ -116,10 +116,12 @@ def main() -> None:
 
     off = timed_burst(lambda rows: stream_rows(lm, rows, config), requests, args.slots)
     on = timed_burst(lambda rows: scheduler.stream(rows, config), requests, len(requests))
+    on_batches = scheduler.batches
     results = {"cpu": cpu_model(), "users": args.users, "rows": generated // args.tokens,
                "tokens": args.tokens, "slots_off": args.slots,
                "max_rows": args.max_rows}  # fmt: skip
     results |= summary("off", off, generated) | summary("on", on, generated)
+    results["on_batches"] = on_batches
     results["ttft_p95_on_over_off"] = round(results["on_ttft_p95_s"] / results["off_ttft_p95_s"], 3)
     results["tokens_per_s_on_over_off"] = round(
         results["on_tokens_per_s"] / results["off_tokens_per_s"], 2

@@ -45,8 +45,9 @@ from .generation import (
 from .model import LoadedModel
 from .turns import answer_of_turn, answer_so_far, turn_end
 
-MAX_ROWS = 48  # rows per shared batch: 24 rows decode ~9× one row's tokens/s on 2 CPU cores
-GATHER_SECONDS = 0.05  # how long the first waiting request waits for others to join it
+MAX_ROWS = 96  # rows per shared batch: a burst of 24 studio requests (3 rows each) fits one
+GATHER_SECONDS = 0.05  # a batch starts once no request has arrived for this long …
+MAX_GATHER_SECONDS = 0.5  # … or this long after the first one waiting
 
 
 @dataclass
@@ -109,11 +110,16 @@ class Scheduler:
     """
 
     def __init__(
-        self, lm: LoadedModel, max_rows: int = MAX_ROWS, gather_seconds: float = GATHER_SECONDS
+        self,
+        lm: LoadedModel,
+        max_rows: int = MAX_ROWS,
+        gather_seconds: float = GATHER_SECONDS,
+        max_gather_seconds: float = MAX_GATHER_SECONDS,
     ) -> None:
         self.lm = lm
         self.max_rows = max_rows
         self.gather_seconds = gather_seconds
+        self.max_gather_seconds = max(max_gather_seconds, gather_seconds)
         self._waiting: list[Ticket] = []
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -207,14 +213,22 @@ class Scheduler:
             self._worker.join()
 
     def _take(self) -> list[Ticket] | None:
-        """Wait for requests, gather for `gather_seconds`, then take one batch's worth."""
+        """Wait for requests, gather while they keep arriving, then take one batch's worth."""
         with self._ready:
             while not self._waiting and not self._closed:
                 self._ready.wait()
             if self._closed:
                 return None
-        time.sleep(self.gather_seconds)
-        with self._ready:
+            started = time.monotonic()
+            seen = len(self._waiting)
+            while not self._closed:  # a burst's requests arrive over tens of milliseconds
+                left = started + self.max_gather_seconds - time.monotonic()
+                self._ready.wait(min(self.gather_seconds, max(left, 0.0)))
+                if len(self._waiting) == seen or left <= 0:
+                    break
+                seen = len(self._waiting)
+            if self._closed:
+                return None
             key = batch_key(self._waiting[0].config)
             site: Site | None = None  # one trace site per batch (the hooks read one)
             taken: list[Ticket] = []
