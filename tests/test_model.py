@@ -41,6 +41,20 @@ def test_chat_and_base_prompt_formats(tiny_llama):
     assert base.format_prompt("hi", "yo") == "Human: hi\nAssistant: yo"
 
 
+def test_a_conversation_reads_as_its_turns(tiny_llama):
+    from tests.tiny import make_model
+
+    turns = [("system", "Be brief."), ("user", "hi"), ("assistant", "hello"), ("user", "and?")]
+    for lm in (tiny_llama, make_model(chat=False)):
+        assert lm.format_conversation([("user", "hi")]) == lm.format_prompt("hi")
+    chat = tiny_llama.format_conversation(turns)
+    assert chat.index("hi") < chat.index("hello") < chat.index("and?") and chat.endswith(
+        tiny_llama.format_prompt("x")[len("<|user|>x") :]
+    )
+    base = make_model(chat=False).format_conversation(turns)
+    assert base == "Be brief.\nHuman: hi\nAssistant: hello\nHuman: and?\nAssistant:"
+
+
 @pytest.mark.real_model
 def test_default_model_loads_from_cache_and_maps_30_layers(real_lm):
     assert real_lm.num_layers == 30 and real_lm.hidden_size == 576
