@@ -165,3 +165,13 @@ def test_a_cancelled_request_stops_decoding_its_batch(tiny_llama, scheduler):
         handle.remove()
     assert forwards < 24 + GREEDY.max_new_tokens
     assert len(ticket.token_ids[0]) < 24
+
+
+def test_closing_tells_waiting_requests_and_refuses_new_ones(tiny_llama):
+    scheduler = Scheduler(tiny_llama, gather_seconds=0.5)
+    ticket = scheduler.submit([Row(PROMPTS[0])], GREEDY)
+    scheduler.close()  # before its batch started: it hears why
+    with pytest.raises(AlignEZError, match="send the request again"):
+        list(scheduler.read(ticket))
+    with pytest.raises(AlignEZError, match="closed"):
+        scheduler.submit([Row(PROMPTS[0])], GREEDY)

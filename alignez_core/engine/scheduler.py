@@ -147,8 +147,9 @@ class Scheduler:
                 raise AlignEZError("The scheduler is closed.")
             self._waiting.append(ticket)
             if self._worker is None:
+                # a fresh context: nothing of the first caller's (a `steer()` block) comes along
                 self._worker = threading.Thread(
-                    target=contextvars.copy_context().run, args=(self._run,), daemon=True
+                    target=contextvars.Context().run, args=(self._run,), daemon=True
                 )
                 self._worker.start()
             self._ready.notify()
@@ -218,6 +219,7 @@ class Scheduler:
             while not self._waiting and not self._closed:
                 self._ready.wait()
             if self._closed:
+                self._refuse_waiting()
                 return None
             started = time.monotonic()
             seen = len(self._waiting)
@@ -228,6 +230,7 @@ class Scheduler:
                     break
                 seen = len(self._waiting)
             if self._closed:
+                self._refuse_waiting()
                 return None
             key = batch_key(self._waiting[0].config)
             site: Site | None = None  # one trace site per batch (the hooks read one)
@@ -250,6 +253,12 @@ class Scheduler:
                 rows += len(ticket.rows)
                 self._waiting.remove(ticket)
             return taken
+
+    def _refuse_waiting(self) -> None:
+        """Closing: requests not yet decoding hear why instead of waiting forever."""
+        for ticket in self._waiting:
+            ticket._steps.put(AlignEZError("The server switched models; send the request again."))
+        self._waiting.clear()
 
     def _run(self) -> None:
         while (tickets := self._take()) is not None:
