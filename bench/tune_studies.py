@@ -33,7 +33,7 @@ from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.engine.separate import SEPARATIONS
-from alignez_core.evaluation.composition import CompositionCell, compose
+from alignez_core.evaluation.composition import CompositionCell, compose, goal_met
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
@@ -133,8 +133,11 @@ def _budget_summary(
             for c in mine
             if c.degenerate <= looping_goal and all(r >= RETAINED_GOAL for r in c.retained.values())
         ]
+        by_interaction = [goal_met(c) for c in mine]
         out[_budget_name(budget)] = {"looping": sum(c.degenerate for c in mine),
-                                     "answers": n * len(mine), "meeting_goal": meeting}  # fmt: skip
+                                     "answers": n * len(mine), "meeting_goal": meeting,
+                                     "meeting_goal_by_interaction": by_interaction.count(True),
+                                     "no_clear_effect": by_interaction.count(None)}  # fmt: skip
     lowest = {name: 0 for name in out}
     for sliders in {tuple(c.sliders.items()) for c in pairs}:
         same = [c for c in pairs if tuple(c.sliders.items()) == sliders]
