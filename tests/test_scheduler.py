@@ -8,6 +8,7 @@ import torch
 from alignez_core import AlignEZError, SamplingConfig
 from alignez_core.engine import Edit, LayerEdit, Row, stream_rows
 from alignez_core.engine.scheduler import Scheduler
+from tests.tiny import wait_until_idle
 
 GREEDY = SamplingConfig(max_new_tokens=16, loop_guard=0)
 PROMPTS = ["tell me a story", "what is rain", "hi", "describe a long walk in the hills"]
@@ -58,7 +59,7 @@ def test_a_row_never_depends_on_its_neighbours_steering(tiny_llama, scheduler):
     assert first[0].batch_rows == second[0].batch_rows == 5  # one shared batch each time
     assert first[0].token_ids == second[0].token_ids
     assert first[1].token_ids != second[1].token_ids  # the neighbours' steering did change
-    assert tiny_llama.hooks.installed == 0
+    wait_until_idle(tiny_llama)
 
 
 def test_a_lone_request_streams_as_stream_rows_does(tiny_llama, scheduler):
@@ -98,7 +99,8 @@ def test_cancelling_one_request_leaves_the_others_whole(tiny_llama, scheduler):
     final = list(scheduler.read(kept))[-1]
     assert len(quitter.token_ids[0]) == 3
     assert kept.token_ids == kept_alone[0].token_ids
-    assert final[0] and tiny_llama.hooks.installed == 0
+    assert final[0]
+    wait_until_idle(tiny_llama)
 
 
 def test_different_shared_settings_decode_in_separate_batches(tiny_llama, scheduler):
@@ -142,7 +144,7 @@ def test_a_failing_batch_reaches_every_caller_and_the_next_batch_serves(tiny_lla
     finally:
         tiny_llama.model.forward = original
     assert list(scheduler.stream([Row(PROMPTS[0])], GREEDY))[-1][0]
-    assert tiny_llama.hooks.installed == 0
+    wait_until_idle(tiny_llama)
 
 
 def test_a_cancelled_request_stops_decoding_its_batch(tiny_llama, scheduler):
@@ -175,3 +177,18 @@ def test_closing_tells_waiting_requests_and_refuses_new_ones(tiny_llama):
         list(scheduler.read(ticket))
     with pytest.raises(AlignEZError, match="closed"):
         scheduler.submit([Row(PROMPTS[0])], GREEDY)
+
+
+def test_a_request_ends_when_its_own_rows_do(tiny_llama, scheduler):
+    """A short answer returns while its batch goes on for a longer one."""
+    short = SamplingConfig(max_new_tokens=2, loop_guard=0)
+    long = SamplingConfig(max_new_tokens=400, loop_guard=0)
+    quick = scheduler.submit([Row(PROMPTS[0])], short)
+    slow = scheduler.submit([Row(PROMPTS[1])], long)
+    steps = list(scheduler.read(quick))
+    decoded_so_far = slow._steps.qsize()  # the batch's steps made when the short one returned
+    assert len(steps) == 2 and len(quick.token_ids[0]) == 2
+    assert quick.batch_rows == 2 and not slow.cancelled
+    list(scheduler.read(slow))
+    assert decoded_so_far < 300 < len(slow.token_ids[0])
+    wait_until_idle(tiny_llama)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from transformers import (
     GemmaConfig,
@@ -46,3 +48,11 @@ def make_model(arch: str = "llama", layers: int = 3, hidden: int = 64, seed: int
         model.lm_head.weight.mul_(20.0)
         model.lm_head.weight[tokenizer.eos_token_id].fill_(0.0)
     return LoadedModel.wrap(model, tokenizer, f"tiny-{arch}")
+
+
+def wait_until_idle(lm, seconds: float = 30) -> None:
+    """The batch's hooks are gone once it ends (a request may return before its batch does)."""
+    deadline = time.monotonic() + seconds
+    while lm.hooks.installed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lm.hooks.installed == 0

@@ -197,6 +197,45 @@ class _QueueStreamer(BaseStreamer):
         self.queue.put(None)
 
 
+class RowTexts:
+    """Each row's answer as its tokens arrive, for a stream: a row ends at end-of-sequence, at
+    `limit` tokens, or (a base model) where it opens a new turn; later tokens are not its own."""
+
+    def __init__(self, lm: LoadedModel, rows: int, limit: int | None = None) -> None:
+        self.tokenizer = lm.tokenizer
+        self.eos = set(eos_ids(lm))
+        self.ends_at_turn = not lm.is_chat
+        self.limit = limit
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.texts = [""] * rows
+        self.done = [False] * rows
+
+    def add(self, step: Sequence[int]) -> list[str]:
+        """Take one decoding step's tokens (one per row); the texts to show now."""
+        if not all(self.done):
+            for i, token in enumerate(step):
+                if self.done[i]:
+                    continue
+                if token in self.eos:
+                    self.done[i] = True
+                else:
+                    self.tokens[i].append(token)
+            self.texts = [str(self.tokenizer.decode(t, skip_special_tokens=True))
+                          for t in self.tokens]  # fmt: skip
+            self.done = [
+                d
+                or (self.limit is not None and len(t) >= self.limit)
+                or (self.ends_at_turn and turn_end(x) is not None)
+                for d, t, x in zip(self.done, self.tokens, self.texts, strict=True)
+            ]
+        # a base model's stream holds back a last line that may be a turn marker arriving
+        return [answer_so_far(t) for t in self.texts] if self.ends_at_turn else list(self.texts)
+
+    def final(self) -> list[str] | None:
+        """A base model's whole answers at the end (as `generate_rows` gives them); else None."""
+        return [answer_of_turn(t) for t in self.texts] if self.ends_at_turn else None
+
+
 def eos_ids(lm: LoadedModel) -> list[int]:
     ids = lm.model.generation_config.eos_token_id
     if ids is None:
@@ -356,7 +395,6 @@ def stream_rows(
     failure: list[BaseException] = []
     kwargs = dict(prepared["kwargs"])
     kwargs["stopping_criteria"] = stopping_rules(prepared, cancel)
-    shown = answer_so_far if prepared["ends_at_turn"] else (lambda text: text)
 
     def run() -> None:
         try:
@@ -371,26 +409,14 @@ def stream_rows(
     context = contextvars.copy_context()
     worker = threading.Thread(target=context.run, args=(run,), daemon=True)
     worker.start()
-    tokens: list[list[int]] = [[] for _ in rows]
-    texts = [""] * len(rows)
-    done = [False] * len(rows)
+    answers = RowTexts(lm, len(rows))
     try:
         while (step := streamer.queue.get()) is not None:
-            for i, token in enumerate(step):
-                if done[i]:
-                    continue
-                if token in prepared["eos"]:
-                    done[i] = True
-                else:
-                    tokens[i].append(token)
-            texts = [str(lm.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
-            if prepared["ends_at_turn"]:
-                done = [d or turn_end(t) is not None for d, t in zip(done, texts, strict=True)]
-            yield [shown(t) for t in texts]
+            yield answers.add(step)
         if failure:
             raise failure[0]
-        if prepared["ends_at_turn"]:  # the whole last line, as `generate_rows` gives it
-            yield [answer_of_turn(t) for t in texts]
+        if (final := answers.final()) is not None:
+            yield final
     finally:
         cancel.set()
         worker.join()

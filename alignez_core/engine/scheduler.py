@@ -35,15 +35,14 @@ from .architecture import Site
 from .edit import compile_plan
 from .generation import (
     Row,
+    RowTexts,
     SamplingConfig,
     batch_key,
     decode_batch,
-    eos_ids,
     prepare_batch,
     stopping_rules,
 )
 from .model import LoadedModel
-from .turns import answer_of_turn, answer_so_far, turn_end
 
 MAX_ROWS = 96  # rows per shared batch: a burst of 24 studio requests (3 rows each) fits one
 GATHER_SECONDS = 0.05  # a batch starts once no request has arrived for this long …
@@ -174,36 +173,18 @@ class Scheduler:
                 traces[layer].extend(ticket.traces.get(layer, []))
 
     def read(self, ticket: Ticket) -> Iterator[list[str]]:
-        """The growing texts of `ticket`'s rows as its batch decodes; errors are raised here."""
-        lm = self.lm
-        ends_at_turn = not lm.is_chat
-        eos = set(eos_ids(lm))
-        tokens: list[list[int]] = [[] for _ in ticket.rows]
-        ticket.token_ids = tokens
-        texts = [""] * len(ticket.rows)
-        done = [False] * len(ticket.rows)
-        shown = answer_so_far if ends_at_turn else (lambda text: text)
+        """The growing texts of `ticket`'s rows as its batch decodes, until they all end (a traced
+        request waits for its batch's traces); errors are raised here."""
+        answers = RowTexts(self.lm, len(ticket.rows), ticket.config.max_new_tokens)
+        ticket.token_ids = answers.tokens
         while (step := ticket._steps.get()) is not None:
             if isinstance(step, BaseException):
                 raise step
-            if all(done):
-                continue  # the batch goes on for other requests' rows
-            for i, token in enumerate(step):
-                if done[i]:
-                    continue
-                if token in eos:
-                    done[i] = True
-                elif len(tokens[i]) < ticket.config.max_new_tokens:
-                    tokens[i].append(token)
-            texts = [str(lm.tokenizer.decode(t, skip_special_tokens=True)) for t in tokens]
-            limit = ticket.config.max_new_tokens
-            done = [
-                d or len(t) >= limit or (ends_at_turn and turn_end(x) is not None)
-                for d, t, x in zip(done, tokens, texts, strict=True)
-            ]
-            yield [shown(t) for t in texts]
-        if ends_at_turn:
-            yield [answer_of_turn(t) for t in texts]
+            yield answers.add(step)
+            if all(answers.done) and not ticket.trace_layers:
+                break  # its answers are whole: no need to wait for the batch's longest row
+        if (final := answers.final()) is not None:
+            yield final
 
     def close(self) -> None:
         """Stop the worker after the batch in flight; later submissions are refused."""
