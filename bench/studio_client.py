@@ -83,8 +83,9 @@ class App:
         return math.nan
 
     def client(self) -> Client:
-        """A new browser-like session (its own `gr.State`)."""
-        return Client(self.url, verbose=False)
+        """A new browser-like session (its own `gr.State`). httpx's 5 s default is too short for
+        joining the queue on a loaded 2-core machine (a compile warm-up beside a burst)."""
+        return Client(self.url, verbose=False, httpx_kwargs={"timeout": 60})
 
 
 def raw_call(client: Client, url: str, api_name: str, data: list) -> str:
