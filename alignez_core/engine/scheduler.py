@@ -5,10 +5,11 @@ the weights and dispatching ops, not by the rows), and every row of a batch alre
 own edit (`edit.py`), so users with different axes and strengths can share a step exactly.
 
 A request (its rows, one `SamplingConfig`, optional traces) is submitted and streams back
-through its `Ticket`. One worker thread gathers what is waiting (for `gather_seconds` after the
-first arrival, up to `max_rows` rows whose configs share `batch_key`) into one batch, decodes it
-and fans each step's tokens out to the tickets. Rows join at batch boundaries: transformers'
-left-padded cache cannot take a new row mid-decode without re-laying it out. A row ends on its
+through its `Ticket`. One worker thread gathers what is waiting (until no request has arrived
+for `gather_seconds`, at most `max_gather_seconds`; up to `max_rows` rows whose configs share
+`batch_key`) into one batch, decodes it and fans each step's tokens out to the tickets. Rows
+join at batch boundaries: transformers' left-padded cache cannot take a new row mid-decode
+without re-laying it out. A row ends on its
 own (end-of-sequence, its token limit, its turn on a base model, its caller cancelling or
 disconnecting) while the others go on; the batch ends when its last row does.
 
@@ -124,7 +125,6 @@ class Scheduler:
         self._worker: threading.Thread | None = None
         self._closed = False
         self.batches = 0  # batches decoded so far
-        self.last_batch_rows = 0
 
     def submit(
         self,
@@ -260,13 +260,15 @@ class Scheduler:
             batch, length = prepared["inputs"]["input_ids"].shape
             decoder = self.lm.compiled
             edits = [row.edit for row in rows]
-            reason = "compiled decoding is off" if decoder is None else None
-            reason = reason or decoder.supports(edits, batch, length)  # type: ignore[union-attr]
+            reason = (
+                "compiled decoding is off"
+                if decoder is None
+                else decoder.supports(edits, batch, length)
+            )
             path = "compiled" if reason is None else f"eager: {reason}"
             for ticket in tickets:
                 ticket.batch_rows, ticket.path = len(rows), path
             self.batches += 1
-            self.last_batch_rows = len(rows)
             kwargs = dict(prepared["kwargs"]) | {"streamer": fan_out}
             kwargs["stopping_criteria"] = stopping_rules(prepared, None)
             with torch.inference_mode():
