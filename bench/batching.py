@@ -8,9 +8,10 @@ batching on submits every request to one `Scheduler`. Printed: first- and last-t
 (p50 / p95), aggregate tokens/s, their ratios; `isolation_mismatches` (the even users' tokens
 when every odd user's axis and strength change, requests submitted in the same order so the
 batches are laid out alike); `alone_mismatch_rate` (rows whose tokens differ from the same
-request decoded as its own batch) and the path each shared batch decoded on. Last line: JSON.
+request decoded as its own batch) and the path each shared batch decoded on; with `--openai`,
+the same flip through the OpenAI endpoint (`openai_isolation_mismatches`). Last line: JSON.
 
-    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 96]
+    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 96] [--openai]
 """
 
 from __future__ import annotations
@@ -96,12 +97,64 @@ def ordered_tickets(scheduler: Scheduler, requests: list[list[Row]], config: Sam
     return tickets
 
 
+def openai_isolation(
+    lm, packs: list[AxisPack], prompts: list[str], users: int, tokens: int
+) -> dict:
+    """The same flip through the OpenAI endpoint (`alignez serve`'s app on a loopback port, the
+    `openai` client, every user's request at once): each even user's answer with its neighbours
+    as first set, then with every odd user's axis and strength changed."""
+    import socket
+    import threading
+
+    import openai
+    import uvicorn
+
+    from alignez_core.server import ServedModel
+    from alignez_core.server.openai_api import openai_app
+
+    served = ServedModel(lm, batching=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(openai_app(served), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", timeout=600)
+
+    def answer(i: int, flip_odd: bool) -> str:
+        shift = 3 if flip_odd and i % 2 else 0
+        pack = packs[(i + shift) % len(packs)]
+        strength = STRENGTHS[(i + shift) % len(STRENGTHS)] * (-1 if flip_odd and i % 2 else 1)
+        reply = client.chat.completions.create(
+            model=lm.model_id, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
+            max_tokens=tokens, extra_body={"steer": {pack.name: strength}},
+        )  # fmt: skip
+        return reply.choices[0].message.content or ""
+
+    waves = []
+    for flip in (False, True):
+        with ThreadPoolExecutor(users) as pool:
+            waves.append(list(pool.map(lambda i, flip=flip: answer(i, flip), range(users))))
+    server.should_exit = True
+    if served.scheduler is not None:
+        served.scheduler.close()
+    first, second = waves
+    return {
+        "openai_isolation_rows_compared": len(range(0, users, 2)),
+        "openai_isolation_mismatches": sum(first[i] != second[i] for i in range(0, users, 2)),
+        "openai_neighbours_changed_rows": sum(first[i] != second[i] for i in range(1, users, 2)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--slots", type=int, default=4, help="batching off: requests at once")
     parser.add_argument("--max-rows", type=int, default=MAX_ROWS)
+    parser.add_argument("--openai", action="store_true", help="also the flip through /v1")
     args = parser.parse_args()
     lm = load_model()
     folder = packs_folder(lm.model_id)
@@ -157,6 +210,8 @@ def main() -> None:
         where = next(k for k, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b)
         results["alone_first_difference"] = {"user": i, "row": j, "token": where}
     scheduler.close()
+    if args.openai:
+        results |= openai_isolation(lm, packs, prompts, args.users, args.tokens)
     for key, value in results.items():
         print(f"{key:>28}: {value}")
     print(json.dumps(results))

@@ -12,7 +12,7 @@ import torch
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine import Edit, LoadedModel, Row, SamplingConfig, generate_rows
 from alignez_core.engine.edit import compile_plan
-from alignez_core.engine.warmup import enable_compile, warm_compile
+from alignez_core.engine.warmup import choose_paths, enable_compile, warm_compile
 from alignez_core.steering import SteerSettings, combine, comparison_rows, plan_edits
 from tests import profiling
 
@@ -215,7 +215,27 @@ def compiled_ratios(lm: LoadedModel, pack: AxisPack, tokens: int, runs: int, syn
     slow, _ = paired_time_ratios(run(pair_rows), {"eager": _eager(lm, run(pair_rows))}, runs, sync)
     out["compiled_speedup"] = round(slow["eager"], 3)
     out["recompiles_on_slider_change"] = recompiles_over_slider_moves(lm, edit, forced)
-    return out
+    return out | chosen_path(lm, run(pair_rows), runs, sync)
+
+
+def chosen_path(lm: LoadedModel, pair: Callable[[], None], runs: int, sync: bool) -> dict:
+    """The engine's own choice for the base + edited pair (`choose_paths`: each bucket timed
+    compiled against eager at warm-up) against the faster of the two, side by side:
+    `chosen_path_ratio` = tokens/s chosen ÷ tokens/s of the faster path (goal ≥ 0.98)."""
+    decoder = lm.compiled
+    if decoder is None:
+        return {"chosen_path": "eager: " + lm.compile_note}
+    choose_paths(lm, (1, 2))
+    timing = decoder.timings[2]
+    ratio, _ = paired_time_ratios(
+        pair, {"eager": _eager(lm, pair), "compiled": _compiled(lm, pair)}, runs, sync
+    )
+    return {
+        "chosen_path": "eager" if timing.eager_faster else "compiled",
+        "chosen_path_timing_ms_eager": round(timing.eager_s * 1e3, 1),
+        "chosen_path_timing_ms_compiled": round(timing.compiled_s * 1e3, 1),
+        "chosen_path_ratio": round(min(ratio.values()), 3),
+    }
 
 
 def compile_with_warmup(lm: LoadedModel, batches: tuple[int, ...] = (1, 2)) -> dict:
@@ -243,6 +263,21 @@ def recompiles_over_slider_moves(lm: LoadedModel, edit: Edit, forced: SamplingCo
     for k in range(10):
         generate_rows(lm, [Row(PROMPT), Row(PROMPT, scaled_edit(edit, 0.2 * (k - 5)))], forced)
     return graphs_compiled() - before
+
+
+def _compiled(lm: LoadedModel, fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn` with the warm-up's timings set aside: every bucket it supports decodes compiled."""
+
+    def call() -> None:
+        decoder = lm.compiled
+        assert decoder is not None
+        timings, decoder.timings = decoder.timings, {}
+        try:
+            fn()
+        finally:
+            decoder.timings = timings
+
+    return call
 
 
 def _eager(lm: LoadedModel, fn: Callable[[], None]) -> Callable[[], None]:

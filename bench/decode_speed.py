@@ -7,8 +7,9 @@ batch) decoding in float32 and bfloat16, eager, measured pair by pair with runs 
 and, with --compile, the engine's compiled decoding (`enable_compile`: static KV
 cache + `torch.compile`, graph-safe edits, multiply-reduce linears on CPUs) in each dtype against
 today's float32 eager path and against eager in its own dtype: the warm-up per batch bucket,
-plain and steered speed, the share of the ceiling, graphs compiled across 10 slider moves, and
-how many of the edited row's tokens equal eager decoding's in the same dtype.
+plain and steered speed, the share of the ceiling, graphs compiled across 10 slider moves,
+how many of the edited row's tokens equal eager decoding's in the same dtype, and the path the
+engine chooses for the pair (timed at warm-up) against the faster of the two (float32).
 
     python bench/decode_speed.py [--runs 5] [--tokens 64] [--compile]
 """
@@ -32,6 +33,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from common import (  # noqa: E402
     PROMPT,
+    chosen_path,
     compile_with_warmup,
     paired_time_ratios,
     recompiles_over_slider_moves,
@@ -122,6 +124,7 @@ def compiled_figures(models: dict, plain, steered, runs: int, n: int) -> dict:
             out["recompiles_on_slider_change"] = recompiles_over_slider_moves(
                 lm, rows[1].edit, forced
             )
+            out |= chosen_path(lm, compiled_pair, max(runs, 7), False)
     return out
 
 

@@ -7,11 +7,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignez_core.engine.compiled import CompiledDecoder, CompileSettings, graphs_compiled
+from alignez_core.engine.compiled import (
+    BucketTiming,
+    CompiledDecoder,
+    CompileSettings,
+    graphs_compiled,
+)
 from alignez_core.engine.edit import Edit, LayerEdit
-from alignez_core.engine.generation import Row, SamplingConfig, generate_rows, stream_rows
+from alignez_core.engine.generation import (
+    Row,
+    SamplingConfig,
+    decode_batch,
+    generate_rows,
+    prepare_batch,
+    stream_rows,
+)
 from alignez_core.engine.matvec import MatVecLinear, use_matvec_linears
-from alignez_core.engine.warmup import enable_compile
+from alignez_core.engine.warmup import choose_paths, enable_compile
 from tests.tiny import make_model
 
 PROMPT = "hello there"
@@ -23,7 +35,7 @@ def pair():
     """(eager model, compiled model): two wraps of the same weights, only one compiled."""
     eager = make_model("llama", layers=3, hidden=64)
     compiled = make_model("llama", layers=3, hidden=64)
-    enable_compile(compiled, warm_batches=(2, 4)).join()
+    enable_compile(compiled, warm_batches=(2, 4), choose=False).join()
     assert compiled.compiled is not None, compiled.compile_note
     return eager, compiled
 
@@ -121,6 +133,48 @@ def test_a_busy_decoder_means_eager_not_waiting(pair):
         assert _eager_tokens(compiled, rows) == _tokens(eager, rows)
 
 
+def _path_of(lm, rows) -> str:
+    """The path `decode_batch` reports for `rows` (greedy, 4 tokens)."""
+    heard: list[str] = []
+    prepared = prepare_batch(lm, rows, [SamplingConfig(max_new_tokens=4)] * len(rows))
+    with torch.inference_mode():
+        decode_batch(lm, prepared, [r.edit for r in rows], prepared["kwargs"], on_path=heard.append)
+    return heard[-1]
+
+
+def test_a_bucket_where_eager_measured_faster_decodes_eagerly_and_says_why(pair):
+    eager, compiled = pair
+    decoder = compiled.compiled
+    rows = [Row(PROMPT), Row(PROMPT, _edit(0.8))]
+    assert _path_of(compiled, rows) == "compiled"
+    decoder.timings[2] = BucketTiming(compiled_s=0.020, eager_s=0.010)
+    try:
+        why = "eager measured faster for 2 rows (10 ms a token eager vs 20 compiled)"
+        assert decoder.supports([r.edit for r in rows], 2, 8) == why
+        assert _path_of(compiled, rows) == f"eager: {why}"
+        assert _eager_tokens(compiled, rows) == _tokens(eager, rows)
+        decoder.timings[2] = BucketTiming(compiled_s=0.010, eager_s=0.020)
+        assert _compiled_tokens(compiled, rows) == _tokens(eager, rows)
+    finally:
+        decoder.timings.pop(2)
+
+
+def test_choosing_times_both_paths_and_keeps_the_faster(pair):
+    _, compiled = pair
+    decoder = compiled.compiled
+    served = decoder.generations
+    try:
+        choose_paths(compiled, (2, 3))  # 3 rows share the 4-row bucket
+        assert set(decoder.timings) == {2, 4}
+        assert decoder.generations >= served + 2 * 4  # compiled really ran: 4 timed rounds each
+        for bucket, timing in decoder.timings.items():
+            assert timing.compiled_s > 0 and timing.eager_s > 0
+            reason = decoder.supports([None] * bucket, bucket, 8)
+            assert (reason is not None) == timing.eager_faster
+    finally:
+        decoder.timings.clear()
+
+
 def test_the_users_model_is_untouched_and_weights_are_shared(pair):
     _, compiled = pair
     clone = compiled.compiled.model
@@ -215,7 +269,7 @@ def test_a_cold_compile_is_paid_in_a_child_process(tmp_path, monkeypatch):
     assert lm.load_spec is not None and lm.load_spec.spec == str(tmp_path / "model")
     assert "--batches" in warm_command(lm.load_spec, CompileSettings(), (2,))
     misses, hits = (counters["inductor"][k] for k in ("fxgraph_cache_miss", "fxgraph_cache_hit"))
-    enable_compile(lm, warm_batches=(2,)).join()
+    enable_compile(lm, warm_batches=(2,), choose=False).join()
     assert lm.compiled is not None, lm.compile_note
     assert set(lm.warmup_seconds) == {"process", "here"}
     assert counters["inductor"]["fxgraph_cache_miss"] == misses  # nothing compiled cold here

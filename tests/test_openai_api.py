@@ -128,6 +128,24 @@ def test_the_whole_conversation_reaches_the_model(server):
     assert reply.usage is not None and reply.usage.prompt_tokens > len("and then?")
 
 
+def test_a_stream_can_end_with_its_usage(server):
+    whole = server.client.chat.completions.create(
+        model=server.served.lm.model_id, messages=[{"role": "user", "content": "tell me"}],
+        max_tokens=16,
+    )  # fmt: skip
+    stream = server.client.chat.completions.create(
+        model=server.served.lm.model_id, messages=[{"role": "user", "content": "tell me"}],
+        max_tokens=16, stream=True, stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    assert all(chunk.usage is None for chunk in chunks[:-1])
+    last = chunks[-1]
+    assert last.choices == [] and last.usage == whole.usage
+    assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == (
+        whole.choices[0].message.content
+    )
+
+
 def test_raw_completions_and_stop_strings(server):
     full = server.client.completions.create(
         model=server.served.lm.model_id, prompt="Once", max_tokens=12
@@ -192,6 +210,8 @@ def test_bad_uploads_are_refused_and_nothing_is_lost(server, axis_name, tiny_lla
         ({"max_tokens": 100000}, 400, "max_tokens must be in [1, 256]"),
         ({"temperature": -1}, 400, "temperature must be in"),
         ({"n": 3}, 400, "n must be 1"),
+        ({"stream_options": {"include_usage": True}}, 400, "only allowed with stream: true"),
+        ({"stream": True, "stream_options": {"include_usage": 1}}, 400, "stream_options must"),
         ({"messages": []}, 400, "messages must be a non-empty list"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "role in"),
         ({"messages": [{"role": "user", "content": "x" * 20000}]}, 400, "the cap is 16000"),

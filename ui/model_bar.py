@@ -50,7 +50,10 @@ class ModelBar:
         elif lm.compiled.warming:
             decoding = "eager decoding while the compiled step warms up"
         else:
-            decoding = "compiled decoding"
+            eager = sorted(b for b, t in lm.compiled.timings.items() if t.eager_faster)
+            rows = ", ".join(str(b) for b in eager)
+            faster = f" (eager for {rows}-row batches: measured faster here)" if eager else ""
+            decoding = "compiled decoding" + faster
         kind = "instruction-tuned (chat)" if lm.is_chat else "pretrained (base)"
         return (
             f"**Model:** `{lm.model_id}` · {lm.num_layers} layers · hidden size "

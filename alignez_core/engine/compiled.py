@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +46,22 @@ BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4)
 
 class CompileUnavailable(AlignEZError):
     """Compiled decoding cannot run here (the message says why); eager decoding is used."""
+
+
+@dataclass(frozen=True)
+class BucketTiming:
+    """Seconds per generated token for one batch bucket, compiled and eager, timed side by side
+    on this machine (`warmup.time_bucket`): which path wins differs by CPU, GPU and batch."""
+
+    compiled_s: float
+    eager_s: float
+
+    @property
+    def eager_faster(self) -> bool:
+        return self.eager_s < self.compiled_s
+
+    def describe(self) -> str:
+        return f"{self.eager_s * 1e3:.0f} ms a token eager vs {self.compiled_s * 1e3:.0f} compiled"
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,9 @@ class CompiledDecoder:
         self.generations = 0
         self.eager_steps = 0
         self._warm: set[int] = set()
+        # per bucket, compiled against eager as measured at warm-up; a bucket where eager won
+        # decodes eagerly (`supports` says so)
+        self.timings: dict[int, BucketTiming] = {}
         config = self.model.config.get_text_config(decoder=True)
         self._layers, self._hidden = config.num_hidden_layers, config.hidden_size
         modules = {"residual": layout.blocks, "mlp": layout.mlps}
@@ -231,6 +250,9 @@ class CompiledDecoder:
                     return f"rule {item.rule!r} projects each token (decoded eagerly)"
         if self.warm_only and bucket not in self._warm:
             return f"the {bucket}-row step is not warmed up"
+        timing = self.timings.get(bucket)
+        if timing is not None and timing.eager_faster:
+            return f"eager measured faster for {bucket} rows ({timing.describe()})"
         return None
 
     def _cache(self, batch: int, length: int) -> StaticCache:
@@ -249,16 +271,20 @@ class CompiledDecoder:
         generation_config: GenerationConfig,
         traces: dict[int, list[torch.Tensor]] | None = None,
         trace_site: str = "residual",
+        started: Callable[[], None] | None = None,
         **kwargs,
     ) -> torch.Tensor | None:
         """Like `model.generate` on `inputs`; None (nothing run) when another call holds it.
 
         `traces` as in `EditHooks.applying`: each forward's last-position state per layer;
         tracing needs the `streamer` (it reads each step's state when the step's token arrives).
+        `started` is called once this call holds the decoder, before decoding.
         """
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            if started is not None:
+                started()
             self._traces, self._trace_site = traces, trace_site
             if traces is not None:
                 kwargs["streamer"] = _TracingStreamer(kwargs.get("streamer"), self, traces)

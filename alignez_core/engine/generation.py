@@ -8,9 +8,10 @@ edited row of the same prompt draw the same random numbers and differ only by th
 from __future__ import annotations
 
 import contextvars
+import functools
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -315,28 +316,39 @@ def decode_batch(
     kwargs: dict,
     traces: dict[int, list[torch.Tensor]] | None = None,
     trace_site: Site = "residual",
+    on_path: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """`generate` through the compiled decoder where it can take this batch, else eagerly.
 
-    Traces need the streamer (`stream_rows` passes one).
+    Traces need the streamer (`stream_rows` passes one). `on_path` hears the path before
+    decoding starts: "compiled", or "eager: " and why.
     """
     inputs, plan = prepared["inputs"], prepared["plan"]
+    report = on_path or (lambda path: None)
     decoder = lm.compiled
-    if decoder is not None and (traces is None or "streamer" in kwargs):
-        batch, length = inputs["input_ids"].shape
-        if decoder.supports(edits, batch, length) is None:
-            try:
-                output = decoder.generate(
-                    inputs, edits, plan, traces=traces, trace_site=trace_site, **kwargs
-                )
-            except Exception as exc:  # compiling failed here: say why once, decode eagerly
-                lm.disable_compile(f"it failed ({type(exc).__name__}: {exc})")
-                streamer = kwargs.get("streamer")
-                if streamer is not None and streamer.started:
-                    raise
-                output = None
-            if output is not None:
-                return output
+    why: str | None
+    if decoder is None:
+        why = "compiled decoding is off"
+    elif traces is not None and "streamer" not in kwargs:
+        why = "a traced call without a streamer"
+    else:
+        why = decoder.supports(edits, *inputs["input_ids"].shape)
+    if decoder is not None and why is None:
+        started = functools.partial(report, "compiled")
+        try:
+            output = decoder.generate(
+                inputs, edits, plan, traces=traces, trace_site=trace_site, started=started, **kwargs
+            )
+        except Exception as exc:  # compiling failed here: say why once, decode eagerly
+            lm.disable_compile(f"it failed ({type(exc).__name__}: {exc})")
+            streamer = kwargs.get("streamer")
+            if streamer is not None and streamer.started:
+                raise
+            output, why = None, "compiling it failed"
+        if output is not None:
+            return output
+        why = why or "the compiled step is busy with another batch"
+    report(f"eager: {why}")
     with lm.hooks.applying(plan, traces, trace_site):
         return lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
 

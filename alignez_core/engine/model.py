@@ -105,7 +105,7 @@ class LoadedModel:
     # how `load_model` loaded it (None: built in code, or split across devices), so a warm-up
     # process can load the same model
     load_spec: LoadSpec | None = None
-    warmup_seconds: dict[str, float] = field(default_factory=dict)  # "process", "here"
+    warmup_seconds: dict[str, float] = field(default_factory=dict)  # "process", "here", "timing"
     # "chat" (its own template and end-of-turn token) or "base" (the Human:/Assistant: frame, the
     # answer ending at the frame's next turn); None: guessed from the chat template
     kind: ModelKind | None = None

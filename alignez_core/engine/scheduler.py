@@ -257,22 +257,17 @@ class Scheduler:
         traces: dict[int, list[torch.Tensor]] | None = {layer: [] for layer in layers} or None
         try:
             prepared = prepare_batch(self.lm, rows, configs, cancelled)
-            batch, length = prepared["inputs"]["input_ids"].shape
-            decoder = self.lm.compiled
             edits = [row.edit for row in rows]
-            reason = (
-                "compiled decoding is off"
-                if decoder is None
-                else decoder.supports(edits, batch, length)
-            )
-            path = "compiled" if reason is None else f"eager: {reason}"
-            for ticket in tickets:
-                ticket.batch_rows, ticket.path = len(rows), path
             self.batches += 1
+
+            def on_path(path: str) -> None:
+                for ticket in tickets:
+                    ticket.batch_rows, ticket.path = len(rows), path
+
             kwargs = dict(prepared["kwargs"]) | {"streamer": fan_out}
             kwargs["stopping_criteria"] = stopping_rules(prepared, None)
             with torch.inference_mode():
-                decode_batch(self.lm, prepared, edits, kwargs, traces, site)
+                decode_batch(self.lm, prepared, edits, kwargs, traces, site, on_path)
         except BaseException as exc:  # every request in the batch hears why
             for ticket in tickets:
                 ticket._steps.put(exc)

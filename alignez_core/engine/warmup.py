@@ -20,8 +20,10 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
+import logging
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -32,8 +34,11 @@ import torch
 from transformers import GenerationConfig
 
 from .catalog import MODEL_KINDS
-from .compiled import CompiledDecoder, CompileSettings, CompileUnavailable
+from .compiled import BucketTiming, CompiledDecoder, CompileSettings, CompileUnavailable
+from .edit import Edit, LayerEdit, compile_plan
 from .model import LoadedModel, LoadSpec, load_model
+
+log = logging.getLogger(__name__)
 
 WARMUP_TIMEOUT_S = 1800.0  # a cold 2-core compile of SmolLM2 is 1–2 minutes a bucket
 WARMUP_THREAD = "alignez-compile-warmup"
@@ -94,6 +99,7 @@ def enable_compile(
     settings: CompileSettings = CompileSettings(),
     warm_batches: tuple[int, ...] = (2,),
     warm_process: bool | None = None,
+    choose: bool = True,
 ) -> threading.Thread | None:
     """Decode small batches through a compiled step (`compiled.py`). The first compile of
     each batch bucket is paid by a background warm-up (returned, already started); calls
@@ -105,7 +111,8 @@ def enable_compile(
     whole process while it traces (a concurrent eager request failed with FX's "module is
     not installed as a submodule"), so without a child, warm up before serving. Where
     compiling cannot run, this says why once (`compile_note`, a warning) and everything
-    stays eager."""
+    stays eager. `choose`: once warm, each bucket is timed compiled against eager
+    (`choose_paths`), and keeps whichever is faster here."""
     try:
         lm.compiled = CompiledDecoder(lm.model, settings)
     except CompileUnavailable as exc:
@@ -119,7 +126,7 @@ def enable_compile(
         raise ValueError("warm_process needs a model loaded by load_model (load_spec).")
     worker = threading.Thread(
         target=_warm_in_background,
-        args=(lm, warm_batches, settings, child),
+        args=(lm, warm_batches, settings, child, choose),
         daemon=True,
         name=WARMUP_THREAD,
     )
@@ -128,7 +135,11 @@ def enable_compile(
 
 
 def _warm_in_background(
-    lm: LoadedModel, batches: tuple[int, ...], settings: CompileSettings, child: bool
+    lm: LoadedModel,
+    batches: tuple[int, ...],
+    settings: CompileSettings,
+    child: bool,
+    choose: bool,
 ) -> None:
     """The warm-up at the lowest CPU priority (this thread, and the processes it starts,
     which inherit it): on a 2-core Space a cold warm-up takes minutes and must not starve
@@ -151,6 +162,10 @@ def _warm_in_background(
         finally:
             sys.setswitchinterval(previous)
     lm.warmup_seconds["here"] = time.perf_counter() - started
+    if choose:  # at the default switch interval: it slows eager decoding's Python
+        started = time.perf_counter()
+        choose_paths(lm, batches)
+        lm.warmup_seconds["timing"] = time.perf_counter() - started
 
 
 def warm_compile(lm: LoadedModel, batches: tuple[int, ...]) -> None:
@@ -161,17 +176,88 @@ def warm_compile(lm: LoadedModel, batches: tuple[int, ...]) -> None:
     pad = lm.tokenizer.pad_token_id
     config = GenerationConfig(max_new_tokens=2, do_sample=False, pad_token_id=pad)
     for batch in batches:
-        text = [lm.format_prompt("Hello there.")] * batch
-        encoded = lm.encode(text, return_tensors="pt")
-        inputs = dict(encoded.to(lm.device))
+        inputs = _greeting_batch(lm, batch)
         try:
-            with torch.inference_mode():  # a request holding the decoder: wait for it
-                while decoder.generate(inputs, [None] * batch, None, config) is None:
-                    time.sleep(0.05)
+            with torch.inference_mode():
+                _compiled_seconds(decoder, inputs, [None] * batch, None, config)
         except Exception as exc:  # a compiler missing or failing: eager it is
             lm.disable_compile(f"warming it up failed ({type(exc).__name__}: {exc})")
             return
         decoder.mark_warm(batch)
+
+
+def choose_paths(lm: LoadedModel, batches: tuple[int, ...]) -> None:
+    """Time each bucket compiled against eager (`time_bucket`); the buckets where eager wins on
+    this machine decode eagerly from now on (which wins differs by CPU, GPU and batch)."""
+    for batch in batches:
+        decoder = lm.compiled
+        bucket = None if decoder is None else decoder.bucket(batch)
+        if decoder is None or bucket is None:
+            return
+        try:
+            timing = time_bucket(lm, batch)
+        except Exception as exc:  # as in `warm_compile`: eager it is
+            lm.disable_compile(f"timing it failed ({type(exc).__name__}: {exc})")
+            return
+        decoder.timings[bucket] = timing
+        path = "eager" if timing.eager_faster else "compiled"
+        log.info("%d-row batches decode %s (%s)", bucket, path, timing.describe())
+
+
+def _greeting_batch(lm: LoadedModel, batch: int) -> dict[str, torch.Tensor]:
+    encoded = lm.encode([lm.format_prompt("Hello there.")] * batch, return_tensors="pt")
+    return dict(encoded.to(lm.device))
+
+
+def _compiled_seconds(decoder: CompiledDecoder, inputs, edits, plan, config) -> float:
+    """One compiled generation's seconds; a request holding the decoder is waited for first."""
+    while True:
+        started = time.perf_counter()
+        if decoder.generate(inputs, edits, plan, config) is not None:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+
+
+def time_bucket(lm: LoadedModel, batch: int, tokens: int = 16, rounds: int = 3) -> BucketTiming:
+    """Seconds per token of a `batch`-row generation compiled and eager, alternating, medians
+    over `rounds` (after one untimed round each). One row carries an edit on the middle half
+    of the layers, as a base + edited compare does (eager pays its hooks per edited layer)."""
+    decoder = lm.compiled
+    if decoder is None:
+        raise CompileUnavailable(lm.compile_note or "compiled decoding is off.")
+    inputs = _greeting_batch(lm, batch)
+    config = GenerationConfig(
+        max_new_tokens=tokens,
+        min_new_tokens=tokens,
+        do_sample=False,
+        pad_token_id=lm.tokenizer.pad_token_id,
+    )
+    direction = torch.ones(1, lm.hidden_size) / lm.hidden_size**0.5
+    layers = range(lm.num_layers // 4, max(lm.num_layers * 3 // 4, lm.num_layers // 4 + 1))
+    probe = Edit(tuple(LayerEdit(i, direction, 1e-3, "scaled_add", "residual") for i in layers))
+    edits = [*([None] * (batch - 1)), probe]
+    plan = compile_plan(edits, lm.num_layers, lm.hidden_size, lm.layer_device)
+
+    def eager_seconds() -> float:
+        started = time.perf_counter()
+        with lm.hooks.applying(plan):
+            lm.model.generate(**inputs, generation_config=config)  # type: ignore[operator]
+        return time.perf_counter() - started
+
+    compiled: list[float] = []
+    eager: list[float] = []
+    with torch.inference_mode():
+        for run in range(rounds + 1):
+            first, second = (eager, compiled) if run % 2 else (compiled, eager)
+            for times in (first, second):  # the order flips: a second run is often faster
+                seconds = (
+                    eager_seconds()
+                    if times is eager
+                    else _compiled_seconds(decoder, inputs, edits, plan, config)
+                )
+                if run:
+                    times.append(seconds / tokens)
+    return BucketTiming(statistics.median(compiled), statistics.median(eager))
 
 
 def _end_with_parent() -> None:

@@ -62,6 +62,20 @@ class Completion:
     prompt_tokens: int
     stop: tuple[str, ...]
     chat: bool
+    include_usage: bool = False  # streamed: a last chunk with the token counts
+
+
+def _include_usage(body: dict) -> bool:
+    """`stream_options: {"include_usage": true}` (OpenAI's: only with `stream`)."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not body.get("stream"):
+        raise ApiError("stream_options is only allowed with stream: true.", "stream_options")
+    usage = options.get("include_usage", False) if isinstance(options, dict) else None
+    if not isinstance(usage, bool):
+        raise ApiError('stream_options must be {"include_usage": true|false}.', "stream_options")
+    return usage
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
@@ -188,7 +202,7 @@ class OpenAIApi:
                 "messages" if chat else "prompt", "context_length_exceeded",
             )  # fmt: skip
         row = self.steered_row(lm, text, query, body.get("steer"))
-        return Completion(row, sampling, prompt_tokens, stop, chat)
+        return Completion(row, sampling, prompt_tokens, stop, chat, _include_usage(body))
 
     def texts(self, request: Completion) -> Generator[tuple[str, bool], None, None]:
         """(answer so far, ended at a stop string) as it grows; closing it cancels the row."""
@@ -226,6 +240,11 @@ def _choice(request: Completion, text: str, finish: str | None, delta: bool) -> 
     return {"index": 0, "message": message, "finish_reason": finish}
 
 
+def _usage(request: Completion, tokens: int) -> dict:
+    prompt = request.prompt_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
+
+
 def _sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
@@ -259,14 +278,14 @@ def openai_router(served: ServedModel, store: AxisStore | None = None) -> APIRou
         except AlignEZError as exc:
             return ApiError(str(exc)).response()
         finish, tokens = api.finish(text, stopped, checked)
-        usage = {"prompt_tokens": checked.prompt_tokens, "completion_tokens": tokens,
-                 "total_tokens": checked.prompt_tokens + tokens}  # fmt: skip
         choice = _choice(checked, text, finish, delta=False)
-        return JSONResponse(head | {"choices": [choice], "usage": usage})
+        return JSONResponse(head | {"choices": [choice], "usage": _usage(checked, tokens)})
 
     async def _stream(checked: Completion, head: dict) -> AsyncIterator[str]:
         """Server-sent chunks; a client that goes away cancels its row (the finally below)."""
         chunk = head | {"object": "chat.completion.chunk"} if checked.chat else head
+        if checked.include_usage:  # every chunk says usage: null, the last one has the counts
+            chunk = chunk | {"usage": None}
         texts = api.texts(checked)
         sent, stopped = "", False
         try:
@@ -284,8 +303,10 @@ def openai_router(served: ServedModel, store: AxisStore | None = None) -> APIRou
             if text.startswith(sent) and len(text) > len(sent):  # what the end made whole
                 piece, sent = text[len(sent) :], text
                 yield _sse(chunk | {"choices": [_choice(checked, piece, None, delta=True)]})
-            finish, _ = api.finish(sent, stopped, checked)
+            finish, tokens = api.finish(sent, stopped, checked)
             yield _sse(chunk | {"choices": [_choice(checked, "", finish, delta=True)]})
+            if checked.include_usage:
+                yield _sse(chunk | {"choices": [], "usage": _usage(checked, tokens)})
             yield _sse("[DONE]")
         except AlignEZError as exc:
             yield _sse({"error": {"message": str(exc), "type": "server_error"}})
