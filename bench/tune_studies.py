@@ -32,13 +32,13 @@ from alignez_core import AxisPack, load_model
 from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
-from alignez_core.engine.separate import SEPARATIONS
 from alignez_core.evaluation.composition import CompositionCell, compose, goal_met
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 from alignez_core.steering import SteerSettings
+from alignez_core.steering.settings import KEEP_APART
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
 TRAINED_PACKS = (
@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--presets", default="", help="method study: a comma list (default all)")
     parser.add_argument("--no-mean", action="store_true", help="method study: trained rows only")
     parser.add_argument(
-        "--separate", choices=SEPARATIONS, default=None, help="budget study: orthogonal pushes"
+        "--separate", choices=KEEP_APART, default=None, help="budget study: orthogonal pushes"
     )
     parser.add_argument(
         "--budgets", default="1,1.4,off", help="budget study: a comma list, off = raw sums"

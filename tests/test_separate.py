@@ -1,11 +1,15 @@
-"""Keeping several axes apart at a shared layer (engine/separate.py)."""
+"""Keeping several axes apart at a shared layer (engine/separate.py, steering/assign.py)."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 
-from alignez_core.engine.edit import EditError, LayerEdit
+from alignez_core.engine.edit import Edit, EditError, LayerEdit
 from alignez_core.engine.separate import separate
 from alignez_core.steering import SteerSettings, combine, plan_edits
+from alignez_core.steering.assign import MAX_COMPENSATION, assign_layers
+from alignez_core.steering.plan import AxisEdit, layer_budgets
 
 
 def unit(v: list[float]) -> torch.Tensor:
@@ -74,3 +78,51 @@ def test_combined_rows_are_orthogonal_at_the_layers_two_axes_share(
         )
         raw_first, raw_second = (push(e) for e in raw if e.layer == layer)
         assert abs(float(raw_first @ raw_second)) > abs(float(first @ second))
+
+
+def axis(name: str, layers: dict[int, float], rule: str = "add") -> AxisEdit:
+    """An axis pushing 1.0 along its own direction at each layer, with these layer scores."""
+    direction = unit([1.0, 0.0, 0.0] if name == "a" else [0.0, 1.0, 0.0])
+    items = tuple(LayerEdit(layer, direction, 1.0, rule, "residual") for layer in layers)
+    return AxisEdit(name, 1.0, tuple(layers), Edit(items), layer_scores=tuple(layers.items()))
+
+
+def total_push(edit: AxisEdit) -> float:
+    return sum(float(push(e).norm()) for e in edit.edit.layer_edits)
+
+
+def test_assign_gives_each_shared_layer_to_the_axis_strongest_there():
+    a = axis("a", {1: 1.0, 2: 0.9, 3: 0.2})
+    b = axis("b", {2: 0.5, 3: 1.0, 4: 0.7})
+    kept_a, kept_b = assign_layers([a, b])
+    assert kept_a.layers == (1, 2) and kept_b.layers == (3, 4)
+    assert total_push(kept_a) == pytest.approx(total_push(a))  # 3 pushes' length on 2 layers
+    assert total_push(kept_b) == pytest.approx(total_push(b))
+    tie = assign_layers([axis("a", {5: 1.0}), axis("b", {5: 1.0})])
+    assert [e.layers for e in tie] == [(5,), (5,)]  # losing every layer keeps the strongest
+
+
+def test_assign_caps_the_compensation_and_leaves_relative_rules_alone():
+    a = axis("a", {1: 1.0, 2: 1.0, 3: 1.0, 4: 0.5})
+    b = axis("b", {1: 0.1, 2: 0.1, 3: 1.0, 4: 1.0, 5: 0.5})
+    kept_a, _ = assign_layers([a, b])
+    assert kept_a.layers == (1, 2, 3)  # a tie (layer 3) goes to the axis given first
+    assert [e.strength for e in kept_a.edit.layer_edits] == pytest.approx([4 / 3] * 3)
+    c = axis("b", {1: 1.0, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.1, 6: 0.1})
+    kept_c = assign_layers([axis("a", {2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: 1.0}), c])[1]
+    assert [e.strength for e in kept_c.edit.layer_edits] == pytest.approx([MAX_COMPENSATION])
+    relative = axis("b", {1: 0.1}, rule="project")
+    assert assign_layers([a, relative])[1] == relative
+
+
+def test_combined_rows_with_assign_have_one_push_per_layer(tiny_llama, tiny_pack, second_pack):
+    settings = SteerSettings(
+        scale=0.1, budget=1.0, separate="assign", rule="mean_diff", band=(0.0, 1.0)
+    )
+    (plan,) = plan_edits(tiny_llama, ["hi"], {tiny_pack: 1.0, second_pack: -1.0}, settings)
+    raw = combine(plan, replace(settings, budget=None, separate=None)).layer_edits
+    assert len({e.layer for e in raw}) < len(raw) - 1  # the two axes share layers
+    kept = combine(plan, settings).layer_edits
+    assert len({e.layer for e in kept}) == len(kept)
+    assert {e.layer for e in kept} == {e.layer for e in raw}  # every layer still pushed once
+    assert layer_budgets(plan, settings) == ()  # nothing shared: the budget has nothing to do

@@ -345,8 +345,8 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
-    from alignez_core.engine.separate import SEPARATIONS
     from alignez_core.steering import DEFAULT_BAND, DEFAULT_BUDGET, SLIDER_RULES
+    from alignez_core.steering.settings import KEEP_APART
 
     if rule:
         parser.add_argument(
@@ -382,10 +382,11 @@ def _add_layer_args(parser: argparse.ArgumentParser, rule: bool = True) -> None:
     )
     parser.add_argument(
         "--separate",
-        choices=SEPARATIONS,
+        choices=KEEP_APART,
         default=None,
         help="several axes at one layer: make their pushes orthogonal first, in the order "
-        "given (ordered) or all at once (symmetric); default: as fitted",
+        "given (ordered) or all at once (symmetric), or give the layer to the axis strongest "
+        "there (assign); default: as fitted",
     )
 
 

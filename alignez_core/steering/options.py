@@ -70,7 +70,7 @@ def settings_from_text(
 ) -> SteerSettings:
     """SteerSettings from what a user typed: None leaves a choice open (each pack's own rule,
     band and positions; the default budget), `layers` 'auto' or '8,9', `band` 'fitted', 'all'
-    or 'FROM,TO', `budget` 'off' or a number, `separate` 'ordered' or 'symmetric'."""
+    or 'FROM,TO', `budget` 'off' or a number, `separate` 'ordered', 'symmetric' or 'assign'."""
     return SteerSettings(
         rule=rule or None,
         top_n=top_n,

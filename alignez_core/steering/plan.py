@@ -23,6 +23,7 @@ from alignez_core.engine.edit import Edit, LayerEdit, check_strength
 from alignez_core.engine.model import LoadedModel
 from alignez_core.engine.separate import separate
 
+from .assign import assign_layers
 from .settings import ADDITIVE_RULES, SteerSettings
 
 
@@ -35,6 +36,9 @@ class AxisEdit:
     layers: tuple[int, ...]
     edit: Edit
     choices: tuple[LayerChoice, ...] = field(default=(), repr=False)
+    # per edited layer, how strongly this axis's poles differ there as a share of its best layer
+    # (‖mean difference‖ ÷ residual norm): which axis keeps a shared layer (`assign.py`)
+    layer_scores: tuple[tuple[int, float], ...] = field(default=(), repr=False)
 
 
 def _unit(vector: torch.Tensor) -> torch.Tensor | None:
@@ -99,7 +103,15 @@ def axis_edit(
             layer_edits.append(replace(item, positions=settings.positions))
     edit = Edit(tuple(layer_edits), settings.chosen_positions)
     used = tuple(item.layer for item in layer_edits)
-    return AxisEdit(pack.name, strength, used, edit, tuple(choices))
+    return AxisEdit(pack.name, strength, used, edit, tuple(choices), layer_scores(pack, used))
+
+
+def layer_scores(pack: AxisPack, layers: Sequence[int]) -> tuple[tuple[int, float], ...]:
+    """Per layer, ‖mean difference‖ ÷ the layer's residual norm, as a share of the largest."""
+    norms = pack.residual_norms or [1.0] * pack.num_layers
+    raw = {i: float(pack.layers[i].mean_difference.norm()) / norms[i] for i in layers}
+    top = max(raw.values(), default=0.0)
+    return tuple((i, value / top if top > 0 else 0.0) for i, value in raw.items())
 
 
 def plan_edits(
@@ -130,15 +142,22 @@ def plan_edits(
     ]
 
 
+def _kept_apart(edits: Sequence[AxisEdit], settings: SteerSettings) -> list[LayerEdit]:
+    """Every axis's layer edits, with shared layers kept apart as `settings.separate` says."""
+    if settings.separate == "assign":
+        edits = assign_layers(edits)
+        return [item for e in edits for item in e.edit.resolved()]
+    items = [item for e in edits for item in e.edit.resolved()]
+    return list(separate(items, settings.separate))
+
+
 def layer_budgets(edits: Sequence[AxisEdit], settings: SteerSettings) -> tuple[LayerBudget, ...]:
     """Where one row's axes share layers, and how the budget scaled them there."""
-    parts = separate([item for e in edits for item in e.edit.layer_edits], settings.separate)
-    return apply_budget(parts, settings.budget)[1]
+    return apply_budget(_kept_apart(edits, settings), settings.budget)[1]
 
 
 def combine(edits: Sequence[AxisEdit], settings: SteerSettings = SteerSettings()) -> Edit:
     """One row's edit from every axis's: at shared layers kept apart (when asked) and then
     within the budget."""
-    parts = separate([item for e in edits for item in e.edit.resolved()], settings.separate)
-    budgeted, _ = apply_budget(parts, settings.budget)
+    budgeted, _ = apply_budget(_kept_apart(edits, settings), settings.budget)
     return Edit(budgeted, settings.positions or "last")

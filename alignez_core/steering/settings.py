@@ -10,10 +10,11 @@ MLP-output norm.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.edit import Positions, check_positions, check_strength, slider_rule
-from alignez_core.engine.separate import SEPARATIONS, Separation
+from alignez_core.engine.separate import SEPARATIONS
 from alignez_core.errors import EditError
 
 ADDITIVE_RULES = ("subspace", "mean_diff")
@@ -25,6 +26,10 @@ DEFAULT_SCALE = {"project": 1.0, "tanh": 1.0, "subspace": 0.04, "mean_diff": 0.0
 MLP_SITE_SCALE = {"project": 1.0, "tanh": 1.0, "subspace": 0.25, "mean_diff": 0.25}
 DEFAULT_BAND = (0.25, 0.7)  # for packs that store no band of their own
 DEFAULT_BUDGET = 1.0
+# How axes sharing a layer are kept apart: `separate.py`'s orthogonal pushes, or `assign.py`'s
+# one axis per shared layer
+KeepApart = Literal["ordered", "symmetric", "assign"]
+KEEP_APART: tuple[str, ...] = (*SEPARATIONS, "assign")
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,9 @@ class SteerSettings:
     # push (`budget.py`); None adds them raw.
     budget: float | None = DEFAULT_BUDGET
     # Several axes at one layer: their pushes made orthogonal first (`separate.py`: "ordered"
-    # or "symmetric"); None leaves them as fitted.
-    separate: Separation | None = None
+    # or "symmetric"), or the layer given to one of them ("assign", `assign.py`); None leaves
+    # them as fitted.
+    separate: KeepApart | None = None
 
     def __post_init__(self) -> None:
         if self.rule is not None:  # an older name (`caa`, `steer`, `paper`) reads as today's
@@ -63,9 +69,9 @@ class SteerSettings:
             check_strength(self.scale, "scale")
         if self.budget is not None and not 0 < check_strength(self.budget, "budget") <= 10:
             raise EditError(f"budget must be in (0, 10] or None, got {self.budget}.")
-        if self.separate is not None and self.separate not in SEPARATIONS:
+        if self.separate is not None and self.separate not in KEEP_APART:
             raise EditError(
-                f"separate must be one of {', '.join(SEPARATIONS)} or None, got {self.separate!r}."
+                f"separate must be one of {', '.join(KEEP_APART)} or None, got {self.separate!r}."
             )
 
     def band_layers(self, num_layers: int) -> tuple[int, ...]:
