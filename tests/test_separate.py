@@ -102,15 +102,17 @@ def test_assign_gives_each_shared_layer_to_the_axis_strongest_there():
     assert [e.layers for e in tie] == [(5,), (5,)]  # losing every layer keeps the strongest
 
 
-def test_assign_caps_the_compensation_and_leaves_relative_rules_alone():
+def test_assign_shares_out_the_layers_and_caps_the_compensation():
     a = axis("a", {1: 1.0, 2: 1.0, 3: 1.0, 4: 0.5})
     b = axis("b", {1: 0.1, 2: 0.1, 3: 1.0, 4: 1.0, 5: 0.5})
-    kept_a, _ = assign_layers([a, b])
-    assert kept_a.layers == (1, 2, 3)  # a tie (layer 3) goes to the axis given first
-    assert [e.strength for e in kept_a.edit.layer_edits] == pytest.approx([4 / 3] * 3)
-    c = axis("b", {1: 1.0, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.1, 6: 0.1})
-    kept_c = assign_layers([axis("a", {2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: 1.0}), c])[1]
-    assert [e.strength for e in kept_c.edit.layer_edits] == pytest.approx([MAX_COMPENSATION])
+    kept_a, kept_b = assign_layers([a, b])
+    # a is far stronger at 1 and 2; at 3 (a tie) it has taken its half of the four shared
+    assert kept_a.layers == (1, 2) and kept_b.layers == (3, 4, 5)
+    assert [e.strength for e in kept_a.edit.layer_edits] == pytest.approx([2.0, 2.0])
+    three = [a, axis("b", {1: 0.1, 2: 0.1, 3: 1.0, 4: 1.0}), axis("a", {2: 0.2, 3: 0.5, 4: 0.9})]
+    third = assign_layers(three)[2]  # the first two took every layer: it keeps its strongest
+    assert third.layers == (4,)
+    assert [e.strength for e in third.edit.layer_edits] == pytest.approx([MAX_COMPENSATION])
     relative = axis("b", {1: 0.1}, rule="project")
     assert assign_layers([a, relative])[1] == relative
 

@@ -1,9 +1,11 @@
 """Keeping several axes apart by giving each shared layer to one of them.
 
-Where two axes push at the same layer, the layer goes to the axis that is stronger there relative
-to its own other layers (its poles' mean difference over the layer's residual norm, as a share
-of its best layer); the other axis drops that layer. So no layer carries two pushes and the
-budget has nothing to scale. Each axis then scales its remaining pushes up so that their summed
+Where axes push at the same layers, each shared layer goes to one of them: the layers are handed
+out in order of how much stronger one axis is there than the others (an axis's strength at a
+layer: its poles' mean difference over the layer's residual norm, as a share of its best layer),
+each axis taking at most half of the layers it shares, so neither loses its whole band to a flat
+profile. The others drop that layer, so no layer carries two pushes and the budget has nothing to
+scale. Each axis then scales its remaining pushes up so that their summed
 length is what it was (at most `MAX_COMPENSATION` times), keeping its reach; an axis that would
 lose every layer keeps its strongest one. Only additive edits (`add`) take part, as in the budget.
 """
@@ -25,15 +27,35 @@ MAX_COMPENSATION = 2.0
 
 def assign_layers(edits: Sequence[AxisEdit]) -> list[AxisEdit]:
     """`edits` with each shared (site, layer) kept by one axis (module docstring)."""
-    claims: dict[tuple[str, int], list[tuple[float, int, int]]] = {}
+    scores = [dict(edit.layer_scores) for edit in edits]
+    sharing: dict[tuple[str, int], list[int]] = {}
     for k, edit in enumerate(edits):
-        scores = dict(edit.layer_scores)
         for item in edit.edit.layer_edits:
-            if item.rule == "add":  # (score, earlier axis first on a tie, axis)
-                claims.setdefault((item.site, item.layer), []).append(
-                    (scores.get(item.layer, 0.0), -k, k)
-                )
-    owner = {key: max(claim)[2] for key, claim in claims.items()}
+            if item.rule == "add":
+                sharing.setdefault((item.site, item.layer), []).append(k)
+    owner = {key: axes[0] for key, axes in sharing.items() if len(axes) == 1}
+    shared = {key: axes for key, axes in sharing.items() if len(axes) > 1}
+    quota = {k: 0 for k in range(len(edits))}  # each axis's fair share of its shared layers
+    for axes in shared.values():
+        for k in axes:
+            quota[k] += 1
+    quota = {k: -(-n // 2) for k, n in quota.items()}
+    # (advantage over the others sharing the layer, earlier axis first on a tie, layer, axis)
+    claims = sorted(
+        (
+            (scores[k].get(key[1], 0.0) - max(scores[o].get(key[1], 0.0) for o in axes if o != k),
+             -k, key, k)
+            for key, axes in shared.items()
+            for k in axes
+        ),
+        reverse=True,
+    )  # fmt: skip
+    taken = {k: 0 for k in range(len(edits))}
+    for _, _, key, k in claims:
+        if key not in owner and taken[k] < quota[k]:
+            owner[key], taken[k] = k, taken[k] + 1
+    for _, _, key, k in claims:  # layers no axis under its share wanted: the strongest there
+        owner.setdefault(key, k)
     return [_keep_own(k, edit, owner) for k, edit in enumerate(edits)]
 
 
