@@ -44,9 +44,11 @@ def additive_groups(edits: Sequence[LayerEdit]) -> dict[tuple[str, int], list[in
 
 
 def apply_budget(
-    edits: Sequence[LayerEdit], budget: float | None
+    edits: Sequence[LayerEdit], budget: float | None, shared_scale: float | None = None
 ) -> tuple[tuple[LayerEdit, ...], tuple[LayerBudget, ...]]:
-    """`edits` with the additive parts scaled to the budget, and a report per shared layer."""
+    """`edits` with the additive parts scaled to the budget, and a report per shared layer.
+    `shared_scale` (a joint calibration's common scale for this combination) replaces the
+    budget: every part at a shared layer is scaled by it."""
     out = list(edits)
     reports = []
     for (site, layer), members in additive_groups(edits).items():
@@ -56,8 +58,11 @@ def apply_budget(
         asked = float(torch.stack(pushes).sum(0).norm())
         strongest = max(float(p.norm()) for p in pushes)
         factor = 1.0
-        if budget is not None and asked > budget * strongest > 0:
+        if shared_scale is not None:
+            factor = shared_scale
+        elif budget is not None and asked > budget * strongest > 0:
             factor = budget * strongest / asked
+        if factor != 1.0:
             for i in members:
                 out[i] = replace(edits[i], strength=edits[i].strength * factor)
         reports.append(LayerBudget(site, layer, asked, strongest, factor))

@@ -153,11 +153,12 @@ def _kept_apart(edits: Sequence[AxisEdit], settings: SteerSettings) -> list[Laye
 
 def layer_budgets(edits: Sequence[AxisEdit], settings: SteerSettings) -> tuple[LayerBudget, ...]:
     """Where one row's axes share layers, and how the budget scaled them there."""
-    return apply_budget(_kept_apart(edits, settings), settings.budget)[1]
+    return apply_budget(_kept_apart(edits, settings), settings.budget, settings.shared_scale)[1]
 
 
 def combine(edits: Sequence[AxisEdit], settings: SteerSettings = SteerSettings()) -> Edit:
     """One row's edit from every axis's: at shared layers kept apart (when asked) and then
     within the budget."""
-    budgeted, _ = apply_budget(_kept_apart(edits, settings), settings.budget)
+    parts = _kept_apart(edits, settings)
+    budgeted, _ = apply_budget(parts, settings.budget, settings.shared_scale)
     return Edit(budgeted, settings.positions or "last")

@@ -53,6 +53,9 @@ class SteerSettings:
     # or "symmetric"), or the layer given to one of them ("assign", `assign.py`); None leaves
     # them as fitted.
     separate: KeepApart | None = None
+    # Several axes at one layer: a joint calibration's common scale for this combination
+    # (`fitting/joint.py`), applied to every push at a shared layer in place of the budget.
+    shared_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.rule is not None:  # an older name (`caa`, `steer`, `paper`) reads as today's
@@ -69,6 +72,11 @@ class SteerSettings:
             check_strength(self.scale, "scale")
         if self.budget is not None and not 0 < check_strength(self.budget, "budget") <= 10:
             raise EditError(f"budget must be in (0, 10] or None, got {self.budget}.")
+        if (
+            self.shared_scale is not None
+            and not 0 < check_strength(self.shared_scale, "shared_scale") <= 2
+        ):
+            raise EditError(f"shared_scale must be in (0, 2] or None, got {self.shared_scale}.")
         if self.separate is not None and self.separate not in KEEP_APART:
             raise EditError(
                 f"separate must be one of {', '.join(KEEP_APART)} or None, got {self.separate!r}."
