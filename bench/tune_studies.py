@@ -8,6 +8,8 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py budget         # every pair at ±1, budget 1 / 1.4 / off (~40 min)
     python bench/tune_studies.py budget --separate symmetric   # the same, pushes kept orthogonal
     python bench/tune_studies.py budget --budgets 1            # one budget only (~15 min)
+    python bench/tune_studies.py budget --budgets 1 --separate assign   # one axis per layer
+    python bench/tune_studies.py budget --budgets off --joint  # each pair's common scale
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
     python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
@@ -20,6 +22,7 @@ own option, which `SamplingConfig` does not expose; they are not rerun here.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -35,6 +38,7 @@ from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose, goal_met
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
+from alignez_core.fitting.joint import joint_calibration
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge
 from alignez_core.steering import SteerSettings
@@ -152,21 +156,42 @@ def budget(
     prompts: list[str],
     separation: str | None = None,
     budgets: tuple[float | None, ...] = BUDGETS,
+    joint: bool = False,
+    only: str = "",
 ) -> dict:
     """The shipped packs, every pair at ±1, budgets 1 / 1.4 / off: on the 48 prompts of
     tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately;
-    `separation` makes the pushes at shared layers orthogonal first (`engine/separate.py`)."""
+    `separation` keeps the pushes at shared layers apart first (`engine/separate.py`,
+    `steering/assign.py`); `joint` measures each pair's joint calibration on its fit queries
+    (`fitting/joint.py`) and steers every pair cell with its quadrant's common scale instead of a
+    budget; `only` runs one of the two prompt sets."""
     axes = {
         name: (pack := AxisPack.load(PACKS / f"{name}.safetensors", lm), make_judge(j, pack.axis))
         for name, j in PRESET_JUDGES.items()
     }
     sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
+    sets = {name: chosen for name, chosen in sets.items() if not only or name == only}
     out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in budgets],
                            "separate": separation}  # fmt: skip
     settings = SteerSettings(separate=separation)  # type: ignore[arg-type]
+    pair_settings = None
+    if joint:
+        calibrations = {}
+        for a, b in itertools.combinations(axes, 2):
+            found = joint_calibration(lm, axes[a][0], axes[b][0], settings)
+            calibrations[frozenset((a, b))] = found
+            print(f"joint {a} + {b}: {found.scales} in {found.seconds:.0f} s", flush=True)
+        out["joint"] = {" + ".join(c.axes): {"scales": c.scales, "seconds": round(c.seconds, 1),
+                                             "points": c.points}
+                        for c in calibrations.values()}  # fmt: skip
+
+        def pair_settings(sliders: dict[str, float], chosen: SteerSettings) -> SteerSettings:
+            return calibrations[frozenset(sliders)].settings_for(chosen, sliders)
+
     for name, (chosen, looping_goal) in sets.items():
         cells = compose(lm, axes, chosen, settings, budgets=budgets,
-                        sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
+                        sampling=SamplingConfig(max_new_tokens=64),
+                        pair_settings=pair_settings)  # fmt: skip
         summary = _budget_summary(cells, len(chosen), looping_goal, budgets)
         for cell in cells[1:]:
             own = {k: next(iter(v.values())) for k, v in cell.interaction.items()}
@@ -286,13 +311,20 @@ def main() -> None:
     parser.add_argument(
         "--budgets", default="1,1.4,off", help="budget study: a comma list, off = raw sums"
     )
+    parser.add_argument(
+        "--joint", action="store_true", help="budget study: pairs at their joint calibration"
+    )
+    parser.add_argument(
+        "--only", choices=("tune_prompts", "seed_queries_25_46"), default="",
+        help="budget study: one prompt set",
+    )  # fmt: skip
     args = parser.parse_args()
     budgets = tuple(None if b == "off" else float(b) for b in args.budgets.split(","))
     lm = load_model()
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
     elif args.study == "budget":
-        result = budget(lm, tuning_prompts(), args.separate, budgets)
+        result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:
         result = STUDIES[args.study](lm, tuning_prompts())
     print(json.dumps(result))

@@ -99,10 +99,12 @@ def compose(
     progress: ProgressFn | None = None,
     poles: bool = False,
     directions: Mapping[str, float] = PRESET_DIRECTIONS,
+    pair_settings: Callable[[dict[str, float], SteerSettings], SteerSettings] | None = None,
 ) -> list[CompositionCell]:
     """Base, every axis alone at each strength, every pair at each sign combination × budget.
     `poles` also reads each axis with its pole judge (shares by interaction only); `directions`
-    says which way slider +1 moves an axis's own judge (axes not in it: either way counts)."""
+    says which way slider +1 moves an axis's own judge (axes not in it: either way counts);
+    `pair_settings` gives a pair's cell its own settings (a joint calibration's common scale)."""
     cells: list[tuple[dict[str, float], float | None]] = [({}, None)]
     cells += [({name: s}, None) for name in axes for s in strengths]
     for a, b in itertools.combinations(axes, 2):
@@ -112,6 +114,8 @@ def compose(
     for sliders, budget in cells:
         chosen_axes = {axes[name][0]: s for name, s in sliders.items()}
         chosen = replace(settings, budget=budget)
+        if pair_settings is not None and len(sliders) == 2:
+            chosen = pair_settings(sliders, chosen)
         plans = (
             plan_edits(lm, prompts, chosen_axes, chosen) if chosen_axes else [[] for _ in prompts]
         )
