@@ -9,9 +9,11 @@ batching on submits every request to one `Scheduler`. Printed: first- and last-t
 when every odd user's axis and strength change, requests submitted in the same order so the
 batches are laid out alike); `alone_mismatch_rate` (rows whose tokens differ from the same
 request decoded as its own batch) and the path each shared batch decoded on; with `--openai`,
-the same flip through the OpenAI endpoint (`openai_isolation_mismatches`). Last line: JSON.
+the same flip through the OpenAI endpoint (`openai_isolation_mismatches`); with `--stagger S`,
+the requests arriving evenly over S seconds instead of at once (what joining only at batch
+boundaries costs a late arrival). Last line: JSON.
 
-    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 96] [--openai]
+    python bench/batching.py [--users 24] [--tokens 32] [--max-rows 96] [--openai] [--stagger S]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,20 +63,27 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
-def timed_burst(serve, requests: list[list[Row]], workers: int) -> dict:
-    """Every request arrives at once; (first, last) seconds per request and tokens/s overall."""
+def timed_burst(serve, requests: list[list[Row]], workers: int, stagger: float = 0.0) -> dict:
+    """Request i arrives `i × stagger / n` seconds in (all at once by default) and is served
+    when one of `workers` slots is free; (first, last) seconds per request from its arrival, and
+    tokens/s overall."""
     started = time.perf_counter()
     first: list[float] = [0.0] * len(requests)
     last: list[float] = [0.0] * len(requests)
     texts: list[list[str]] = [[] for _ in requests]
+    slots = threading.Semaphore(workers)
 
     def one(i: int) -> None:
-        for step in serve(requests[i]):
-            first[i] = first[i] or time.perf_counter() - started
-            texts[i] = step
-        last[i] = time.perf_counter() - started
+        arrival = i * stagger / len(requests)
+        time.sleep(max(0.0, arrival - (time.perf_counter() - started)))
+        arrived = time.perf_counter()
+        with slots:
+            for step in serve(requests[i]):
+                first[i] = first[i] or time.perf_counter() - arrived
+                texts[i] = step
+        last[i] = time.perf_counter() - arrived
 
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(len(requests)) as pool:
         list(pool.map(one, range(len(requests))))
     wall = time.perf_counter() - started
     return {"first": first, "last": last, "wall": wall, "texts": texts}
@@ -104,7 +114,6 @@ def openai_isolation(
     `openai` client, every user's request at once): each even user's answer with its neighbours
     as first set, then with every odd user's axis and strength changed."""
     import socket
-    import threading
 
     import openai
     import uvicorn
@@ -148,6 +157,19 @@ def openai_isolation(
     }
 
 
+def staggered(scheduler: Scheduler, requests, config, stagger: float, generated: int) -> dict:
+    """Requests arriving evenly over `stagger` seconds, batching on: one that arrives while a
+    batch decodes waits for it to end (rows join at batch boundaries only). Beside it, a lone
+    request's first token on an idle scheduler: about what joining between decoding steps could
+    bring a late arrival down to (its own prefill and one step)."""
+    lone = timed_burst(lambda rows: scheduler.stream(rows, config), requests[:1], 1)
+    batches = scheduler.batches
+    run = timed_burst(lambda rows: scheduler.stream(rows, config), requests, len(requests), stagger)
+    out = {f"stagger_{k.removeprefix('on_')}": v for k, v in summary("on", run, generated).items()}
+    return out | {"stagger_s": stagger, "stagger_batches": scheduler.batches - batches,
+                  "lone_ttft_s": round(lone["first"][0], 2)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=24)
@@ -155,6 +177,10 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=4, help="batching off: requests at once")
     parser.add_argument("--max-rows", type=int, default=MAX_ROWS)
     parser.add_argument("--openai", action="store_true", help="also the flip through /v1")
+    parser.add_argument(
+        "--stagger", type=float, default=0.0,
+        help="also: requests arriving evenly over this many seconds, batching on",
+    )  # fmt: skip
     args = parser.parse_args()
     lm = load_model()
     folder = packs_folder(lm.model_id)
@@ -209,6 +235,8 @@ def main() -> None:
         mine, theirs = alone[i][j].token_ids, first[i].token_ids[j]
         where = next(k for k, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b)
         results["alone_first_difference"] = {"user": i, "row": j, "token": where}
+    if args.stagger:
+        results |= staggered(scheduler, requests, config, args.stagger, generated)
     scheduler.close()
     if args.openai:
         results |= openai_isolation(lm, packs, prompts, args.users, args.tokens)
