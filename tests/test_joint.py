@@ -39,12 +39,13 @@ def joint(tiny_llama, tiny_pack, second_pack):
                              max_new_tokens=12)  # fmt: skip
 
 
-def test_each_quadrant_keeps_the_last_scale_of_its_clean_run(joint, tiny_pack, second_pack):
+def test_each_quadrant_keeps_the_top_of_its_clean_run_from_below(joint, tiny_pack, second_pack):
     assert joint.axes == (tiny_pack.name, second_pack.name)
     assert set(joint.scales) == {"++", "+-", "-+", "--"}
     assert len(joint.points) == 4 * len(JOINT_SCALES) and joint.queries == 3
     for quadrant, scale in joint.scales.items():
-        mine = [p for p in joint.points if p["quadrant"] == quadrant]
+        mine = sorted((p for p in joint.points if p["quadrant"] == quadrant),
+                      key=lambda p: p["scale"])  # fmt: skip
         run = 0
         while run < len(mine) and mine[run]["clean"]:
             run += 1

@@ -6,7 +6,8 @@ these two axes behave together. Here the pair is measured instead: per sign quad
 (−,+), (−,−), both sliders at ±1 with every push at the layers they share scaled by a common
 factor from `JOINT_SCALES` (1 = raw sums), answered on the packs' own fit queries in one batched
 pass with the base answers, judged by the calibration rule. A quadrant's scale is the largest
-factor of the clean run that starts at 1 (the smallest factor if even that is not clean). The
+factor of the clean run that starts at the smallest (the smallest if even that is not clean), as
+single-axis calibration climbs its grid. The
 result is cached per pair of pack contents (`JointCache`); `SteerSettings.shared_scale` applies it.
 """
 
@@ -114,10 +115,10 @@ def joint_calibration(
                        "looping": measured["degenerate"],
                        "clean": is_clean(measured, base, config)})  # fmt: skip
     chosen_scales = {}
-    for a, b in QUADRANTS:
+    for a, b in QUADRANTS:  # from the smallest scale up, as `calibrate` climbs its grid
         key = quadrant_key(a, b)
         chosen_scales[key] = scales[-1]
-        for point in (p for p in points if p["quadrant"] == key):
+        for point in sorted((p for p in points if p["quadrant"] == key), key=_scale):
             if not point["clean"]:
                 break
             chosen_scales[key] = point["scale"]
@@ -125,6 +126,10 @@ def joint_calibration(
         (first.name, second.name), (pack_fingerprint(first), pack_fingerprint(second)),
         chosen_scales, tuple(points), n, time.perf_counter() - started,
     )  # fmt: skip
+
+
+def _scale(point: dict) -> float:
+    return point["scale"]
 
 
 class JointCache:
