@@ -57,6 +57,7 @@ def test_a_row_never_depends_on_its_neighbours_steering(tiny_llama, scheduler):
     first, _ = run_together(scheduler, requests(3.0, 1))
     second, _ = run_together(scheduler, requests(-4.0, 2))
     assert first[0].batch_rows == second[0].batch_rows == 5  # one shared batch each time
+    assert first[0].path == "eager: compiled decoding is off"  # the path decode_batch took
     assert first[0].token_ids == second[0].token_ids
     assert first[1].token_ids != second[1].token_ids  # the neighbours' steering did change
     wait_until_idle(tiny_llama)
