@@ -255,6 +255,7 @@ class Scheduler:
         layers = sorted({layer for t in tickets for layer in t.trace_layers})
         site: Site = next((t.trace_site for t in tickets if t.trace_layers), "residual")
         traces: dict[int, list[torch.Tensor]] | None = {layer: [] for layer in layers} or None
+
         def on_path(path: str) -> None:  # heard before decoding starts
             for ticket in tickets:
                 ticket.batch_rows, ticket.path = len(rows), path

@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from alignez_core.axes.pack import AxisPack
-from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
+from alignez_core.engine.generation import Row
 from alignez_core.engine.model import LoadedModel
-from alignez_core.errors import FitCancelled, FitError
-from alignez_core.measure.judges import perplexities
+from alignez_core.errors import FitError
 from alignez_core.steering import SteerSettings, combine, plan_edits
 
-from .calibrate import calibration_for_kind, is_clean, measure_fluency
-from .region import ProgressFn, region_queries
+from .calibrate import calibration_for_kind, is_clean
+from .region import ProgressFn, fluency_per_cell, region_queries
 
 JOINT_SCALES = (1.0, 0.8, 0.6, 0.4)
 JOINT_QUERIES = 6
@@ -96,20 +95,12 @@ def joint_calibration(
         chosen = replace(settings, shared_scale=scale)
         plans = plan_edits(lm, queries, {first: float(a), second: float(b)}, chosen)
         rows += [Row(q, combine(plan, chosen)) for q, plan in zip(queries, plans, strict=True)]
-    texts: list[str] = []
-    sampling = SamplingConfig(max_new_tokens=max_new_tokens)
-    for start in range(0, len(rows), batch_size):
-        texts += [o.text for o in generate_rows(lm, rows[start : start + batch_size], sampling)]
-        if cancel is not None and cancel.is_set():
-            raise FitCancelled("Joint calibration cancelled.")
-        if progress is not None:
-            progress("joint", len(texts), len(rows))
-    ppl = perplexities(lm, [r.prompt for r in rows], texts, bf16_products=True)
-    n = len(queries)
-    base = measure_fluency(texts[:n], ppl[:n], config)
+    base, cells = fluency_per_cell(
+        lm, rows, len(queries), config, max_new_tokens, batch_size, "joint calibration",
+        progress, cancel,
+    )  # fmt: skip
     points = []
-    for k, ((a, b), scale) in enumerate(grid, 1):
-        measured = measure_fluency(texts[k * n : (k + 1) * n], ppl[k * n : (k + 1) * n], config)
+    for ((a, b), scale), measured in zip(grid, cells, strict=True):
         points.append({"quadrant": quadrant_key(a, b), "scale": scale,
                        "perplexity_ratio": round(measured["perplexity"] / base["perplexity"], 4),
                        "looping": measured["degenerate"],
@@ -124,7 +115,7 @@ def joint_calibration(
             chosen_scales[key] = point["scale"]
     return JointCalibration(
         (first.name, second.name), (pack_fingerprint(first), pack_fingerprint(second)),
-        chosen_scales, tuple(points), n, time.perf_counter() - started,
+        chosen_scales, tuple(points), len(queries), time.perf_counter() - started,
     )  # fmt: skip
 
 

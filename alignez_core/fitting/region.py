@@ -107,21 +107,11 @@ def clean_region(
         ):
             edit = combine(plan, settings)
             rows.append(Row(query, None if edit.is_empty else edit))
-    texts: list[str] = []
-    sampling = SamplingConfig(max_new_tokens=max_new_tokens)
-    for start in range(0, len(rows), batch_size):
-        batch = generate_rows(lm, rows[start : start + batch_size], sampling, cancel)
-        texts += [output.text for output in batch]
-        if cancel is not None and cancel.is_set():
-            raise FitCancelled("Region cancelled.")
-        if progress is not None:
-            progress("region", len(texts), len(rows))
-    ppl = perplexities(lm, [r.prompt for r in rows], texts, bf16_products=True)
-    n = len(asked)
-    base = measure_fluency(texts[:n], ppl[:n], config)
+    base, measured_cells = fluency_per_cell(
+        lm, rows, len(asked), config, max_new_tokens, batch_size, "region", progress, cancel
+    )
     cells = []
-    for k, (a, b) in enumerate(grid, 1):
-        measured = measure_fluency(texts[k * n : (k + 1) * n], ppl[k * n : (k + 1) * n], config)
+    for (a, b), measured in zip(grid, measured_cells, strict=True):
         cells.append(
             RegionCell(
                 a,
@@ -132,6 +122,34 @@ def clean_region(
             )
         )
     return CleanRegion(
-        (first.name, second.name), tuple(values), tuple(cells), base["degenerate"], n,
+        (first.name, second.name), tuple(values), tuple(cells), base["degenerate"], len(asked),
         time.perf_counter() - started,
     )  # fmt: skip
+
+
+def fluency_per_cell(
+    lm: LoadedModel,
+    rows: Sequence[Row],
+    n: int,
+    config: CalibrationConfig,
+    max_new_tokens: int,
+    batch_size: int,
+    stage: str,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+) -> tuple[dict, list[dict]]:
+    """Answer `rows` (the n base rows first, then cells of n) in batches, and measure each
+    block's fluency by the calibration rule: (base, one per cell)."""
+    texts: list[str] = []
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens)
+    for start in range(0, len(rows), batch_size):
+        batch = generate_rows(lm, rows[start : start + batch_size], sampling, cancel)
+        texts += [output.text for output in batch]
+        if cancel is not None and cancel.is_set():
+            raise FitCancelled(f"{stage.capitalize()} cancelled.")
+        if progress is not None:
+            progress(stage, len(texts), len(rows))
+    ppl = perplexities(lm, [r.prompt for r in rows], texts, bf16_products=True)
+    blocks = [measure_fluency(texts[k : k + n], ppl[k : k + n], config)
+              for k in range(0, len(rows), n)]  # fmt: skip
+    return blocks[0], blocks[1:]
