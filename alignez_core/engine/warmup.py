@@ -1,4 +1,7 @@
-"""Compiled decoding, switched on and warmed up: `enable_compile(lm)`.
+"""Compiled decoding, switched on, warmed up and kept only where it is faster: `enable_compile(lm)`.
+
+Once a bucket is warm, it is timed compiled against eager on this machine (`choose_paths`): which
+wins depends on the CPU, the GPU and the batch, so it is measured rather than assumed.
 
 The cold compile is paid in another process, so it never holds the serving process's GIL.
 
