@@ -5,9 +5,10 @@ out in order of how much stronger one axis is there than the others (an axis's s
 layer: its poles' mean difference over the layer's residual norm, as a share of its best layer),
 each axis taking at most half of the layers it shares, so neither loses its whole band to a flat
 profile. The others drop that layer, so no layer carries two pushes and the budget has nothing to
-scale. Each axis then scales its remaining pushes up so that their summed
-length is what it was (at most `MAX_COMPENSATION` times), keeping its reach; an axis that would
-lose every layer keeps its strongest one. Only additive edits (`add`) take part, as in the budget.
+scale. Each axis then scales its remaining pushes up so that their summed length is what it was
+(at most `MAX_COMPENSATION` times), keeping its reach; an axis that would lose every layer keeps
+its strongest one. Only additive edits (`add`) take part, as in the budget. Not the default: it
+kept fewer pairs than the budget (docs/RESULTS.md).
 """
 
 from __future__ import annotations
