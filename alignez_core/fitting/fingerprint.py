@@ -17,6 +17,8 @@ from alignez_core.steering import SteerSettings
 
 from .pairs import answer_prompt, insight_prompt, persona_prompt
 
+# SteerSettings fields that act only where several axes share a layer
+BETWEEN_AXES = ("separate", "shared_scale")
 # The prompt templates are fingerprinted by what they write for this query.
 PROBE_QUERY = "What is a good way to spend a quiet afternoon?"
 
@@ -57,8 +59,8 @@ def fit_inputs(
         "axis": axis.to_dict(),
         "queries": list(queries),
         "config": config.record(),
-        # `separate` acts only between several axes, never in a fit of one
-        "settings": {k: v for k, v in asdict(settings).items() if k != "separate"},
+        # these act only between several axes, never in a fit of one
+        "settings": {k: v for k, v in asdict(settings).items() if k not in BETWEEN_AXES},
         "templates": templates,
         "decoding": asdict(SamplingConfig()),
     }
