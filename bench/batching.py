@@ -50,12 +50,17 @@ def user_rows(lm, packs: list[AxisPack], prompts: list[str], n: int, flip_odd: b
     another preset at another strength (the neighbours of the even users change)."""
     requests = []
     for i in range(n):
-        shift = 3 if flip_odd and i % 2 else 0
-        pack = packs[(i + shift) % len(packs)]
-        strength = STRENGTHS[(i + shift) % len(STRENGTHS)] * (-1 if flip_odd and i % 2 else 1)
+        pack, strength = user_axis(packs, i, flip_odd)
         rows = comparison_rows(lm, prompts[i % len(prompts)], {pack: strength}, SteerSettings())
         requests.append(rows.rows)
     return requests
+
+
+def user_axis(packs: list[AxisPack], i: int, flip_odd: bool) -> tuple[AxisPack, float]:
+    """User i's preset and strength (`user_rows`); `flip_odd` changes both for odd users."""
+    shift = 3 if flip_odd and i % 2 else 0
+    strength = STRENGTHS[(i + shift) % len(STRENGTHS)] * (-1 if flip_odd and i % 2 else 1)
+    return packs[(i + shift) % len(packs)], strength
 
 
 def pct(values: list[float], q: float) -> float:
@@ -133,9 +138,7 @@ def openai_isolation(
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", timeout=600)
 
     def answer(i: int, flip_odd: bool) -> str:
-        shift = 3 if flip_odd and i % 2 else 0
-        pack = packs[(i + shift) % len(packs)]
-        strength = STRENGTHS[(i + shift) % len(STRENGTHS)] * (-1 if flip_odd and i % 2 else 1)
+        pack, strength = user_axis(packs, i, flip_odd)
         reply = client.chat.completions.create(
             model=lm.model_id, messages=[{"role": "user", "content": prompts[i % len(prompts)]}],
             max_tokens=tokens, extra_body={"steer": {pack.name: strength}},

@@ -9,9 +9,9 @@ through its `Ticket`. One worker thread gathers what is waiting (until no reques
 for `gather_seconds`, at most `max_gather_seconds`; up to `max_rows` rows whose configs share
 `batch_key`) into one batch, decodes it and fans each step's tokens out to the tickets. Rows
 join at batch boundaries: transformers' left-padded cache cannot take a new row mid-decode
-without re-laying it out. A row ends on its
-own (end-of-sequence, its token limit, its turn on a base model, its caller cancelling or
-disconnecting) while the others go on; the batch ends when its last row does.
+without re-laying it out. A row ends on its own (end-of-sequence, its token limit, its turn on
+a base model, its caller cancelling or disconnecting) while the others go on; the batch ends
+when its last row does.
 
 Isolation: a row's tokens depend on its own prompt, edit and sampling, and on the batch's shape
 (padding, row count), never on another row's edit — `tests/test_scheduler.py` changes every

@@ -247,20 +247,19 @@ def time_bucket(lm: LoadedModel, batch: int, tokens: int = 16, rounds: int = 3) 
             lm.model.generate(**inputs, generation_config=config)  # type: ignore[operator]
         return time.perf_counter() - started
 
-    compiled: list[float] = []
-    eager: list[float] = []
+    timed = {
+        "compiled": lambda: _compiled_seconds(decoder, inputs, edits, plan, config),
+        "eager": eager_seconds,
+    }
+    per_token: dict[str, list[float]] = {path: [] for path in timed}
     with torch.inference_mode():
-        for run in range(rounds + 1):
-            first, second = (eager, compiled) if run % 2 else (compiled, eager)
-            for times in (first, second):  # the order flips: a second run is often faster
-                seconds = (
-                    eager_seconds()
-                    if times is eager
-                    else _compiled_seconds(decoder, inputs, edits, plan, config)
-                )
+        for run in range(rounds + 1):  # run 0 is untimed
+            order = ("eager", "compiled") if run % 2 else ("compiled", "eager")
+            for path in order:  # the order flips: a second run is often faster
+                seconds = timed[path]()
                 if run:
-                    times.append(seconds / tokens)
-    return BucketTiming(statistics.median(compiled), statistics.median(eager))
+                    per_token[path].append(seconds / tokens)
+    return BucketTiming(*(statistics.median(per_token[p]) for p in ("compiled", "eager")))
 
 
 def _end_with_parent() -> None:

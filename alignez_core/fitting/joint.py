@@ -7,8 +7,8 @@ these two axes behave together. Here the pair is measured instead: per sign quad
 factor from `JOINT_SCALES` (1 = raw sums), answered on the packs' own fit queries in one batched
 pass with the base answers, judged by the calibration rule. A quadrant's scale is the largest
 factor of the clean run that starts at the smallest (the smallest if even that is not clean), as
-single-axis calibration climbs its grid. The
-result is cached per pair of pack contents (`JointCache`); `SteerSettings.shared_scale` applies it.
+single-axis calibration climbs its grid. The result is cached per pair of pack contents
+(`JointCache`); `SteerSettings.shared_scale` applies it.
 """
 
 from __future__ import annotations
@@ -105,22 +105,19 @@ def joint_calibration(
                        "perplexity_ratio": round(measured["perplexity"] / base["perplexity"], 4),
                        "looping": measured["degenerate"],
                        "clean": is_clean(measured, base, config)})  # fmt: skip
+    clean = {(p["quadrant"], p["scale"]): p["clean"] for p in points}
     chosen_scales = {}
     for a, b in QUADRANTS:  # from the smallest scale up, as `calibrate` climbs its grid
         key = quadrant_key(a, b)
         chosen_scales[key] = scales[-1]
-        for point in sorted((p for p in points if p["quadrant"] == key), key=_scale):
-            if not point["clean"]:
+        for scale in reversed(scales):
+            if not clean[key, scale]:
                 break
-            chosen_scales[key] = point["scale"]
+            chosen_scales[key] = scale
     return JointCalibration(
         (first.name, second.name), (pack_fingerprint(first), pack_fingerprint(second)),
         chosen_scales, tuple(points), len(queries), time.perf_counter() - started,
     )  # fmt: skip
-
-
-def _scale(point: dict) -> float:
-    return point["scale"]
 
 
 class JointCache:
@@ -129,15 +126,15 @@ class JointCache:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def _path(self, first: AxisPack, second: AxisPack) -> Path:
-        key = "-".join(sorted((pack_fingerprint(first), pack_fingerprint(second))))
-        return self.folder / f"joint-{key}.json"
+    def _path(self, fingerprints: tuple[str, str]) -> Path:
+        return self.folder / f"joint-{'-'.join(sorted(fingerprints))}.json"
 
     def get(self, first: AxisPack, second: AxisPack) -> JointCalibration | None:
         """The stored calibration of these two packs, in the order asked; None if none (or
         unreadable: it is measured again)."""
+        fingerprints = (pack_fingerprint(first), pack_fingerprint(second))
         try:
-            data = json.loads(self._path(first, second).read_text())
+            data = json.loads(self._path(fingerprints).read_text())
             found = JointCalibration(
                 tuple(data["axes"]), tuple(data["fingerprints"]),
                 {k: float(v) for k, v in data["scales"].items()}, tuple(data["points"]),
@@ -145,7 +142,7 @@ class JointCache:
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if found.fingerprints == (pack_fingerprint(first), pack_fingerprint(second)):
+        if found.fingerprints == fingerprints:
             return found
         flipped = {quadrant_key(b, a): found.scale_for(a, b) for a, b in QUADRANTS}
         return replace(
@@ -153,7 +150,7 @@ class JointCache:
         )
 
     def put(self, calibration: JointCalibration, first: AxisPack, second: AxisPack) -> Path:
-        path = self._path(first, second)
+        path = self._path((pack_fingerprint(first), pack_fingerprint(second)))
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(asdict(calibration)))
