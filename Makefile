@@ -72,9 +72,9 @@ llamacpp: setup
 	$(PY) bench/llama_cpp_check.py
 
 # MODEL=gemma3-270m (or any id) writes that model's own results document (its name in the
-# file names) beside the default's.
+# file names) beside the default's; SKIP="--no-compose --no-peers --no-trained" leaves parts out.
 results: peers
-	$(PY) bench/results.py $(if $(MODEL),--model $(MODEL))
+	$(PY) bench/results.py $(if $(MODEL),--model $(MODEL)) $(SKIP)
 
 # Every preset fitted with the CLI's defaults on the embedded model (MODEL= another named model,
 # e.g. gemma3-270m), shipped in assets/packs (tests/test_prefit.py fails when a default changes

@@ -66,6 +66,18 @@ def _file_name(model: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model).name.lower())
 
 
+def _make_command(args: argparse.Namespace, suffix: str) -> str:
+    """The `make` line that writes this document again, with the parts it left out."""
+    skipped = [
+        f"--no-{part}" for part in ("compose", "peers", "trained") if getattr(args, f"no_{part}")
+    ]
+    return (
+        "make results"
+        + (f" MODEL={args.model}" if suffix else "")
+        + (f' SKIP="{" ".join(skipped)}"' if skipped else "")
+    )
+
+
 def _progress(stage: str, done: int, total: int) -> None:
     print(f"[{stage}] {done}/{total}", file=sys.stderr, flush=True)
 
@@ -255,7 +267,7 @@ def main() -> None:
         f"prompts (`assets/dev_prompts.txt`), strengths {', '.join(f'{s:+g}' for s in STRENGTHS)},"
         f" rules {', '.join(RULES)} (each pack steered on its own band and positions unless the"
         " row says otherwise) and the prompting baseline at ±1. Regenerate with "
-        f"`make results{'' if not suffix else ' MODEL=' + args.model}` (writes this file and "
+        f"`{_make_command(args, suffix)}` (writes this file and "
         f"`docs/results{suffix}.json` with every text). Δ is the paired mean difference vs the "
         "base model on the same prompts, with a 95 % bootstrap interval; fluency is perplexity "
         "under the unedited model (base answers score the same way), distinct-2 over all answers, "
