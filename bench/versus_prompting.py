@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from alignez_core.axes.axis import preset  # noqa: E402
 from alignez_core.evaluation.evaluate import paired_difference  # noqa: E402
-from alignez_core.measure.judges import make_judge  # noqa: E402
+from alignez_core.measure.judges import PRESET_DIRECTIONS, make_judge  # noqa: E402
 
 
 def _cell(cells: list[dict], rule: str, strength: float) -> dict:
@@ -50,8 +50,9 @@ def versus(data: dict, name: str, other: str = "prompted") -> list[str]:
         diff = paired_difference(
             judge, steered["texts"], asked["texts"], config["bootstrap"], config["seed"]
         )
-        # toward the pole: the sign the slider pushes the judge (its shift alone says which way)
-        toward = 1.0 if steered["difference_vs_base"][judge_name]["mean"] >= 0 else -1.0
+        # toward the pole the slider names: the way +1 moves this judge, times the slider's sign
+        # (not the steered shift's own sign, which points the wrong way when steering does)
+        toward = strength * PRESET_DIRECTIONS[name]
         ends = sorted((toward * diff.low, toward * diff.high))
         ours, theirs = ("steering", "prompting") if other == "prompted" else (rule, other)
         verdict = (

@@ -36,11 +36,14 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
         ],
     }
     path = tmp_path / "results.json"
-    behind = report | {"cells": [  # steering shortens by 2 words, prompting by 28: behind
+    # simple's +1 lowers its judge, as concise's does: at +1 steering shortens by 2 words and
+    # prompting by 28 (behind); at -1 steering shortens by 2 words, the wrong way, where prompting
+    # lengthens by 2 (behind too, though steering moved as far)
+    behind = report | {"cells": [
         _cell("mean_diff", 1.0, ["w " * 28] * n, -2.0), _cell("prompted", 1.0, short, -28.0),
-        _cell("mean_diff", -1.0, mid, +2.0), _cell("prompted", -1.0, mid, +2.0),
+        _cell("mean_diff", -1.0, short, -2.0), _cell("prompted", -1.0, mid, +2.0),
     ]}  # fmt: skip
-    path.write_text(json.dumps({"concise": report, "cheerful": behind, "composition": {}}))
+    path.write_text(json.dumps({"concise": report, "simple": behind, "composition": {}}))
     out = subprocess.run(
         [sys.executable, "bench/versus_prompting.py", str(path)],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -52,13 +55,13 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
         ].strip()
         for part in (prompted, trained)
         for line in part.splitlines()
-        if (cells := line.split("|"))[1].strip().startswith(("concise", "cheerful"))
+        if (cells := line.split("|"))[1].strip().startswith(("concise", "simple"))
     }
     assert verdicts == {
         ("concise", "+1"): "steering further",
         ("concise", "-1"): "not distinguishable",
-        ("cheerful", "+1"): "prompting further",
-        ("cheerful", "-1"): "not distinguishable",
+        ("simple", "+1"): "prompting further",
+        ("simple", "-1"): "prompting further",
         ("concise", "+1", "trained"): "mean_diff further",
         ("concise", "-1", "trained"): "not distinguishable",
     }
