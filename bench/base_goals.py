@@ -1,13 +1,16 @@
 """The steering goals on a base model, as a user gets them: each preset fitted with the defaults
 for the model's kind (its calibration included), then slider ±1 and the prompting baseline on
 the 24 dev prompts (never used to fit or calibrate). `--readout` changes only the readout,
-`--method trained` trains the directions on the fit's pairs (docs/method.md §12).
+`--method trained` trains the directions on the fit's pairs (docs/method.md §12). `--prompts
+tuning` judges on the 70 tuning prompts instead (seed queries 25–46 and assets/tune_prompts.txt,
+where defaults are chosen) without the prompting baseline; `--shipped` steers with the model's
+pre-fitted packs instead of fitting; `--save DIR` keeps each fitted pack.
 
 Goals on Gemma 3 270M (docs/models.md): cheerful ±1 moves VADER by ≥ +0.30 / ≤ −0.40, simple ±1
 moves Flesch–Kincaid by ≤ −1.5 / ≥ +1.5, ≤ 1/24 answers loop, perplexity ≤ 1.3× base.
 
     python bench/base_goals.py [--model gemma3-270m] [--axes cheerful simple] [--readout answers]
-                               [--method trained]
+                               [--method trained] [--prompts tuning] [--shipped] [--save DIR]
 
 Prints one line per cell, then one JSON object as its last line (docs/base-goals.log).
 """
@@ -24,9 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from base_strength import judged
+from tune_studies import tuning_prompts
 
 from alignez_core import fit_axis, load_model, preset
 from alignez_core.axes.axis import ASSETS
+from alignez_core.axes.pack import AxisPack
+from alignez_core.axes.prefit import prefitted_path
 from alignez_core.axes.queries import read_queries
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
 from alignez_core.fitting.fit import READOUTS, FitConfig
@@ -42,22 +48,31 @@ def main() -> None:
     )
     parser.add_argument("--readout", choices=READOUTS, help="default: the model kind's")
     parser.add_argument("--method", choices=FIT_METHODS, default="mean")
+    parser.add_argument("--prompts", choices=("dev", "tuning"), default="dev")
+    parser.add_argument("--shipped", action="store_true", help="steer with the pre-fitted packs")
+    parser.add_argument("--save", type=Path, help="a folder to keep each fitted pack in")
     args = parser.parse_args()
     lm = load_model(args.model)
     config = FitConfig.for_kind(lm.effective_kind)
     config = replace(config, readout=args.readout or config.readout, method=args.method)
-    prompts = read_queries(ASSETS / "dev_prompts.txt").queries
-    out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "n_prompts": len(prompts),
-                 "readout": config.readout, "method": config.method, "pairs": asdict(config.pairs),
-                 "axes": {}}  # fmt: skip
+    dev = args.prompts == "dev"
+    prompts = read_queries(ASSETS / "dev_prompts.txt").queries if dev else tuning_prompts()
+    out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "prompts": args.prompts,
+                 "n_prompts": len(prompts), "shipped": args.shipped, "readout": config.readout,
+                 "method": config.method, "pairs": asdict(config.pairs), "axes": {}}  # fmt: skip
     for name in args.axes:
         judge = PRESET_JUDGES[name]
         started = time.perf_counter()
-        pack = fit_axis(lm, preset(name), config=config)
+        if args.shipped:
+            pack = AxisPack.load(prefitted_path(name, args.model), lm)
+        else:
+            pack = fit_axis(lm, preset(name), config=config)
+            if args.save is not None:
+                pack.save(args.save / f"{name}.safetensors")
         fit_seconds = round(time.perf_counter() - started, 1)
         rule = pack.fitted_rule()
         cells_asked = EvalConfig(
-            strengths=(-1.0, 1.0), rules=(rule,), judges=(judge,), prompted=True
+            strengths=(-1.0, 1.0), rules=(rule,), judges=(judge,), prompted=dev
         )
         report = evaluate(lm, pack, prompts, cells_asked)
         base = report.base_fluency
@@ -69,6 +84,7 @@ def main() -> None:
         edge = pack.calibration
         out["axes"][name] = {
             "judge": judge,
+            "readout": pack.fit_config.get("readout"),
             "rule": rule,
             "band": pack.fitted_band(),
             "fit_seconds": fit_seconds,
