@@ -44,7 +44,13 @@ from alignez_core.engine.generation import SamplingConfig  # noqa: E402
 from alignez_core.evaluation.composition import compose, composition_table  # noqa: E402
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate  # noqa: E402
 from alignez_core.evaluation.report import eval_figure, markdown_table  # noqa: E402
-from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis, refine_axis  # noqa: E402
+from alignez_core.fitting.fit import (  # noqa: E402
+    READOUT_SETTINGS,
+    READOUTS,
+    FitConfig,
+    fit_axis,
+    refine_axis,
+)
 from alignez_core.fitting.train import TrainConfig  # noqa: E402
 from alignez_core.measure.judges import PRESET_JUDGES, make_judge  # noqa: E402
 from alignez_core.steering import SteerSettings  # noqa: E402
@@ -54,8 +60,6 @@ import peer_vectors  # noqa: E402
 import versus_prompting  # noqa: E402
 
 RULES = ("subspace", "mean_diff", "project")
-# The readout beside the default: each axis is also fitted and evaluated with it.
-OTHER = next(r for r in READOUTS if r != FitConfig().readout)
 STRENGTHS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 DOCS = ROOT / "docs"
 START, END = "<!-- analysis:start -->", "<!-- analysis:end -->"
@@ -102,25 +106,32 @@ def _peer_rows(lm, pack, report, prompts, args) -> str:
     return f"Peers' trained vectors, calibrated the same way: {'; '.join(notes)}. "
 
 
+def _beside(pack) -> str:
+    """The readout other than the one the pack was fitted with (its model kind's default)."""
+    return next(r for r in READOUTS if r != pack.fit_config["readout"])
+
+
 def _other_readout_rows(lm, pack, report, prompts, args) -> str:
-    """Fit the same axis with the other readout; append its rules' cells as 'READOUT RULE'."""
+    """Fit the same axis with the readout beside the model kind's default; append its rules'
+    cells as 'READOUT RULE'."""
     started = time.perf_counter()
+    readout = _beside(pack)
     other = fit_axis(
         lm,
         pack.axis,
-        config=FitConfig.for_kind(lm.effective_kind, n_queries=args.queries, readout=OTHER),
+        config=FitConfig.for_kind(lm.effective_kind, n_queries=args.queries, readout=readout),
     )
     seconds = time.perf_counter() - started
     config = EvalConfig(strengths=STRENGTHS, rules=RULES, judges=report.config.judges,
                         max_new_tokens=args.tokens)  # fmt: skip
     for cell in evaluate(lm, other, prompts, config, progress=_progress).cells:
         if cell.strength != 0:
-            cell.rule = f"{OTHER} {cell.rule}"
+            cell.rule = f"{readout} {cell.rule}"
             report.cells.append(cell)
     edge = other.calibration
     return (
-        f"The {OTHER} readout (rows '{OTHER} …', its pack fitted in {seconds:.0f} s on the same "
-        f"queries, steered on band {other.fitted_band()}): ±1 = {edge.positive:g} / "
+        f"The {readout} readout (rows '{readout} …', its pack fitted in {seconds:.0f} s on the "
+        f"same queries, steered on band {other.fitted_band()}): ±1 = {edge.positive:g} / "
         f"{edge.negative:g}·‖h‖. "
     )
 
@@ -212,7 +223,7 @@ def main() -> None:
                 for rule in (
                     own,
                     "prompted",
-                    f"{OTHER} steer",
+                    f"{_beside(pack)} {READOUT_SETTINGS[_beside(pack)].rule}",
                     "repeng",
                     "steering-vectors",
                     f"trained {own}",

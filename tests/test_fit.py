@@ -172,4 +172,9 @@ def test_a_fit_given_no_config_takes_the_defaults_of_its_models_kind(tiny_llama,
     pairs = pack.fit_config["pairs"]
     expected = ("persona", "contrast", 4) if kind == "base" else ("insight", "each", 1)
     assert (pairs["ask"], pairs["select"], pairs["samples_per_pole"]) == expected
+    # a base model reads its own answers and steers by their subspace; a chat model the persona
+    # prompt with mean_diff; a trained fit trains the persona readout's mean_diff vector
+    readout, rule = ("answers", "subspace") if kind == "base" else ("persona", "mean_diff")
+    assert (pack.fit_config["readout"], pack.fitted_rule()) == (readout, rule)
+    assert FitConfig.for_kind(kind, method="trained").readout == "persona"
     assert len(pack.pairs) == len(QUERIES) and all(p.positive != p.negative for p in pack.pairs)

@@ -3,6 +3,7 @@
 import copy
 import threading
 
+import gradio as gr
 import pytest
 import torch
 
@@ -227,7 +228,7 @@ def test_the_samples_slider_and_a_fit_follow_the_models_kind(tiny_llama):
     base = Studio(ModelHolder(LoadedModel.wrap(tiny_llama.model, tiny_llama.tokenizer, "tiny",
                                                kind="base")))  # fmt: skip
     base.build()
-    assert base.axes.samples.value == 4
+    assert base.axes.samples.value == 4 and base.axes.readout.value == "answers"
     assert "contrast" in base.axes.samples_default()["info"]
     session = StudioSession()
     fit = base.axes.on_fit("cheerful", "mood", "cheerful", "gloomy", "", "", "a?\nb?\nc?", 3, 2,
@@ -235,6 +236,28 @@ def test_the_samples_slider_and_a_fit_follow_the_models_kind(tiny_llama):
     assert "Fitted mood" in list(fit)[-1][base.axes.fit_status]
     pairs = session.axes["mood"].fit_config["pairs"]
     assert (pairs["ask"], pairs["select"], pairs["samples_per_pole"]) == ("persona", "contrast", 2)
+
+
+def test_loading_a_model_of_another_kind_resets_the_kinds_defaults(tiny_llama):
+    """The samples slider and the readout radio follow the loaded model's kind; a load that
+    fails leaves them as they are."""
+    from alignez_core.engine.model import LoadedModel
+    from alignez_core.errors import ModelLoadError
+
+    def load(spec):
+        if spec == "missing":
+            raise ModelLoadError("No model named missing.")
+        return LoadedModel.wrap(tiny_llama.model, tiny_llama.tokenizer, spec, kind="base")
+
+    studio = Studio(ModelHolder(tiny_llama))
+    studio.holder._loader = load
+    studio.build()
+    assert (studio.axes.samples.value, studio.axes.readout.value) == (1, "persona")
+    line, _, samples, readout = studio.model_bar.on_load_model("missing", StudioSession())
+    assert "Still using" in line and samples == readout == gr.update()
+    line, _, samples, readout = studio.model_bar.on_load_model("base-tiny", StudioSession())
+    assert "pretrained (base)" in line
+    assert (samples["value"], readout["value"]) == (4, "answers")
 
 
 def test_cancel_stops_a_running_fit_and_keeps_the_other_axes(studio, tiny_pack):

@@ -17,7 +17,7 @@ from alignez_core.axes.prefit import prefitted_names
 from alignez_core.axes.queries import parse_queries
 from alignez_core.engine.memory import release_freed_memory
 from alignez_core.errors import FitCancelled
-from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis
+from alignez_core.fitting.fit import READOUTS, FitConfig, fit_axis, readout_for_kind
 from alignez_core.fitting.pairs import pairs_for_kind
 from alignez_core.fitting.train import FIT_METHODS
 from ui.session import MAX_AXES, StudioSession
@@ -65,6 +65,14 @@ class AxesPanel:
         )
         return {"value": pairs.samples_per_pole, "info": note}
 
+    def readout_default(self) -> str:
+        """The readout radio's value for the loaded model's kind (`readout_for_kind`)."""
+        return readout_for_kind(self.holder.lm.effective_kind)
+
+    def kind_updates(self) -> tuple[dict, dict]:
+        """The samples slider's and the readout radio's updates when another model loads."""
+        return gr.update(**self.samples_default()), gr.update(value=self.readout_default())
+
     def build(self) -> None:
         gr.Markdown("## Axes")
         self.preset = gr.Dropdown(
@@ -99,7 +107,7 @@ class AxesPanel:
                 1, 8, step=1, label="Samples per pole", **self.samples_default()
             )
             self.readout = gr.Radio(
-                list(READOUTS), value=FitConfig().readout, label="Read the axis from",
+                list(READOUTS), value=self.readout_default(), label="Read the axis from",
                 info="persona: the model reading each pole as an instruction; answers: its own "
                 "pole answers (AlignEZ's pairs)", elem_id="readout",
             )  # fmt: skip
@@ -200,7 +208,7 @@ class AxesPanel:
             config = FitConfig.for_kind(
                 kind,
                 n_queries=int(n_queries),
-                readout=readout or FitConfig().readout,
+                readout=readout or readout_for_kind(kind, method or FitConfig().method),
                 pairs=replace(pairs_for_kind(kind), samples_per_pole=int(samples)),
                 method=method or FitConfig().method,
             )

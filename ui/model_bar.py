@@ -24,9 +24,9 @@ def named_models_text() -> str:
 
 
 class ModelBar:
-    def __init__(self, holder: ModelHolder, samples_default: Callable[[], dict]) -> None:
+    def __init__(self, holder: ModelHolder, kind_updates: Callable[[], tuple[dict, dict]]) -> None:
         self.holder = holder
-        self.samples_default = samples_default  # the axes panel's, for the loaded model
+        self.kind_updates = kind_updates  # the axes panel's samples and readout, for the model
 
     def build(self) -> None:
         with gr.Row(equal_height=True):
@@ -62,7 +62,7 @@ class ModelBar:
 
     def on_load_model(self, spec: str | None, session: StudioSession, progress=gr.Progress()):
         """Returns the model line, the plots' layer-slider update (the depth may change) and the
-        samples slider's (its default follows the model's kind)."""
+        samples slider's and readout radio's (their defaults follow the model's kind)."""
         spec = (spec or "").strip()
         progress(0, desc=f"Loading {spec or 'the embedded model'}…")
         previous = self.holder.lm.model_id
@@ -73,6 +73,7 @@ class ModelBar:
                 self.model_text() + f"\n\n{status(f'{exc} Still using {previous}.', 'error')}",
                 gr.update(),
                 gr.update(),
+                gr.update(),
             )
         stale = [n for n, p in session.axes.items() if p.hidden_size != lm.hidden_size]
         note = f" Axes fitted on another model: {', '.join(stale)} (re-fit them)." if stale else ""
@@ -80,5 +81,5 @@ class ModelBar:
         return (
             self.model_text() + f"\n\n{loaded}",
             gr.update(value=0, maximum=lm.num_layers - 1),
-            gr.update(**self.samples_default()),
+            *self.kind_updates(),
         )

@@ -44,7 +44,7 @@ class Studio:
         self.holder = holder
         self.jobs = FitJobs()
         self.axes = AxesPanel(holder, self.jobs)
-        self.model_bar = ModelBar(holder, self.axes.samples_default)
+        self.model_bar = ModelBar(holder, self.axes.kind_updates)
         self.manage = ManagePanel(holder)
         self.plots = PlotsPanel(holder)
         self.compare = ComparePanel(holder, self.plots)
@@ -116,7 +116,7 @@ class Studio:
         self.model_bar.load.click(
             self.model_bar.on_load_model,
             [self.model_bar.spec, state],
-            [self.model_bar.info, plots.layer, axes.samples],
+            [self.model_bar.info, plots.layer, axes.samples, axes.readout],
         )
         axes.fit_button.click(axes.on_fit, [*axes.fit_inputs(), state], outputs, api_name="fit",
                               concurrency_limit=2, concurrency_id="fit")  # fmt: skip

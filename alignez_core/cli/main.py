@@ -121,7 +121,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
             _log(note)
         queries = query_set.queries
     lm = _load(args.model, args)
-    defaults = FitConfig.for_kind(lm.effective_kind)  # what the flags leave open
+    defaults = FitConfig.for_kind(lm.effective_kind, method=args.method)  # what flags leave open
     given = {
         "answer_tokens": args.max_new_tokens,
         "samples_per_pole": args.samples_per_pole,

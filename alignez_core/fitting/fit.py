@@ -47,10 +47,9 @@ class FitConfig:
     pooling: Pooling = "mean"
     site: Site = "residual"  # where Φ is read: the decoder block's output, or "mlp" (the paper)
     # what Φ is read on: the last token of the pole asked for as an instruction ("persona", the
-    # peers' recipe), or the self-generated answers, pooled ("answers", AlignEZ's pairs). Chosen
-    # on held-out seed queries (docs/RESULTS.md; `bench/tune_studies.py readout`): persona moved
-    # cheerful's negative side and concise's length; answers reach further on simple, half of it
-    # refusals at +1.
+    # peers' recipe), or the self-generated answers, pooled ("answers", AlignEZ's pairs). A chat
+    # model's default, chosen on held-out seed queries (docs/RESULTS.md); a base model's is
+    # `readout_for_kind`'s.
     readout: Readout = "persona"
     pairs: PairConfig = field(default_factory=PairConfig)
     subspace: SubspaceConfig = field(default_factory=SubspaceConfig)
@@ -84,14 +83,22 @@ class FitConfig:
 
     @classmethod
     def for_kind(cls, kind: ModelKind, **changes: Any) -> FitConfig:
-        """The defaults for a kind of model (its calibration, `calibration_for_kind`, and how it
-        writes its pairs, `pairs_for_kind`), then `changes`; what `fit_axis` uses when given no
-        config."""
+        """The defaults for a kind of model (its calibration, `calibration_for_kind`, how it
+        writes its pairs, `pairs_for_kind`, and what it reads them on, `readout_for_kind`), then
+        `changes`; what `fit_axis` uses when given no config."""
         defaults: dict[str, Any] = {
             "calibration": calibration_for_kind(kind),
             "pairs": pairs_for_kind(kind),
+            "readout": readout_for_kind(kind, changes.get("method", "mean")),
         }
         return cls(**(defaults | changes))
+
+
+def readout_for_kind(kind: ModelKind, method: FitMethod = "mean") -> Readout:
+    """A base model's own answers (AlignEZ's readout, steered by their subspace), measured
+    further than the persona prompt on the pretrained Gemma 3 270M (docs/models.md); a chat
+    model's persona prompt. A trained fit trains the persona readout's `mean_diff` vector."""
+    return "answers" if kind == "base" and method == "mean" else "persona"
 
 
 def fit_axis(
