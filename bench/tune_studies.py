@@ -13,6 +13,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
     python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
+    python bench/tune_studies.py prompt-positions [--presets simple]   # prompt-only axes in a pair
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -40,7 +41,7 @@ from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, p
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.joint import joint_calibration
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
-from alignez_core.measure.judges import PRESET_JUDGES, make_judge
+from alignez_core.measure.judges import PRESET_DIRECTIONS, PRESET_JUDGES, Judge, make_judge
 from alignez_core.steering import SteerSettings
 from alignez_core.steering.settings import KEEP_APART
 
@@ -208,6 +209,46 @@ def budget(
     return out
 
 
+def prompt_positions(lm, prompts: list[str], presets: str = "") -> dict:
+    """Each preset in `presets` (default cheerful, simple) also fitted to edit the prompt's
+    tokens only (calibrated so), then the shipped packs and those at +1, alone and in pairs,
+    budget 1, on the 48 prompts of tune_prompts.txt: does a prompt-only axis leave the other
+    axis of a pair more of its effect?"""
+    chosen = presets.split(",") if presets else ["cheerful", "simple"]
+    axes: dict[str, tuple[AxisPack, Judge]] = {}
+    directions: dict[str, float] = {}
+    for name in dict.fromkeys(["cheerful", "simple", *chosen]):
+        shipped = AxisPack.load(PACKS / f"{name}.safetensors", lm)
+        axes[name] = (shipped, make_judge(PRESET_JUDGES[name], shipped.axis))
+        directions[name] = PRESET_DIRECTIONS[name]
+    edges = {}
+    for name in chosen:
+        pack = fit_axis(lm, preset(name), settings=SteerSettings(positions="prompt"))
+        assert pack.calibration is not None
+        edges[f"{name}@prompt"] = (pack.calibration.negative, pack.calibration.positive)
+        axes[f"{name}@prompt"] = (pack, axes[name][1])
+        directions[f"{name}@prompt"] = PRESET_DIRECTIONS[name]
+        print(f"{name}@prompt: edges −1 / +1 {edges[f'{name}@prompt']}", flush=True)
+    prompts = tune_file_prompts()
+    cells = compose(lm, axes, prompts, budgets=(1.0,), strengths=(1.0,), directions=directions,
+                    sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
+    rows = {}
+    for cell in cells[1:]:
+        own = {k: next(iter(v.values())) for k, v in cell.interaction.items()}
+        rows[" + ".join(cell.sliders)] = row = {
+            "shift": {k: round(v, 3) for k, v in cell.shifts.items()} if cell.shifts else None,
+            "by_interaction": {
+                k: None if v is None else [round(x, 2) for x in (v.mean, v.low, v.high)]
+                for k, v in own.items()
+            },
+            "looping": cell.degenerate,
+            "perplexity": round(cell.perplexity, 2),
+        }
+        print(f"{' + '.join(cell.sliders)} at +1: {row}", flush=True)
+    return {"study": "prompt-positions", "n_prompts": len(prompts), "edges": edges,
+            "base_perplexity": round(cells[0].perplexity, 2), "rows": rows}  # fmt: skip
+
+
 def readout(lm, prompts: list[str]) -> dict:
     """Each preset fitted here with each readout on seed queries 1–24 and calibrated as a user
     gets it, then judged at ±1 on seed queries 25–46 only (the readout default's held-out set)."""
@@ -296,6 +337,7 @@ STUDIES: dict[str, Callable[..., dict]] = {
     "budget": budget,
     "readout": readout,
     "method": method,
+    "prompt-positions": prompt_positions,
 }
 
 
@@ -323,6 +365,8 @@ def main() -> None:
     lm = load_model()
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
+    elif args.study == "prompt-positions":
+        result = prompt_positions(lm, [], args.presets)
     elif args.study == "budget":
         result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:
