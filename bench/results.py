@@ -203,6 +203,7 @@ def main() -> None:
         eval_figure(report).write_html(figure, include_plotlyjs="cdn")
         axis = pack.axis
         example = report.prompts[0]
+        beside = _beside(pack)
         edge = (
             f"slider +1 = {calibration.positive:g}·‖h‖, −1 = {calibration.negative:g}·‖h‖ "
             f"per edited layer (calibrated in {calibration.seconds:.0f} s)"
@@ -223,7 +224,7 @@ def main() -> None:
                 for rule in (
                     own,
                     "prompted",
-                    f"{_beside(pack)} {READOUT_SETTINGS[_beside(pack)].rule}",
+                    f"{beside} {READOUT_SETTINGS[beside].rule}",
                     "repeng",
                     "steering-vectors",
                     f"trained {own}",

@@ -195,7 +195,7 @@ def budget(
                         pair_settings=pair_settings)  # fmt: skip
         summary = _budget_summary(cells, len(chosen), looping_goal, budgets)
         for cell in cells[1:]:
-            own = {k: next(iter(v.values())) for k, v in cell.interaction.items()}
+            own = _own_shares(cell)
             kept = {k: None if v is None else round(v.mean, 2) for k, v in own.items()}
             print(f"{name}: {cell.sliders} budget {_budget_name(cell.budget)}: "
                   f"retained {({k: round(v, 2) for k, v in cell.retained.items()})} "
@@ -209,10 +209,15 @@ def budget(
     return out
 
 
+def _own_shares(cell: CompositionCell) -> dict:
+    """Each slider of a pair cell: its share by interaction on its axis's own (first) judge."""
+    return {k: next(iter(v.values())) for k, v in cell.interaction.items()}
+
+
 def prompt_positions(lm, prompts: list[str], presets: str = "") -> dict:
     """Each preset in `presets` (default cheerful, simple) also fitted to edit the prompt's
     tokens only (calibrated so), then the shipped packs and those at +1, alone and in pairs,
-    budget 1, on the 48 prompts of tune_prompts.txt: does a prompt-only axis leave the other
+    budget 1, on `prompts` (the 48 of tune_prompts.txt): does a prompt-only axis leave the other
     axis of a pair more of its effect?"""
     chosen = presets.split(",") if presets else ["cheerful", "simple"]
     axes: dict[str, tuple[AxisPack, Judge]] = {}
@@ -229,12 +234,11 @@ def prompt_positions(lm, prompts: list[str], presets: str = "") -> dict:
         axes[f"{name}@prompt"] = (pack, axes[name][1])
         directions[f"{name}@prompt"] = PRESET_DIRECTIONS[name]
         print(f"{name}@prompt: edges −1 / +1 {edges[f'{name}@prompt']}", flush=True)
-    prompts = tune_file_prompts()
     cells = compose(lm, axes, prompts, budgets=(1.0,), strengths=(1.0,), directions=directions,
                     sampling=SamplingConfig(max_new_tokens=64))  # fmt: skip
     rows = {}
     for cell in cells[1:]:
-        own = {k: next(iter(v.values())) for k, v in cell.interaction.items()}
+        own = _own_shares(cell)
         rows[" + ".join(cell.sliders)] = row = {
             "shift": {k: round(v, 3) for k, v in cell.shifts.items()} if cell.shifts else None,
             "by_interaction": {
@@ -366,7 +370,7 @@ def main() -> None:
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
     elif args.study == "prompt-positions":
-        result = prompt_positions(lm, [], args.presets)
+        result = prompt_positions(lm, tune_file_prompts(), args.presets)
     elif args.study == "budget":
         result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:
