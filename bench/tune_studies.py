@@ -14,6 +14,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
     python bench/tune_studies.py prompt-positions [--presets simple]   # prompt-only axes in a pair
+    python bench/tune_studies.py prompt-positions --grid 0.01,0.02,0.03,0.05,0.08 --trained
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -27,6 +28,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -38,6 +40,7 @@ from alignez_core.axes.queries import read_queries
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose, goal_met
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
+from alignez_core.fitting.calibrate import calibration_for_kind
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.joint import joint_calibration
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
@@ -214,11 +217,15 @@ def _own_shares(cell: CompositionCell) -> dict:
     return {k: next(iter(v.values())) for k, v in cell.interaction.items()}
 
 
-def prompt_positions(lm, prompts: list[str], presets: str = "") -> dict:
+def prompt_positions(
+    lm, prompts: list[str], presets: str = "", grid: tuple[float, ...] = (), trained: bool = False
+) -> dict:
     """Each preset in `presets` (default cheerful, simple) also fitted to edit the prompt's
-    tokens only (calibrated so), then the shipped packs and those at +1, alone and in pairs,
-    budget 1, on `prompts` (the 48 of tune_prompts.txt): does a prompt-only axis leave the other
-    axis of a pair more of its effect?"""
+    tokens only (calibrated so, on `grid` if given), then the shipped packs and those at +1,
+    alone and in pairs, budget 1, on `prompts` (the 48 of tune_prompts.txt): does a prompt-only
+    axis leave the other axis of a pair more of its effect? `trained`: the prompt-only
+    directions trained on their pairs at their own clean edge (Bao et al.'s prompt-only vectors
+    trained for reach, in our units) and recalibrated."""
     chosen = presets.split(",") if presets else ["cheerful", "simple"]
     axes: dict[str, tuple[AxisPack, Judge]] = {}
     directions: dict[str, float] = {}
@@ -226,9 +233,23 @@ def prompt_positions(lm, prompts: list[str], presets: str = "") -> dict:
         shipped = AxisPack.load(PACKS / f"{name}.safetensors", lm)
         axes[name] = (shipped, make_judge(PRESET_JUDGES[name], shipped.axis))
         directions[name] = PRESET_DIRECTIONS[name]
-    edges = {}
+    edges, training = {}, {}
+    calibration = calibration_for_kind(lm.effective_kind)
+    calibration = replace(calibration, grid=grid) if grid else calibration
+    config = FitConfig.for_kind(lm.effective_kind, calibration=calibration)
     for name in chosen:
-        pack = fit_axis(lm, preset(name), settings=SteerSettings(positions="prompt"))
+        pack = fit_axis(lm, preset(name), config=config, settings=SteerSettings(positions="prompt"))
+        assert pack.calibration is not None
+        if trained:
+            push = max(pack.calibration.negative, pack.calibration.positive)
+            pack = refine_axis(lm, pack, TrainConfig(strength=push), progress=_quiet_progress)
+            assert pack.training is not None
+            training[f"{name}@prompt"] = {
+                "strength": push,
+                "best_epoch": pack.training.best_epoch,
+                "held_out_losses": [round(x, 3) for x in pack.training.held_out_losses],
+                "seconds": round(pack.training.seconds, 1),
+            }
         assert pack.calibration is not None
         edges[f"{name}@prompt"] = (pack.calibration.negative, pack.calibration.positive)
         axes[f"{name}@prompt"] = (pack, axes[name][1])
@@ -249,8 +270,9 @@ def prompt_positions(lm, prompts: list[str], presets: str = "") -> dict:
             "perplexity": round(cell.perplexity, 2),
         }
         print(f"{' + '.join(cell.sliders)} at +1: {row}", flush=True)
-    return {"study": "prompt-positions", "n_prompts": len(prompts), "edges": edges,
-            "base_perplexity": round(cells[0].perplexity, 2), "rows": rows}  # fmt: skip
+    return {"study": "prompt-positions", "n_prompts": len(prompts), "grid": calibration.grid,
+            "edges": edges, "training": training, "base_perplexity": round(cells[0].perplexity, 2),
+            "rows": rows}  # fmt: skip
 
 
 def readout(lm, prompts: list[str]) -> dict:
@@ -364,13 +386,20 @@ def main() -> None:
         "--only", choices=("tune_prompts", "seed_queries_25_46"), default="",
         help="budget study: one prompt set",
     )  # fmt: skip
+    parser.add_argument(
+        "--grid", default="", help="prompt-positions: the calibration grid, a comma list"
+    )
+    parser.add_argument(
+        "--trained", action="store_true", help="prompt-positions: train the prompt-only axes"
+    )
     args = parser.parse_args()
     budgets = tuple(None if b == "off" else float(b) for b in args.budgets.split(","))
     lm = load_model()
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
     elif args.study == "prompt-positions":
-        result = prompt_positions(lm, tune_file_prompts(), args.presets)
+        grid = tuple(float(c) for c in args.grid.split(",")) if args.grid else ()
+        result = prompt_positions(lm, tune_file_prompts(), args.presets, grid, args.trained)
     elif args.study == "budget":
         result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:
