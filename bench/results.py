@@ -136,10 +136,18 @@ def _other_readout_rows(lm, pack, report, prompts, args) -> str:
     )
 
 
-def _trained_rows(lm, pack, report, prompts, args) -> str:
-    """Train the pack's directions on its own pairs (`refine_axis`, the default `TrainConfig`),
-    append its cells as 'trained RULE' and say what training did."""
-    trained = refine_axis(lm, pack, TrainConfig(), progress=_progress)
+def _trained_rows(lm, pack, report, prompts, args) -> tuple[str, str]:
+    """The axis with trained directions, its cells appended as 'trained mean_diff': the pack
+    trained on its own pairs (`refine_axis`, the default `TrainConfig`) where it steers with
+    mean_diff, else the axis fitted with `--method trained` (a base model's default steers with
+    subspace, which training does not apply to; trained fits read the persona readout). Returns
+    what training did, and the rows it is to be compared with (those it was trained from)."""
+    if pack.fitted_rule() == "mean_diff":
+        trained, source = refine_axis(lm, pack, TrainConfig(), progress=_progress), "mean_diff"
+    else:
+        fit = FitConfig.for_kind(lm.effective_kind, n_queries=args.queries, method="trained")
+        trained = fit_axis(lm, pack.axis, config=fit, progress=_progress)
+        source = f"{trained.fit_config['readout']} mean_diff"
     config = EvalConfig(strengths=STRENGTHS, rules=(trained.fitted_rule(),),
                         judges=report.config.judges, max_new_tokens=args.tokens)  # fmt: skip
     for cell in evaluate(lm, trained, prompts, config, progress=_progress).cells:
@@ -149,11 +157,13 @@ def _trained_rows(lm, pack, report, prompts, args) -> str:
     edge, log = trained.calibration, trained.training
     assert edge is not None and log is not None
     losses, objective = log.held_out_losses, log.config["objective"]
-    return (
-        f"Trained (rows 'trained …', `--method trained` on the same pairs): {log.seconds:.0f} s "
-        f"of {objective} training, held-out loss {losses[0]:.3f} → {min(losses):.3f} (epoch "
-        f"{log.best_epoch} kept); ±1 = {edge.positive:g} / {edge.negative:g}·‖h‖. "
+    what = (
+        f"Trained (rows 'trained …', `--method trained`, trained from the rows '{source}'): "
+        f"{log.seconds:.0f} s of {objective} training, held-out loss {losses[0]:.3f} → "
+        f"{min(losses):.3f} (epoch {log.best_epoch} kept); ±1 = {edge.positive:g} / "
+        f"{edge.negative:g}·‖h‖. "
     )
+    return what, source
 
 
 def main() -> None:
@@ -192,13 +202,19 @@ def main() -> None:
         report = evaluate(lm, pack, prompts, config, progress=_progress)
         other = _other_readout_rows(lm, pack, report, prompts, args)
         peers = _peer_rows(lm, pack, report, prompts, args) if not args.no_peers else ""
-        trained = _trained_rows(lm, pack, report, prompts, args) if not args.no_trained else ""
+        trained, trained_from = (
+            _trained_rows(lm, pack, report, prompts, args) if not args.no_trained else ("", None)
+        )
         calibration = pack.calibration
-        data[name] = report.to_dict(texts=True) | {
-            "fit_seconds": fit_seconds,
-            "timings": pack.timings,
-            "calibration": calibration.to_dict() if calibration else None,
-        }
+        data[name] = (
+            report.to_dict(texts=True)
+            | {
+                "fit_seconds": fit_seconds,
+                "timings": pack.timings,
+                "calibration": calibration.to_dict() if calibration else None,
+            }
+            | ({"trained_from": trained_from} if trained_from else {})
+        )
         figure = DOCS / f"results{suffix}-{name}.html"
         eval_figure(report).write_html(figure, include_plotlyjs="cdn")
         axis = pack.axis
@@ -227,7 +243,7 @@ def main() -> None:
                     f"{beside} {READOUT_SETTINGS[beside].rule}",
                     "repeng",
                     "steering-vectors",
-                    f"trained {own}",
+                    versus_prompting.TRAINED,
                 )
                 for s in (-1.0, 1.0)
                 if any(c.rule == rule and c.strength == s for c in report.cells)
@@ -258,11 +274,11 @@ def main() -> None:
         "judge score minus the prompted answer's at the same slider, 95 % bootstrap "
         "(`bench/versus_prompting.py`).\n\n" + versus_prompting.table(data)
     )
-    if trained_table := versus_prompting.table(data, "trained RULE"):
+    if trained_table := versus_prompting.table(data, "trained"):
         sections.append(
-            "### Mean difference vs trained, paired per prompt\n\nPer dev prompt, the pack's "
-            "answer minus the same pack trained on its own pairs, at the same slider, 95 % "
-            "bootstrap.\n\n" + trained_table
+            "### Mean difference vs trained, paired per prompt\n\nPer dev prompt, the "
+            "mean-difference answer minus the answer with the same axis's directions trained on "
+            "its pairs, at the same slider, 95 % bootstrap.\n\n" + trained_table
         )
     (DOCS / f"results{suffix}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False))
     previous = doc.read_text() if doc.exists() else ""

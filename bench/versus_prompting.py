@@ -4,8 +4,9 @@ For each axis at slider ±1: the default rule's answers and the prompted answers
 for in words, no edit) were written for the same 24 dev prompts, so their judge scores pair up.
 Prints the paired difference (steered − prompted) with a 95 % bootstrap interval, and each side's
 fluency, so "beats or equals prompting at equal or better fluency" is read from one interval
-rather than from two overlapping ones; then the same for the pack's own rule against its trained
-rows ('trained RULE', `bench/results.py`), where the JSON has them.
+rather than from two overlapping ones; then the same for the trained rows ('trained mean_diff',
+`bench/results.py`) against the mean-difference rows they were trained from, where the JSON has
+them.
 
     python bench/versus_prompting.py [docs/results.json]
 """
@@ -23,6 +24,8 @@ from alignez_core.axes.axis import preset  # noqa: E402
 from alignez_core.evaluation.evaluate import paired_difference  # noqa: E402
 from alignez_core.measure.judges import PRESET_DIRECTIONS, make_judge  # noqa: E402
 
+TRAINED = "trained mean_diff"  # training trains the vector the mean_diff rule adds
+
 
 def _cell(cells: list[dict], rule: str, strength: float) -> dict:
     return next(c for c in cells if c["rule"] == rule and c["strength"] == strength)
@@ -33,12 +36,13 @@ def _fluency(cell: dict, base_perplexity: float, n: int) -> str:
     return f"{fluency['degenerate']}/{n}, {fluency['perplexity'] / base_perplexity:.2f}×"
 
 
-def versus(data: dict, name: str, other: str = "prompted") -> list[str]:
-    """Markdown rows for one axis: the pack's own rule − `other`'s rows at −1 and +1, paired over
-    prompts (`other`: "prompted", or another rule such as "trained caa")."""
+def versus(data: dict, name: str, other: str = "prompted", mine: str | None = None) -> list[str]:
+    """Markdown rows for one axis: `mine`'s rows (default: the pack's own rule) − `other`'s at −1
+    and +1, paired over prompts (`other`: "prompted", or another row such as "trained
+    mean_diff")."""
     report = data[name]
-    rule, judge_name = report["config"]["rules"][0], report["config"]["judges"][0]
-    if not any(c["rule"] == other for c in report["cells"]):
+    rule, judge_name = mine or report["config"]["rules"][0], report["config"]["judges"][0]
+    if not all(any(c["rule"] == r for c in report["cells"]) for r in (rule, other)):
         return []
     judge = make_judge(judge_name, preset(name))
     n, base_ppl = report["n_prompts"], report["base"]["fluency"]["perplexity"]
@@ -74,20 +78,23 @@ def versus(data: dict, name: str, other: str = "prompted") -> list[str]:
 
 
 def table(data: dict, other: str = "prompted") -> str:
-    """Markdown: every axis of a results JSON, its own rule − `other` at ±1 (`other`'s name with
-    the axis's rule in place of RULE, e.g. "trained RULE")."""
-    label = other.replace("RULE", "(same rule)")
-    rows = [
-        row
-        for name in data
-        if name != "composition"
-        for row in versus(data, name, other.replace("RULE", data[name]["config"]["rules"][0]))
-    ]
+    """Markdown: every axis of a results JSON at ±1, its own rule − the prompted rows, or with
+    `other` "trained", the rows the trained pack came from (the axis's `trained_from`) − the
+    trained rows."""
+    rows = []
+    for name, report in data.items():
+        if name == "composition":
+            continue
+        if other == "trained":
+            rows += versus(data, name, TRAINED, report.get("trained_from"))
+        else:
+            rows += versus(data, name, other)
     if not rows:
         return ""
+    mine, label = ("mean difference", "trained") if other == "trained" else ("own rule", other)
     return "\n".join([
-        f"| axis (judge) | slider | own rule Δ (looping, perplexity) | {label} Δ | "
-        f"own − {label}, paired [95 %] | which reaches further |",
+        f"| axis (judge) | slider | {mine} Δ (looping, perplexity) | {label} Δ | "
+        f"{mine} − {label}, paired [95 %] | which reaches further |",
         "|---|---|---|---|---|---|",
         *rows,
     ])  # fmt: skip
@@ -97,7 +104,7 @@ def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "results.json"
     data = json.loads(path.read_text())
     print(table(data))
-    if trained := table(data, "trained RULE"):
+    if trained := table(data, "trained"):
         print(trained)
 
 
