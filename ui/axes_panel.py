@@ -205,12 +205,12 @@ class AxesPanel:
                 else None
             )
             kind = self.holder.lm.effective_kind
+            chosen = {"readout": readout, "method": method}  # unset radios: the kind's defaults
             config = FitConfig.for_kind(
                 kind,
                 n_queries=int(n_queries),
-                readout=readout or readout_for_kind(kind, method or FitConfig().method),
                 pairs=replace(pairs_for_kind(kind), samples_per_pole=int(samples)),
-                method=method or FitConfig().method,
+                **{key: value for key, value in chosen.items() if value},
             )
             if axis.name not in session.axes and len(session.axes) >= MAX_AXES:
                 raise AlignEZError(f"A session holds at most {MAX_AXES} axes; remove one first.")
