@@ -43,19 +43,34 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
         _cell("mean_diff", 1.0, ["w " * 28] * n, -2.0), _cell("prompted", 1.0, short, -28.0),
         _cell("mean_diff", -1.0, short, -2.0), _cell("prompted", -1.0, mid, +2.0),
     ]}  # fmt: skip
-    path.write_text(json.dumps({"concise": report, "simple": behind, "composition": {}}))
+    # a base model's axis steers with subspace; its trained rows come from a persona fit and are
+    # compared with that fit's mean_diff rows (its `trained_from`), not with the subspace rows
+    base = report | {
+        "config": report["config"] | {"rules": ["subspace"]},
+        "trained_from": "persona mean_diff",
+        "cells": [
+            _cell("subspace", 1.0, mid, 0.0), _cell("subspace", -1.0, mid, 0.0),
+            _cell("prompted", 1.0, mid, 0.0), _cell("prompted", -1.0, mid, 0.0),
+            _cell("persona mean_diff", 1.0, long, 26.0), _cell("persona mean_diff", -1.0, mid, 0.0),
+            _cell("trained mean_diff", 1.0, short, -2.0),
+            _cell("trained mean_diff", -1.0, mid, 0.0),
+        ],
+    }  # fmt: skip
+    path.write_text(
+        json.dumps({"concise": report, "simple": behind, "cheerful": base, "composition": {}})
+    )
     out = subprocess.run(
         [sys.executable, "bench/versus_prompting.py", str(path)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    prompted, trained = out.split("own − trained (same rule)")
+    prompted, trained = out.split("mean difference − trained")
     verdicts = {
         (cells[1].split()[0], cells[2].strip(), *(["trained"] if part is trained else [])): cells[
             -2
         ].strip()
         for part in (prompted, trained)
         for line in part.splitlines()
-        if (cells := line.split("|"))[1].strip().startswith(("concise", "simple"))
+        if (cells := line.split("|"))[1].strip().startswith(("concise", "simple", "cheerful"))
     }
     assert verdicts == {
         ("concise", "+1"): "steering further",
@@ -64,4 +79,8 @@ def test_the_verdict_comes_from_the_paired_interval(tmp_path):
         ("simple", "-1"): "prompting further",
         ("concise", "+1", "trained"): "mean_diff further",
         ("concise", "-1", "trained"): "not distinguishable",
+        ("cheerful", "+1"): "not distinguishable",
+        ("cheerful", "-1"): "not distinguishable",
+        ("cheerful", "+1", "trained"): "persona mean_diff further",
+        ("cheerful", "-1", "trained"): "not distinguishable",
     }
