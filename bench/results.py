@@ -5,8 +5,9 @@ default settings (the default readout, its own rule, band and positions, calibra
 then evaluates the pack's own rule, `subspace` (per query), `mean_diff` (the mean difference of
 the same pairs) and `project` at slider −2 … +2, beside the prompting baseline (the pole asked for
 in words); the same axis fitted with the other readout, its rules as rows 'READOUT RULE'; and
-the peers' own trained vectors; and the same pack with its directions trained on its own pairs
-(`refine_axis`, rows 'trained RULE'), on the dev prompt set (never used to fit or calibrate); then
+the peers' own trained vectors; and the axis with its directions trained on its pairs (rows
+'trained mean_diff': `refine_axis` on the pack, or `--method trained` where the pack steers with
+subspace), on the dev prompt set (never used to fit or calibrate); then
 every pair of the three at ±1, with the shared budget and without
 (`alignez_core.evaluation.composition`). Writes docs/RESULTS.md (tables; the analysis section
 is kept between the markers), docs/results.json and one figure per axis
