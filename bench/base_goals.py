@@ -4,13 +4,16 @@ the 24 dev prompts (never used to fit or calibrate). `--readout` changes only th
 `--method trained` trains the directions on the fit's pairs (docs/method.md §12). `--prompts
 tuning` judges on the 70 tuning prompts instead (seed queries 25–46 and assets/tune_prompts.txt,
 where defaults are chosen) without the prompting baseline; `--shipped` steers with the model's
-pre-fitted packs instead of fitting; `--save DIR` keeps each fitted pack.
+pre-fitted packs instead of fitting; `--save DIR` keeps each fitted pack; `--positions prompt`
+fits, calibrates and steers on the prompt's tokens only, `--grid` sets the calibration's
+strengths.
 
 Goals on Gemma 3 270M (docs/models.md): cheerful ±1 moves VADER by ≥ +0.30 / ≤ −0.40, simple ±1
 moves Flesch–Kincaid by ≤ −1.5 / ≥ +1.5, ≤ 1/24 answers loop, perplexity ≤ 1.3× base.
 
     python bench/base_goals.py [--model gemma3-270m] [--axes cheerful simple] [--readout answers]
                                [--method trained] [--prompts tuning] [--shipped] [--save DIR]
+                               [--positions prompt] [--grid 0.005,0.01,0.02,0.03,0.05]
 
 Prints one line per cell, then one JSON object as its last line (docs/base-goals.log).
 """
@@ -34,10 +37,12 @@ from alignez_core.axes.axis import ASSETS
 from alignez_core.axes.pack import AxisPack
 from alignez_core.axes.prefit import prefitted_path
 from alignez_core.axes.queries import read_queries
+from alignez_core.engine.edit import POSITIONS
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
 from alignez_core.fitting.fit import READOUTS, FitConfig
 from alignez_core.fitting.train import FIT_METHODS
 from alignez_core.measure.judges import PRESET_JUDGES
+from alignez_core.steering import SteerSettings
 
 
 def main() -> None:
@@ -51,22 +56,29 @@ def main() -> None:
     parser.add_argument("--prompts", choices=("dev", "tuning"), default="dev")
     parser.add_argument("--shipped", action="store_true", help="steer with the pre-fitted packs")
     parser.add_argument("--save", type=Path, help="a folder to keep each fitted pack in")
+    parser.add_argument("--positions", choices=POSITIONS, help="default: each preset's own")
+    parser.add_argument("--grid", default="", help="the calibration's strengths, a comma list")
     args = parser.parse_args()
     lm = load_model(args.model)
     config = FitConfig.for_kind(lm.effective_kind)
     config = replace(config, readout=args.readout or config.readout, method=args.method)
+    if args.grid:
+        grid = tuple(float(c) for c in args.grid.split(","))
+        config = replace(config, calibration=replace(config.calibration, grid=grid))
+    settings = SteerSettings(positions=args.positions) if args.positions else SteerSettings()
     dev = args.prompts == "dev"
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries if dev else tuning_prompts()
     out: dict = {"model": lm.model_id, "kind": lm.effective_kind, "prompts": args.prompts,
                  "n_prompts": len(prompts), "shipped": args.shipped, "readout": config.readout,
-                 "method": config.method, "pairs": asdict(config.pairs), "axes": {}}  # fmt: skip
+                 "method": config.method, "pairs": asdict(config.pairs),
+                 "positions": args.positions, "grid": args.grid, "axes": {}}  # fmt: skip
     for name in args.axes:
         judge = PRESET_JUDGES[name]
         started = time.perf_counter()
         if args.shipped:
             pack = AxisPack.load(prefitted_path(name, args.model), lm)
         else:
-            pack = fit_axis(lm, preset(name), config=config)
+            pack = fit_axis(lm, preset(name), config=config, settings=settings)
             if args.save is not None:
                 pack.save(args.save / f"{name}.safetensors")
         fit_seconds = round(time.perf_counter() - started, 1)
