@@ -24,13 +24,13 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from base_strength import judged
-from tune_studies import tuning_prompts
+from tune_studies import fit_config_on_grid, tuning_prompts
 
 from alignez_core import fit_axis, load_model, preset
 from alignez_core.axes.axis import ASSETS
@@ -39,7 +39,7 @@ from alignez_core.axes.prefit import prefitted_path
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.edit import POSITIONS
 from alignez_core.evaluation.evaluate import EvalConfig, evaluate
-from alignez_core.fitting.fit import READOUTS, FitConfig
+from alignez_core.fitting.fit import READOUTS
 from alignez_core.fitting.train import FIT_METHODS
 from alignez_core.measure.judges import PRESET_JUDGES
 from alignez_core.steering import SteerSettings
@@ -60,11 +60,9 @@ def main() -> None:
     parser.add_argument("--grid", default="", help="the calibration's strengths, a comma list")
     args = parser.parse_args()
     lm = load_model(args.model)
-    config = FitConfig.for_kind(lm.effective_kind)
-    config = replace(config, readout=args.readout or config.readout, method=args.method)
-    if args.grid:
-        grid = tuple(float(c) for c in args.grid.split(","))
-        config = replace(config, calibration=replace(config.calibration, grid=grid))
+    # the kind's readout for the method unless one is named (a trained fit reads the persona)
+    changes = {"method": args.method} | ({"readout": args.readout} if args.readout else {})
+    config = fit_config_on_grid(lm.effective_kind, args.grid, **changes)
     settings = SteerSettings(positions=args.positions) if args.positions else SteerSettings()
     dev = args.prompts == "dev"
     prompts = read_queries(ASSETS / "dev_prompts.txt").queries if dev else tuning_prompts()

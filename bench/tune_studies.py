@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignez_core import AxisPack, load_model
 from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
+from alignez_core.engine.catalog import ModelKind
 from alignez_core.engine.generation import SamplingConfig
 from alignez_core.evaluation.composition import CompositionCell, compose, goal_met
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
-from alignez_core.fitting.calibrate import calibration_for_kind
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.joint import joint_calibration
 from alignez_core.fitting.train import OBJECTIVES, TrainConfig
@@ -217,8 +217,18 @@ def _own_shares(cell: CompositionCell) -> dict:
     return {k: next(iter(v.values())) for k, v in cell.interaction.items()}
 
 
+def fit_config_on_grid(kind: ModelKind, grid: str = "", **changes: Any) -> FitConfig:
+    """The kind's fit defaults with `changes`, calibrated on `grid` (a comma list of strengths)
+    where one is given."""
+    config = FitConfig.for_kind(kind, **changes)
+    if not grid or config.calibration is None:
+        return config
+    strengths = tuple(float(c) for c in grid.split(","))
+    return replace(config, calibration=replace(config.calibration, grid=strengths))
+
+
 def prompt_positions(
-    lm, prompts: list[str], presets: str = "", grid: tuple[float, ...] = (), trained: bool = False
+    lm, prompts: list[str], presets: str = "", grid: str = "", trained: bool = False
 ) -> dict:
     """Each preset in `presets` (default cheerful, simple) also fitted to edit the prompt's
     tokens only (calibrated so, on `grid` if given), then the shipped packs and those at +1,
@@ -234,9 +244,7 @@ def prompt_positions(
         axes[name] = (shipped, make_judge(PRESET_JUDGES[name], shipped.axis))
         directions[name] = PRESET_DIRECTIONS[name]
     edges, training = {}, {}
-    calibration = calibration_for_kind(lm.effective_kind)
-    calibration = replace(calibration, grid=grid) if grid else calibration
-    config = FitConfig.for_kind(lm.effective_kind, calibration=calibration)
+    config = fit_config_on_grid(lm.effective_kind, grid)
     for name in chosen:
         pack = fit_axis(lm, preset(name), config=config, settings=SteerSettings(positions="prompt"))
         assert pack.calibration is not None
@@ -270,7 +278,8 @@ def prompt_positions(
             "perplexity": round(cell.perplexity, 2),
         }
         print(f"{' + '.join(cell.sliders)} at +1: {row}", flush=True)
-    return {"study": "prompt-positions", "n_prompts": len(prompts), "grid": calibration.grid,
+    assert config.calibration is not None
+    return {"study": "prompt-positions", "n_prompts": len(prompts), "grid": config.calibration.grid,
             "edges": edges, "training": training, "base_perplexity": round(cells[0].perplexity, 2),
             "rows": rows}  # fmt: skip
 
@@ -398,8 +407,7 @@ def main() -> None:
     if args.study == "method":
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
     elif args.study == "prompt-positions":
-        grid = tuple(float(c) for c in args.grid.split(",")) if args.grid else ()
-        result = prompt_positions(lm, tune_file_prompts(), args.presets, grid, args.trained)
+        result = prompt_positions(lm, tune_file_prompts(), args.presets, args.grid, args.trained)
     elif args.study == "budget":
         result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:
