@@ -15,6 +15,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
     python bench/tune_studies.py prompt-positions [--presets simple]   # prompt-only axes in a pair
     python bench/tune_studies.py prompt-positions --grid 0.01,0.02,0.03,0.05,0.08 --trained
+    python bench/tune_studies.py pair-trained --cells cheerful+1:simple+1   # trained as a pair
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -32,20 +33,35 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alignez_core import AxisPack, load_model
 from alignez_core.axes.axis import ASSETS, preset
 from alignez_core.axes.queries import read_queries
 from alignez_core.engine.catalog import ModelKind
-from alignez_core.engine.generation import SamplingConfig
-from alignez_core.evaluation.composition import CompositionCell, compose, goal_met
+from alignez_core.engine.generation import Row, SamplingConfig, generate_rows
+from alignez_core.evaluation.composition import (
+    CompositionCell,
+    compose,
+    goal_met,
+    interaction_share,
+)
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.joint import joint_calibration
-from alignez_core.fitting.train import OBJECTIVES, TrainConfig
-from alignez_core.measure.judges import PRESET_DIRECTIONS, PRESET_JUDGES, Judge, make_judge
-from alignez_core.steering import SteerSettings
+from alignez_core.fitting.train import OBJECTIVES, TrainConfig, train_directions
+from alignez_core.measure.judges import (
+    PRESET_DIRECTIONS,
+    PRESET_JUDGES,
+    Judge,
+    degenerate,
+    finite_mean,
+    make_judge,
+    perplexities,
+)
+from alignez_core.steering import SteerSettings, combine, plan_edits, steer
 from alignez_core.steering.settings import KEEP_APART
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
@@ -284,6 +300,111 @@ def prompt_positions(
             "rows": rows}  # fmt: skip
 
 
+def _trained_beside(
+    lm, pack: AxisPack, sign: float, other: AxisPack, other_sign: float, anchor: float = 0.0
+) -> AxisPack:
+    """`pack`'s directions trained on its own pairs with `other` steering at `other_sign`
+    meanwhile (its edit present in every forward, the reference included, so the loss asks what
+    `pack` adds on top of `other` alone), at `pack`'s clean edge for `sign`; calibration kept."""
+    settings = SteerSettings().for_pack(pack)
+    assert pack.calibration is not None
+    initial = {
+        i: pack.layers[i].mean_difference
+        for i in settings.band_layers(lm.num_layers)
+        if pack.layers[i].rank > 0 and pack.layers[i].mean_difference.norm() > 1e-8
+    }
+    training = TrainConfig(strength=pack.calibration.for_sign(sign), anchor=anchor)
+    with steer(lm, {other: other_sign}):
+        units, log = train_directions(
+            lm, pack.pairs, initial, pack.residual_norms, settings.chosen_positions, training
+        )
+    layers = [
+        replace(layer, mean_difference=units[i] * layer.mean_difference.norm())
+        if i in units and log.best_epoch > 0
+        else layer
+        for i, layer in enumerate(pack.layers)
+    ]
+    print(f"{pack.name} {sign:+g} beside {other.name} {other_sign:+g}: best epoch "
+          f"{log.best_epoch}, held-out loss {[round(x, 3) for x in log.held_out_losses]}, "
+          f"{log.seconds:.0f} s", flush=True)  # fmt: skip
+    return replace(pack, layers=layers, training=log)
+
+
+def pair_trained(
+    lm, prompts: list[str], cells: str = "cheerful+1:simple+1", anchor: float = 0.0
+) -> dict:
+    """For each pair cell ("a+1:b-1,…"), each axis's directions trained beside the other's
+    shipped edit (`_trained_beside`), then on `prompts`: base, each shipped axis alone, the
+    shipped pair and the pair of trained-beside directions, at budget 1 and raw sums. Shares by
+    interaction are taken against the shipped axes alone (what a user's single slider does);
+    `anchor`: DPOP's penalty in the loss (`TrainConfig.anchor`)."""
+    rows_out: dict[str, dict] = {}
+    sampling = SamplingConfig(max_new_tokens=64)
+    for spec in cells.split(","):
+        (a, sa), (b, sb) = ((part[:-2], float(part[-2:])) for part in spec.split(":"))
+        packs = {n: AxisPack.load(PACKS / f"{n}.safetensors", lm) for n in (a, b)}
+        judges = {n: make_judge(PRESET_JUDGES[n], packs[n].axis) for n in (a, b)}
+        paired = {a: _trained_beside(lm, packs[a], sa, packs[b], sb, anchor),
+                  b: _trained_beside(lm, packs[b], sb, packs[a], sa, anchor)}  # fmt: skip
+        variants: list[tuple[str, dict[AxisPack, float], float | None]] = [
+            ("base", {}, None),
+            (f"{a} alone", {packs[a]: sa}, None),
+            (f"{b} alone", {packs[b]: sb}, None),
+        ]
+        for budget_value in (1.0, None):
+            name = _budget_name(budget_value)
+            variants += [
+                (f"shipped pair, budget {name}", {packs[a]: sa, packs[b]: sb}, budget_value),
+                (f"trained pair, budget {name}", {paired[a]: sa, paired[b]: sb}, budget_value),
+            ]
+        rows: list[Row] = []
+        for _, chosen_axes, budget_value in variants:
+            settings = SteerSettings(budget=budget_value)
+            plans = (
+                plan_edits(lm, prompts, chosen_axes, settings)
+                if chosen_axes
+                else [[] for _ in prompts]
+            )
+            rows += [Row(p, combine(plan, settings) if plan else None)
+                     for p, plan in zip(prompts, plans, strict=True)]  # fmt: skip
+        texts = [o.text for o in generate_rows(lm, rows, sampling)]
+        n = len(prompts)
+        blocks = {label: texts[k * n : (k + 1) * n] for k, (label, _, _) in enumerate(variants)}
+        ppl = perplexities(lm, [p for _ in variants for p in prompts], texts)
+        scores = {label: {m: judges[m].score(block) for m in (a, b)}
+                  for label, block in blocks.items()}  # fmt: skip
+        base_ppl = finite_mean(ppl[:n])
+        cell_out: dict[str, Any] = {}
+        for k, (label, _, _) in enumerate(variants):
+            row: dict[str, Any] = {
+                "shift": {m: round(float(np.mean(scores[label][m]) - np.mean(scores["base"][m])),
+                                   3) for m in (a, b)},
+                "looping": sum(map(degenerate, blocks[label])),
+                "perplexity_ratio": round(finite_mean(ppl[k * n : (k + 1) * n]) / base_ppl, 3),
+            }  # fmt: skip
+            if "pair" in label:
+                shares = {}
+                for me, other in ((a, f"{b} alone"), (b, f"{a} alone")):
+                    share = interaction_share(
+                        scores[label][me],
+                        scores[other][me],
+                        scores[f"{me} alone"][me],
+                        scores["base"][me],
+                    )
+                    shares[me] = [round(x, 2) for x in (share.mean, share.low, share.high)]
+                row["by_interaction"] = shares
+            cell_out[label] = row
+            print(f"{spec}: {label}: {row}", flush=True)
+        cell_out["training"] = {
+            m: {"best_epoch": p.training.best_epoch, "seconds": round(p.training.seconds, 1),
+                "held_out_losses": [round(x, 3) for x in p.training.held_out_losses]}
+            for m, p in paired.items() if p.training is not None
+        }  # fmt: skip
+        rows_out[spec] = cell_out
+    return {"study": "pair-trained", "n_prompts": len(prompts), "anchor": anchor,
+            "cells": rows_out}  # fmt: skip
+
+
 def readout(lm, prompts: list[str]) -> dict:
     """Each preset fitted here with each readout on seed queries 1–24 and calibrated as a user
     gets it, then judged at ±1 on seed queries 25–46 only (the readout default's held-out set)."""
@@ -373,6 +494,7 @@ STUDIES: dict[str, Callable[..., dict]] = {
     "readout": readout,
     "method": method,
     "prompt-positions": prompt_positions,
+    "pair-trained": pair_trained,
 }
 
 
@@ -401,6 +523,10 @@ def main() -> None:
     parser.add_argument(
         "--trained", action="store_true", help="prompt-positions: train the prompt-only axes"
     )
+    parser.add_argument(
+        "--cells", default="cheerful+1:simple+1", help="pair-trained: pair cells, a comma list"
+    )
+    parser.add_argument("--anchor", type=float, default=0.0, help="pair-trained: DPOP's λ")
     args = parser.parse_args()
     budgets = tuple(None if b == "off" else float(b) for b in args.budgets.split(","))
     lm = load_model()
@@ -408,6 +534,8 @@ def main() -> None:
         result = method(lm, tuning_prompts(), args.objective, args.presets, not args.no_mean)
     elif args.study == "prompt-positions":
         result = prompt_positions(lm, tune_file_prompts(), args.presets, args.grid, args.trained)
+    elif args.study == "pair-trained":
+        result = pair_trained(lm, tune_file_prompts(), args.cells, args.anchor)
     elif args.study == "budget":
         result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:

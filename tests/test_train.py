@@ -20,6 +20,7 @@ from alignez_core.fitting.pairs import PairConfig
 from alignez_core.fitting.train import (
     TrainConfig,
     _encode_rows,
+    _losses,
     _Vectors,
     train_directions,
 )
@@ -155,6 +156,22 @@ def test_cancelling_stops_training_and_removes_its_hooks(planted):
     assert all(not block._forward_hooks for block in lm.layout.blocks)
 
 
+def test_the_anchor_charges_only_a_preferred_answer_made_less_likely():
+    """DPOP's penalty: a pair whose edit lowers the preferred answer's likelihood loses margin in
+    the loss; one that raises it, or the plain BiPO loss, is unchanged; the margin reported is
+    the raw preference either way."""
+    reference = torch.zeros(8)
+    lengths = torch.full((8,), 5.0)
+    # rows per pair: (positive, +), (negative, +), (positive, −), (negative, −)
+    falling = torch.tensor([-2.0, -6.0, -6.0, -2.0, 2.0, -2.0, -2.0, 2.0])  # first pair falls
+    plain, anchored = TrainConfig(), TrainConfig(anchor=50.0)
+    loss_plain, margin_plain = _losses(falling, reference, lengths, plain)
+    loss_anchored, margin_anchored = _losses(falling, reference, lengths, anchored)
+    assert torch.equal(margin_plain, margin_anchored)
+    assert loss_anchored[0] > loss_plain[0] + 5.0  # 2 nats lost × 50 × β 0.1 = 10 off the margin
+    assert loss_anchored[1] == loss_plain[1]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -162,6 +179,7 @@ def test_cancelling_stops_training_and_removes_its_hooks(planted):
         ({"strength": 0.0}, "training strength is out of range"),
         ({"epochs": 0}, "training epochs is out of range"),
         ({"held_out": 1.0}, "training held_out is out of range"),
+        ({"anchor": -1.0}, "training anchor is out of range"),
         ({"learning_rate": float("nan")}, "training learning_rate is out of range"),
     ],
 )

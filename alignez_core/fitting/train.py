@@ -47,6 +47,10 @@ class TrainConfig:
     # will use them
     strength: float = 0.02
     beta: float = 0.1  # BiPO's temperature on the log-likelihood ratios
+    # DPOP's penalty (Pal et al. 2024, arXiv 2402.13228; 50 there): per nat the preferred answer
+    # loses against the reference, taken off its margin, so the edit cannot win the preference by
+    # making both answers unlikely (what costs fluency). 0: plain BiPO.
+    anchor: float = 0.0
     epochs: int = 4
     learning_rate: float = 0.05
     batch_pairs: int = 4
@@ -63,6 +67,7 @@ class TrainConfig:
         checks = {
             "strength": 0 < self.strength <= 0.5,
             "beta": 0 < self.beta <= 10,
+            "anchor": 0 <= self.anchor <= 1000,
             "epochs": 1 <= self.epochs <= 50,
             "learning_rate": 0 < self.learning_rate <= 1,
             "batch_pairs": 1 <= self.batch_pairs <= 64,
@@ -200,6 +205,9 @@ def _losses(
     prefer_plus = gain[:, 0] - gain[:, 1]  # vectors added: positive over negative
     prefer_minus = gain[:, 3] - gain[:, 2]  # subtracted: negative over positive
     margin = (prefer_plus + prefer_minus) / 2
+    if config.anchor:
+        prefer_plus = prefer_plus - config.anchor * F.relu(-gain[:, 0])
+        prefer_minus = prefer_minus - config.anchor * F.relu(-gain[:, 3])
     if config.objective == "bipo":
         loss = -F.logsigmoid(config.beta * prefer_plus) - F.logsigmoid(config.beta * prefer_minus)
     else:  # likelihood: each sign's own answer, per token
