@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument(
-        "--compose-tokens", type=int, default=96, help="pairs of axes (room for concise −1)"
+        "--compose-tokens", type=int, default=96, help="pairs of axes: answer length"
     )
     parser.add_argument("--no-compose", action="store_true", help="skip the pairs of axes")
     parser.add_argument("--no-peers", action="store_true", help="skip repeng / steering-vectors")
@@ -262,7 +262,9 @@ def main() -> None:
             "### Several axes at once\n\nEvery pair of the three axes at ±1, with the shared "
             "budget (1 = the combined push at a shared layer is at most the strongest single "
             "push) and without (raw sums), "
-            f"{args.compose_tokens} new tokens so concise −1 has room to be verbose. Retained "
+            f"{args.compose_tokens} new tokens (at 96, 21 of 24 base answers reach the cap, so "
+            "concise −1 has little room to be verbose: `bench/tune_studies.py verbose-room`). "
+            "Retained "
             "against base = the axis's judge shift in the pair ÷ its shift alone at the same "
             "sign; kept by interaction = what the axis adds on top of the other alone ÷ its "
             "shift alone, 95 % bootstrap over prompts, read only where the axis alone clearly "

@@ -16,6 +16,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py prompt-positions [--presets simple]   # prompt-only axes in a pair
     python bench/tune_studies.py prompt-positions --grid 0.01,0.02,0.03,0.05,0.08 --trained
     python bench/tune_studies.py pair-trained --cells cheerful+1:simple+1   # trained as a pair
+    python bench/tune_studies.py verbose-room   # answer length at caps 96 / 192 / 320 (~3 min)
 
 Each prints a table (Δ judge vs base, looping answers, perplexity ÷ base), then one JSON object
 as its last line. The `no_repeat_ngram_size` rows of the loop-guard table used transformers'
@@ -60,8 +61,10 @@ from alignez_core.measure.judges import (
     finite_mean,
     make_judge,
     perplexities,
+    words,
 )
 from alignez_core.steering import SteerSettings, combine, plan_edits, steer
+from alignez_core.steering.prompting import prompted_row
 from alignez_core.steering.settings import KEEP_APART
 
 PACKS = Path(__file__).resolve().parent.parent / "assets" / "packs"
@@ -405,6 +408,38 @@ def pair_trained(
             "cells": rows_out}  # fmt: skip
 
 
+VERBOSE_CAPS = (96, 192, 320)
+
+
+def verbose_room(lm, prompts: list[str]) -> dict:
+    """Is there a token cap that leaves room for concise −1 (verbose) to lengthen an answer?
+    Base, concise at −1 and −2, and the prompted verbose pole at each cap: mean words, answers
+    that reach the cap, answers that loop (on the dev prompts: the composition table's)."""
+    pack = AxisPack.load(PACKS / "concise.safetensors", lm)
+    settings = SteerSettings()
+    out: dict[str, dict] = {}
+    for cap in VERBOSE_CAPS:
+        rows = [Row(p) for p in prompts]
+        for strength in (-1.0, -2.0):
+            plans = plan_edits(lm, prompts, {pack: strength}, settings)
+            rows += [Row(p, combine(plan, settings))
+                     for p, plan in zip(prompts, plans, strict=True)]  # fmt: skip
+        rows += [prompted_row(p, {pack: -1.0}) for p in prompts]
+        outputs = generate_rows(lm, rows, SamplingConfig(max_new_tokens=cap))
+        n = len(prompts)
+        for k, label in enumerate(("base", "concise -1", "concise -2", "prompted -1")):
+            block = outputs[k * n : (k + 1) * n]
+            counts = words([o.text for o in block])
+            row = {
+                "words": round(float(np.mean(counts)), 1),
+                "at_cap": sum(len(o.token_ids) >= cap for o in block),
+                "looping": sum(degenerate(o.text) for o in block),
+            }
+            out[f"{cap} {label}"] = row
+            print(f"cap {cap}, {label}: {row} of {n}", flush=True)
+    return {"study": "verbose-room", "n_prompts": len(prompts), "rows": out}
+
+
 def readout(lm, prompts: list[str]) -> dict:
     """Each preset fitted here with each readout on seed queries 1–24 and calibrated as a user
     gets it, then judged at ±1 on seed queries 25–46 only (the readout default's held-out set)."""
@@ -495,6 +530,7 @@ STUDIES: dict[str, Callable[..., dict]] = {
     "method": method,
     "prompt-positions": prompt_positions,
     "pair-trained": pair_trained,
+    "verbose-room": verbose_room,
 }
 
 
@@ -536,6 +572,8 @@ def main() -> None:
         result = prompt_positions(lm, tune_file_prompts(), args.presets, args.grid, args.trained)
     elif args.study == "pair-trained":
         result = pair_trained(lm, tune_file_prompts(), args.cells, args.anchor)
+    elif args.study == "verbose-room":
+        result = verbose_room(lm, read_queries(ASSETS / "dev_prompts.txt").queries)
     elif args.study == "budget":
         result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
     else:
