@@ -1,10 +1,12 @@
 import pytest
 import torch
 
-from alignez_core.axes.axis import Axis, preset
+from alignez_core.axes.axis import ASSETS, Axis, preset
+from alignez_core.axes.queries import read_queries
 from alignez_core.errors import AlignEZError
 from alignez_core.measure.judges import (
     anchors,
+    degenerate,
     distinct_2,
     grade,
     make_judge,
@@ -34,6 +36,22 @@ def test_refusal_and_repetition_measures():
     assert refusal(["I'm sorry, but I can't help with that.", "Sure, here you go."]) == [1.0, 0.0]
     assert distinct_2(["a b c d"]) == 1.0 and distinct_2(["a b a b a b"]) == pytest.approx(0.4)
     assert repetition("the same words " * 20) > 3 * repetition("A short, varied sentence here.")
+
+
+def test_a_long_answer_is_read_in_windows_so_length_alone_is_not_a_loop():
+    """~300 words that never repeat a question (the tuning prompts, joined) compress like a loop
+    when read whole; read in 100-word windows they do not, a loop at their end still does, and
+    an answer of up to 100 words gets the whole-text verdict as before."""
+    varied = " ".join(read_queries(ASSETS / "tune_prompts.txt").queries)
+    assert len(varied.split()) > 250
+    assert degenerate(varied, window=10**9)  # the whole-text reading flags its length
+    assert not degenerate(varied)
+    assert degenerate(varied + " I am here to help." * 10)  # only the last window holds it
+    words_ = varied.split()
+    for n in (5, 30, 60, 90):
+        text = " ".join(words_[:n])
+        for candidate in (text, text + " the cat" * 5, "".join(["ab "] * n)):
+            assert degenerate(candidate) == degenerate(candidate, window=10**9)
 
 
 def test_pole_judge_uses_written_anchors_not_fit_pairs():

@@ -170,15 +170,28 @@ def repetition(text: str) -> float:
 
 DEGENERATE_DISTINCT_2 = 0.6  # below: the answer repeats its own word pairs
 DEGENERATE_REPETITION = 2.2  # above: the answer compresses like a loop
+# Both measures fall with length (bigrams recur and text compresses better the longer it is), and
+# the thresholds above were set on answers of 64–96 new tokens (50–80 words): a longer answer is
+# read in windows of this many words, so its length alone does not make it look like a loop.
+DEGENERATE_WINDOW = 100
 
 
 def degenerate(
     text: str,
     min_distinct_2: float = DEGENERATE_DISTINCT_2,
     max_repetition: float = DEGENERATE_REPETITION,
+    window: int = DEGENERATE_WINDOW,
 ) -> bool:
-    """A looping or empty answer: few distinct word bigrams, or text that compresses too well."""
-    return distinct_2([text]) < min_distinct_2 or repetition(text) > max_repetition
+    """A looping or empty answer: few distinct word bigrams, or text that compresses too well;
+    an answer longer than `window` words loops where any window of it (half-overlapping) does."""
+    words = text.split()
+    if len(words) <= window:
+        return distinct_2([text]) < min_distinct_2 or repetition(text) > max_repetition
+    starts = [*range(0, len(words) - window, window // 2), len(words) - window]
+    return any(
+        degenerate(" ".join(words[start : start + window]), min_distinct_2, max_repetition, window)
+        for start in starts
+    )
 
 
 def native_bf16(lm: LoadedModel) -> bool:
