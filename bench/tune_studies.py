@@ -10,6 +10,7 @@ of `assets/tune_prompts.txt`; the dev prompts are kept for checking a choice aft
     python bench/tune_studies.py budget --budgets 1            # one budget only (~15 min)
     python bench/tune_studies.py budget --budgets 1 --separate assign   # one axis per layer
     python bench/tune_studies.py budget --budgets off --joint  # each pair's common scale
+    python bench/tune_studies.py budget --budgets 1,off --only dev_prompts --tokens 320
     python bench/tune_studies.py readout        # persona vs answers readout, fitted here (~20 min)
     python bench/tune_studies.py method         # shipped (mean) vs trained on its pairs (~60 min)
     python bench/tune_studies.py method --objective likelihood --presets cheerful --no-mean
@@ -181,21 +182,25 @@ def budget(
     budgets: tuple[float | None, ...] = BUDGETS,
     joint: bool = False,
     only: str = "",
+    tokens: int = 64,
 ) -> dict:
     """The shipped packs, every pair at ±1, budgets 1 / 1.4 / off: on the 48 prompts of
     tune_prompts.txt (goal ≤ 2 looping) and on seed queries 25–46 (goal ≤ 1), separately;
     `separation` keeps the pushes at shared layers apart first (`engine/separate.py`,
     `steering/assign.py`); `joint` measures each pair's joint calibration on its fit queries
     (`fitting/joint.py`) and steers every pair cell with its quadrant's common scale instead of a
-    budget; `only` runs one of the two prompt sets."""
+    budget; `only` runs one of the two prompt sets, or the dev prompts (goal ≤ 1, the composition
+    table's set: never by default); `tokens` is the answers' length."""
     axes = {
         name: (pack := AxisPack.load(PACKS / f"{name}.safetensors", lm), make_judge(j, pack.axis))
         for name, j in PRESET_JUDGES.items()
     }
     sets = {"tune_prompts": (tune_file_prompts(), 2), "seed_queries_25_46": (held_out_seeds(), 1)}
+    if only == "dev_prompts":
+        sets = {only: (read_queries(ASSETS / "dev_prompts.txt").queries, 1)}
     sets = {name: chosen for name, chosen in sets.items() if not only or name == only}
     out: dict[str, Any] = {"study": "budget", "budgets": [_budget_name(b) for b in budgets],
-                           "separate": separation}  # fmt: skip
+                           "separate": separation, "tokens": tokens}  # fmt: skip
     settings = SteerSettings(separate=separation)  # type: ignore[arg-type]
     pair_settings = None
     if joint:
@@ -213,7 +218,7 @@ def budget(
 
     for name, (chosen, looping_goal) in sets.items():
         cells = compose(lm, axes, chosen, settings, budgets=budgets,
-                        sampling=SamplingConfig(max_new_tokens=64),
+                        sampling=SamplingConfig(max_new_tokens=tokens),
                         pair_settings=pair_settings)  # fmt: skip
         summary = _budget_summary(cells, len(chosen), looping_goal, budgets)
         for cell in cells[1:]:
@@ -550,7 +555,7 @@ def main() -> None:
         "--joint", action="store_true", help="budget study: pairs at their joint calibration"
     )
     parser.add_argument(
-        "--only", choices=("tune_prompts", "seed_queries_25_46"), default="",
+        "--only", choices=("tune_prompts", "seed_queries_25_46", "dev_prompts"), default="",
         help="budget study: one prompt set",
     )  # fmt: skip
     parser.add_argument(
@@ -563,6 +568,7 @@ def main() -> None:
         "--cells", default="cheerful+1:simple+1", help="pair-trained: pair cells, a comma list"
     )
     parser.add_argument("--anchor", type=float, default=0.0, help="pair-trained: DPOP's λ")
+    parser.add_argument("--tokens", type=int, default=64, help="budget study: answer length")
     args = parser.parse_args()
     budgets = tuple(None if b == "off" else float(b) for b in args.budgets.split(","))
     lm = load_model()
@@ -575,7 +581,9 @@ def main() -> None:
     elif args.study == "verbose-room":
         result = verbose_room(lm, read_queries(ASSETS / "dev_prompts.txt").queries)
     elif args.study == "budget":
-        result = budget(lm, tuning_prompts(), args.separate, budgets, args.joint, args.only)
+        result = budget(
+            lm, tuning_prompts(), args.separate, budgets, args.joint, args.only, args.tokens
+        )
     else:
         result = STUDIES[args.study](lm, tuning_prompts())
     print(json.dumps(result))
