@@ -339,13 +339,19 @@ def _trained_beside(
 
 
 def pair_trained(
-    lm, prompts: list[str], cells: str = "cheerful+1:simple+1", anchor: float = 0.0
+    lm,
+    prompts: list[str],
+    cells: str = "cheerful+1:simple+1",
+    anchor: float = 0.0,
+    scales: tuple[float, ...] = (),
 ) -> dict:
     """For each pair cell ("a+1:b-1,…"), each axis's directions trained beside the other's
     shipped edit (`_trained_beside`), then on `prompts`: base, each shipped axis alone, the
     shipped pair and the pair of trained-beside directions, at budget 1 and raw sums. Shares by
     interaction are taken against the shipped axes alone (what a user's single slider does);
-    `anchor`: DPOP's penalty in the loss (`TrainConfig.anchor`)."""
+    `anchor`: DPOP's penalty in the loss (`TrainConfig.anchor`); `scales`: both pairs also with
+    every push at their shared layers scaled by each (`SteerSettings.shared_scale`), to compare
+    them at equal fluency."""
     rows_out: dict[str, dict] = {}
     sampling = SamplingConfig(max_new_tokens=64)
     for spec in cells.split(","):
@@ -354,20 +360,20 @@ def pair_trained(
         judges = {n: make_judge(PRESET_JUDGES[n], packs[n].axis) for n in (a, b)}
         paired = {a: _trained_beside(lm, packs[a], sa, packs[b], sb, anchor),
                   b: _trained_beside(lm, packs[b], sb, packs[a], sa, anchor)}  # fmt: skip
-        variants: list[tuple[str, dict[AxisPack, float], float | None]] = [
-            ("base", {}, None),
-            (f"{a} alone", {packs[a]: sa}, None),
-            (f"{b} alone", {packs[b]: sb}, None),
+        variants: list[tuple[str, dict[AxisPack, float], SteerSettings]] = [
+            ("base", {}, SteerSettings()),
+            (f"{a} alone", {packs[a]: sa}, SteerSettings()),
+            (f"{b} alone", {packs[b]: sb}, SteerSettings()),
         ]
-        for budget_value in (1.0, None):
-            name = _budget_name(budget_value)
+        pair_settings = {f"budget {_budget_name(v)}": SteerSettings(budget=v) for v in (1.0, None)}
+        pair_settings |= {f"scale {x:g}": SteerSettings(shared_scale=x) for x in scales}
+        for name, chosen in pair_settings.items():
             variants += [
-                (f"shipped pair, budget {name}", {packs[a]: sa, packs[b]: sb}, budget_value),
-                (f"trained pair, budget {name}", {paired[a]: sa, paired[b]: sb}, budget_value),
+                (f"shipped pair, {name}", {packs[a]: sa, packs[b]: sb}, chosen),
+                (f"trained pair, {name}", {paired[a]: sa, paired[b]: sb}, chosen),
             ]
         rows: list[Row] = []
-        for _, chosen_axes, budget_value in variants:
-            settings = SteerSettings(budget=budget_value)
+        for _, chosen_axes, settings in variants:
             plans = (
                 plan_edits(lm, prompts, chosen_axes, settings)
                 if chosen_axes
@@ -568,6 +574,9 @@ def main() -> None:
         "--cells", default="cheerful+1:simple+1", help="pair-trained: pair cells, a comma list"
     )
     parser.add_argument("--anchor", type=float, default=0.0, help="pair-trained: DPOP's λ")
+    parser.add_argument(
+        "--scales", default="", help="pair-trained: common scales at shared layers, a comma list"
+    )
     parser.add_argument("--tokens", type=int, default=64, help="budget study: answer length")
     args = parser.parse_args()
     budgets = tuple(None if b == "off" else float(b) for b in args.budgets.split(","))
@@ -577,7 +586,13 @@ def main() -> None:
     elif args.study == "prompt-positions":
         result = prompt_positions(lm, tune_file_prompts(), args.presets, args.grid, args.trained)
     elif args.study == "pair-trained":
-        result = pair_trained(lm, tune_file_prompts(), args.cells, args.anchor)
+        result = pair_trained(
+            lm,
+            tune_file_prompts(),
+            args.cells,
+            args.anchor,
+            tuple(float(x) for x in args.scales.split(",") if x),
+        )
     elif args.study == "verbose-room":
         result = verbose_room(lm, read_queries(ASSETS / "dev_prompts.txt").queries)
     elif args.study == "budget":
