@@ -53,7 +53,7 @@ from alignez_core.evaluation.composition import (
 from alignez_core.evaluation.evaluate import EvalConfig, EvalReport, evaluate, paired_difference
 from alignez_core.fitting.fit import FitConfig, Readout, fit_axis, refine_axis
 from alignez_core.fitting.joint import joint_calibration
-from alignez_core.fitting.train import OBJECTIVES, TrainConfig, train_directions
+from alignez_core.fitting.train import OBJECTIVES, TrainConfig
 from alignez_core.measure.judges import (
     PRESET_DIRECTIONS,
     PRESET_JUDGES,
@@ -314,28 +314,16 @@ def _trained_beside(
     """`pack`'s directions trained on its own pairs with `other` steering at `other_sign`
     meanwhile (its edit present in every forward, the reference included, so the loss asks what
     `pack` adds on top of `other` alone), at `pack`'s clean edge for `sign`; calibration kept."""
-    settings = SteerSettings().for_pack(pack)
     assert pack.calibration is not None
-    initial = {
-        i: pack.layers[i].mean_difference
-        for i in settings.band_layers(lm.num_layers)
-        if pack.layers[i].rank > 0 and pack.layers[i].mean_difference.norm() > 1e-8
-    }
     training = TrainConfig(strength=pack.calibration.for_sign(sign), anchor=anchor)
     with steer(lm, {other: other_sign}):
-        units, log = train_directions(
-            lm, pack.pairs, initial, pack.residual_norms, settings.chosen_positions, training
-        )
-    layers = [
-        replace(layer, mean_difference=units[i] * layer.mean_difference.norm())
-        if i in units and log.best_epoch > 0
-        else layer
-        for i, layer in enumerate(pack.layers)
-    ]
+        trained = refine_axis(lm, pack, training, recalibrate=False)
+    log = trained.training
+    assert log is not None
     print(f"{pack.name} {sign:+g} beside {other.name} {other_sign:+g}: best epoch "
           f"{log.best_epoch}, held-out loss {[round(x, 3) for x in log.held_out_losses]}, "
           f"{log.seconds:.0f} s", flush=True)  # fmt: skip
-    return replace(pack, layers=layers, training=log)
+    return trained
 
 
 def pair_trained(

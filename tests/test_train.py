@@ -25,7 +25,7 @@ from alignez_core.fitting.train import (
     train_directions,
 )
 from alignez_core.interop import control_vectors
-from alignez_core.steering import SteerSettings
+from alignez_core.steering import SteerSettings, steer
 from tests.tiny import make_model
 
 POSITIVE_CHARS, NEGATIVE_CHARS = "abcdefgh", "stuvwxyz"
@@ -276,6 +276,26 @@ def test_refining_a_fitted_pack_is_a_trained_fit_and_leaves_the_pack_alone(
     assert refined.calibration is not None and trained.calibration is not None
     assert refined.calibration.points == trained.calibration.points
     assert refined.fit_config["method"] == "trained" and "fingerprint" not in refined.fit_config
+
+
+def test_refining_without_recalibrating_keeps_the_push_and_learns_beside_another_axis(
+    trained_pack, tiny_llama
+):
+    """`recalibrate=False` keeps the pack's calibration; inside `steer()` of another axis the
+    training forwards carry that axis's edit (its losses differ from training alone), and the
+    hooks of both are gone afterwards."""
+    mean, _ = trained_pack
+    alone = refine_axis(tiny_llama, mean, TRAINED.training, recalibrate=False)
+    assert alone.training is not None and alone.training.best_epoch > 0
+    assert alone.calibration == mean.calibration
+    other = fit_axis(
+        tiny_llama, preset("simple"), config=replace(TRAINED, method="mean", n_queries=4)
+    )
+    with steer(tiny_llama, {other: 1.0}):
+        beside = refine_axis(tiny_llama, mean, TRAINED.training, recalibrate=False)
+    assert beside.training is not None
+    assert beside.training.held_out_losses != alone.training.held_out_losses
+    assert all(not block._forward_hooks for block in tiny_llama.layout.blocks)
 
 
 def test_refining_is_refused_where_there_is_nothing_to_train(trained_pack, tiny_llama):

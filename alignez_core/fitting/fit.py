@@ -171,12 +171,17 @@ def refine_axis(
     training: TrainConfig = TrainConfig(),
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    recalibrate: bool = True,
 ) -> AxisPack:
     """A fitted pack's directions trained on its own stored pairs (`train.py`), recalibrated as
     it was fitted: what `FitConfig(method="trained")` does after the mean difference, for a pack
     already made. A new pack; `pack` is left as it was. Where training kept the mean difference
     (no epoch did better held out), the new pack keeps its calibration too: recalibrating the
-    same directions would only add the noise of a borderline strength."""
+    same directions would only add the noise of a borderline strength. `recalibrate=False`
+    keeps it always, so the trained directions push exactly as far as the pack's (to compare
+    directions at one strength). Training runs inside any `steer()` block around the call:
+    another axis steering there is present in every forward, so the directions learn what this
+    axis adds on top of it."""
     pack.check_compatible(lm)
     if pack.training is not None:
         raise FitError(f"Axis {pack.name!r} is already trained.")
@@ -192,7 +197,7 @@ def refine_axis(
     fit_config = {k: v for k, v in pack.fit_config.items() if k != "fingerprint"}
     refined.fit_config = fit_config | {"method": "trained", "training": asdict(training)}
     assert refined.training is not None
-    if refined.training.best_epoch == 0:  # the same directions: the same clean edge
+    if refined.training.best_epoch == 0 or not recalibrate:  # the same clean edge
         refined.calibration = pack.calibration
         return refined
     stored = pack.calibration.settings.get("calibration") if pack.calibration else None
