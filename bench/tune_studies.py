@@ -64,7 +64,7 @@ from alignez_core.measure.judges import (
     perplexities,
     words,
 )
-from alignez_core.steering import SteerSettings, combine, plan_edits, steer
+from alignez_core.steering import SteerSettings, steer, steered_rows
 from alignez_core.steering.prompting import prompted_row
 from alignez_core.steering.settings import KEEP_APART
 
@@ -362,13 +362,7 @@ def pair_trained(
             ]
         rows: list[Row] = []
         for _, chosen_axes, settings in variants:
-            plans = (
-                plan_edits(lm, prompts, chosen_axes, settings)
-                if chosen_axes
-                else [[] for _ in prompts]
-            )
-            rows += [Row(p, combine(plan, settings) if plan else None)
-                     for p, plan in zip(prompts, plans, strict=True)]  # fmt: skip
+            rows += steered_rows(lm, prompts, chosen_axes, settings)
         texts = [o.text for o in generate_rows(lm, rows, sampling)]
         n = len(prompts)
         blocks = {label: texts[k * n : (k + 1) * n] for k, (label, _, _) in enumerate(variants)}
@@ -420,9 +414,7 @@ def verbose_room(lm, prompts: list[str]) -> dict:
     for cap in VERBOSE_CAPS:
         rows = [Row(p) for p in prompts]
         for strength in (-1.0, -2.0):
-            plans = plan_edits(lm, prompts, {pack: strength}, settings)
-            rows += [Row(p, combine(plan, settings))
-                     for p, plan in zip(prompts, plans, strict=True)]  # fmt: skip
+            rows += steered_rows(lm, prompts, {pack: strength}, settings)
         rows += [prompted_row(p, {pack: -1.0}) for p in prompts]
         outputs = generate_rows(lm, rows, SamplingConfig(max_new_tokens=cap))
         n = len(prompts)

@@ -34,7 +34,7 @@ from alignez_core.measure.judges import (
     perplexities,
     pole_judge,
 )
-from alignez_core.steering import DEFAULT_BUDGET, SteerSettings, combine, plan_edits
+from alignez_core.steering import DEFAULT_BUDGET, SteerSettings, steered_rows
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -116,13 +116,7 @@ def compose(
         chosen = replace(settings, budget=budget)
         if pair_settings is not None and len(sliders) == 2:
             chosen = pair_settings(sliders, chosen)
-        plans = (
-            plan_edits(lm, prompts, chosen_axes, chosen) if chosen_axes else [[] for _ in prompts]
-        )
-        rows += [
-            Row(p, combine(plan, chosen) if plan else None)
-            for p, plan in zip(prompts, plans, strict=True)
-        ]
+        rows += steered_rows(lm, prompts, chosen_axes, chosen)
     texts: list[str] = []
     for start in range(0, len(rows), batch_size):
         texts += [o.text for o in generate_rows(lm, rows[start : start + batch_size], sampling)]

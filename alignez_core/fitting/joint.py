@@ -25,7 +25,7 @@ from alignez_core.axes.pack import AxisPack
 from alignez_core.engine.generation import Row
 from alignez_core.engine.model import LoadedModel
 from alignez_core.errors import FitError
-from alignez_core.steering import SteerSettings, combine, plan_edits
+from alignez_core.steering import SteerSettings, steered_rows
 
 from .calibrate import calibration_for_kind, is_clean
 from .region import ProgressFn, fluency_per_cell, region_queries
@@ -93,8 +93,7 @@ def joint_calibration(
     rows = [Row(q) for q in queries]
     for (a, b), scale in grid:
         chosen = replace(settings, shared_scale=scale)
-        plans = plan_edits(lm, queries, {first: float(a), second: float(b)}, chosen)
-        rows += [Row(q, combine(plan, chosen)) for q, plan in zip(queries, plans, strict=True)]
+        rows += steered_rows(lm, queries, {first: float(a), second: float(b)}, chosen)
     base, cells = fluency_per_cell(
         lm, rows, len(queries), config, max_new_tokens, batch_size, "joint calibration",
         progress, cancel,

@@ -12,6 +12,7 @@ from .answers import (
     build_rows,
     comparison_rows,
     generate,
+    steered_rows,
     stream,
     sweep_rows,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "layer_budgets",
     "plan_edits",
     "steer",
+    "steered_rows",
     "stream",
     "sweep_rows",
 ]

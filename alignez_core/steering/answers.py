@@ -45,6 +45,20 @@ def build_rows(
     return rows, planned
 
 
+def steered_rows(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    axes: Mapping[AxisPack, float],
+    settings: SteerSettings,
+) -> list[Row]:
+    """One row per prompt with every axis combined (no axes: the base model's rows), to batch
+    beside other such blocks (evaluation cells, calibration grids, studies)."""
+    if not axes:
+        return [Row(p) for p in prompts]
+    planned = plan_edits(lm, prompts, axes, settings)
+    return [Row(p, combine(edits, settings)) for p, edits in zip(prompts, planned, strict=True)]
+
+
 @dataclass(frozen=True)
 class ComparisonRows:
     """One prompt's rows for a side-by-side view, in order: base, then edited and prompted
