@@ -72,7 +72,8 @@ def main() -> None:
         started = time.perf_counter()
         pack = AxisPack.load(prefitted_path(name, args.model), lm)
         queries = [p.query for p in pack.pairs]
-        plain_texts = [r.text for r in generate_rows(lm, [Row(q) for q in queries], SamplingConfig())]
+        greedy = generate_rows(lm, [Row(q) for q in queries], SamplingConfig())
+        plain_texts = [r.text for r in greedy]
         plain = answer_embeddings(lm, queries, plain_texts, pack.pooling, pack.site, 16)
         packs = {
             "two-sided": (pack, (-1.0, 1.0)),
