@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SCRIPTS = sorted(p for p in BENCH.glob("*.py"))
+SCRIPTS = sorted(BENCH.glob("*.py"))
 OPTIONAL = {"llama_cpp_check": "llama_cpp"}  # built by `make llamacpp`, not by `make test`
 
 
